@@ -1,0 +1,317 @@
+//! Reads an input's JSON `data` (flat or nested, row-major) straight into typed storage, checking the
+//! nesting against the shape and every value against the datatype's range as it goes. Nesting is bounded
+//! by the shape's rank, so hostile depth cannot grow the stack, and storage is reserved from what the
+//! body can hold, never from what the shape claims.
+
+use crate::{DataType, TensorData};
+use half::{bf16, f16};
+use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
+use std::fmt;
+
+/// Decodes `raw` (the text of a JSON `data` value) into `count` elements of `dt` laid out as `shape`.
+pub(crate) fn decode(raw: &str, dt: DataType, shape: &[usize], count: usize) -> Result<TensorData, String> {
+    // Each element takes at least two bytes of JSON ("1,"), which bounds what a lying shape can reserve.
+    let cap = count.min(raw.len() / 2 + 1);
+    macro_rules! go {
+        ($variant:ident) => {{
+            let mut out = Vec::with_capacity(cap);
+            read(raw, shape, count, &mut out)?;
+            TensorData::$variant(out)
+        }};
+    }
+    Ok(match dt {
+        DataType::Bool => go!(Bool),
+        DataType::Uint8 => go!(Uint8),
+        DataType::Uint16 => go!(Uint16),
+        DataType::Uint32 => go!(Uint32),
+        DataType::Uint64 => go!(Uint64),
+        DataType::Int8 => go!(Int8),
+        DataType::Int16 => go!(Int16),
+        DataType::Int32 => go!(Int32),
+        DataType::Int64 => go!(Int64),
+        DataType::Fp16 => go!(Fp16),
+        DataType::Bf16 => go!(Bf16),
+        DataType::Fp32 => go!(Fp32),
+        DataType::Fp64 => go!(Fp64),
+        DataType::Bytes => go!(Bytes),
+    })
+}
+
+fn read<T: JsonElement>(raw: &str, shape: &[usize], count: usize, out: &mut Vec<T>) -> Result<(), String> {
+    let mut de = serde_json::Deserializer::from_str(raw);
+    let mut state = State { out, shape, count, layout: Layout::Unknown };
+    Level { state: &mut state, depth: 0 }.deserialize(&mut de).map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    if state.out.len() != count {
+        return Err(format!("data has {} elements but shape {shape:?} needs {count}", state.out.len()));
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Layout {
+    Unknown,
+    Flat,
+    Nested,
+}
+
+struct State<'s, T> {
+    out: &'s mut Vec<T>,
+    shape: &'s [usize],
+    count: usize,
+    layout: Layout,
+}
+
+struct Level<'a, 's, T> {
+    state: &'a mut State<'s, T>,
+    depth: usize,
+}
+
+impl<'de, T: JsonElement> DeserializeSeed<'de> for Level<'_, '_, T> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<T: JsonElement> Level<'_, '_, T> {
+    fn push<E: de::Error>(self, v: Result<T, String>) -> Result<(), E> {
+        let st = self.state;
+        let rank = st.shape.len();
+        if self.depth == 0 {
+            return Err(E::custom("data must be an array"));
+        }
+        let flat_ok = self.depth == 1 && st.layout != Layout::Nested;
+        if self.depth != rank && !flat_ok {
+            return Err(E::custom(format!("nesting of data does not match shape {:?}", st.shape)));
+        }
+        if self.depth == 1 && rank != 1 {
+            st.layout = Layout::Flat;
+        }
+        if st.out.len() >= st.count {
+            return Err(E::custom(format!("data has more elements than shape {:?} holds", st.shape)));
+        }
+        st.out.push(v.map_err(E::custom)?);
+        Ok(())
+    }
+}
+
+impl<'de, T: JsonElement> Visitor<'de> for Level<'_, '_, T> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "an array of {} values", T::NAME)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let st = self.state;
+        let depth = self.depth;
+        if depth > 0 {
+            if st.layout == Layout::Flat || depth >= st.shape.len() {
+                return Err(de::Error::custom(format!("nesting of data does not match shape {:?}", st.shape)));
+            }
+            st.layout = Layout::Nested;
+        }
+        let mut n = 0usize;
+        while seq.next_element_seed(Level { state: &mut *st, depth: depth + 1 })?.is_some() {
+            n += 1;
+            if depth > 0 && n > st.shape[depth] {
+                return Err(de::Error::custom(format!("nested data is longer than dimension {depth} of shape {:?}", st.shape)));
+            }
+        }
+        let want = st.shape.get(depth).copied();
+        let nested_level = depth > 0 || st.layout == Layout::Nested || st.shape.len() == 1;
+        if nested_level && want.is_some_and(|w| w != n) {
+            return Err(de::Error::custom(format!("nested data has {n} entries at dimension {depth} of shape {:?}", st.shape)));
+        }
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.push(T::from_bool(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.push(T::from_u64(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.push(T::from_i64(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.push(T::from_f64(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.push(T::from_str(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.push(Err(format!("null is not a {} value", T::NAME)))
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(de::Error::custom(format!("an object is not a {} value", T::NAME)))
+    }
+}
+
+/// How one JSON scalar becomes an element of a datatype; anything out of range is refused, never wrapped.
+trait JsonElement: Sized {
+    const NAME: &'static str;
+    fn wrong(what: impl fmt::Display) -> Result<Self, String> {
+        Err(format!("{what} is not a valid {} value", Self::NAME))
+    }
+    fn from_bool(v: bool) -> Result<Self, String> {
+        Self::wrong(v)
+    }
+    fn from_u64(v: u64) -> Result<Self, String> {
+        Self::wrong(v)
+    }
+    fn from_i64(v: i64) -> Result<Self, String> {
+        Self::wrong(v)
+    }
+    fn from_f64(v: f64) -> Result<Self, String> {
+        Self::wrong(v)
+    }
+    fn from_str(v: &str) -> Result<Self, String> {
+        Self::wrong(format_args!("string {v:?}"))
+    }
+}
+
+impl JsonElement for bool {
+    const NAME: &'static str = "BOOL";
+    fn from_bool(v: bool) -> Result<Self, String> {
+        Ok(v)
+    }
+}
+
+impl JsonElement for String {
+    const NAME: &'static str = "BYTES";
+    fn from_str(v: &str) -> Result<Self, String> {
+        Ok(v.to_owned())
+    }
+}
+
+macro_rules! int_element {
+    ($t:ty, $name:literal) => {
+        impl JsonElement for $t {
+            const NAME: &'static str = $name;
+            fn from_u64(v: u64) -> Result<Self, String> {
+                <$t>::try_from(v).map_err(|_| format!("{v} is out of range for {}", $name))
+            }
+            fn from_i64(v: i64) -> Result<Self, String> {
+                <$t>::try_from(v).map_err(|_| format!("{v} is out of range for {}", $name))
+            }
+            fn from_f64(v: f64) -> Result<Self, String> {
+                Err(format!("{v} is not an integer (datatype {})", $name))
+            }
+        }
+    };
+}
+int_element!(u8, "UINT8");
+int_element!(u16, "UINT16");
+int_element!(u32, "UINT32");
+int_element!(u64, "UINT64");
+int_element!(i8, "INT8");
+int_element!(i16, "INT16");
+int_element!(i32, "INT32");
+int_element!(i64, "INT64");
+
+macro_rules! float_element {
+    ($t:ty, $name:literal, $from:expr) => {
+        impl JsonElement for $t {
+            const NAME: &'static str = $name;
+            fn from_u64(v: u64) -> Result<Self, String> {
+                <Self as JsonElement>::from_f64(v as f64)
+            }
+            fn from_i64(v: i64) -> Result<Self, String> {
+                <Self as JsonElement>::from_f64(v as f64)
+            }
+            fn from_f64(v: f64) -> Result<Self, String> {
+                let x: $t = $from(v);
+                if f64::from(x).is_infinite() {
+                    return Err(format!("{v} is out of range for {}", $name));
+                }
+                Ok(x)
+            }
+        }
+    };
+}
+float_element!(f32, "FP32", |v| v as f32);
+float_element!(f64, "FP64", |v| v);
+float_element!(f16, "FP16", f16::from_f64);
+float_element!(bf16, "BF16", bf16::from_f64);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fp32(raw: &str, shape: &[usize]) -> Result<Vec<f32>, String> {
+        let n = shape.iter().product();
+        match decode(raw, DataType::Fp32, shape, n)? {
+            TensorData::Fp32(v) => Ok(v),
+            other => panic!("wrong variant {other:?}"),
+        }
+    }
+
+    #[test]
+    fn flat_and_nested_data_agree() {
+        assert_eq!(fp32("[1,2,3,4,5,6]", &[2, 3]).unwrap(), vec![1., 2., 3., 4., 5., 6.]);
+        assert_eq!(fp32("[[1,2,3],[4,5,6]]", &[2, 3]).unwrap(), vec![1., 2., 3., 4., 5., 6.]);
+        assert_eq!(fp32("[[[1],[2]]]", &[1, 2, 1]).unwrap(), vec![1., 2.]);
+        assert_eq!(fp32("[7]", &[]).unwrap(), vec![7.]);
+        assert_eq!(fp32("[]", &[0, 4]).unwrap(), Vec::<f32>::new());
+    }
+
+    #[test]
+    fn nesting_that_does_not_match_the_shape_is_refused() {
+        for (raw, shape) in [
+            ("[[1,2],[3,4],[5,6]]", &[2, 3][..]),
+            ("[[1,2,3],4,5,6]", &[2, 3]),
+            ("[1,2,3,[4,5,6]]", &[2, 3]),
+            ("[[[1,2,3]],[[4,5,6]]]", &[2, 3]),
+            ("[[1,2,3],[4,5]]", &[2, 3]),
+            ("[1,2,3,4,5]", &[2, 3]),
+            ("[1,2,3,4,5,6,7]", &[2, 3]),
+            ("[[1,2,3,4,5,6]]", &[6]),
+            ("1", &[1]),
+            ("[{}]", &[1]),
+            ("[null]", &[1]),
+        ] {
+            assert!(fp32(raw, shape).is_err(), "{raw} as {shape:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn hostile_depth_is_refused_without_recursion() {
+        let raw = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let err = fp32(&raw, &[1, 1]).unwrap_err();
+        assert!(err.contains("nesting"), "{err}");
+    }
+
+    #[test]
+    fn integers_are_range_checked_never_wrapped() {
+        let i8s = |raw: &str| decode(raw, DataType::Int8, &[2], 2);
+        assert_eq!(i8s("[-128,127]").unwrap(), TensorData::Int8(vec![-128, 127]));
+        assert!(i8s("[128,0]").unwrap_err().contains("out of range for INT8"));
+        assert!(i8s("[1.5,0]").unwrap_err().contains("not an integer"));
+        let u64s = |raw: &str| decode(raw, DataType::Uint64, &[1], 1);
+        assert_eq!(u64s("[18446744073709551615]").unwrap(), TensorData::Uint64(vec![u64::MAX]));
+        assert!(u64s("[18446744073709551616]").is_err());
+        assert!(u64s("[-1]").unwrap_err().contains("out of range"));
+        assert!(decode("[true]", DataType::Int32, &[1], 1).is_err());
+    }
+
+    #[test]
+    fn other_datatypes_decode() {
+        assert_eq!(decode("[true,false]", DataType::Bool, &[2], 2).unwrap(), TensorData::Bool(vec![true, false]));
+        assert!(decode("[1]", DataType::Bool, &[1], 1).is_err());
+        assert_eq!(decode(r#"["a","é\n"]"#, DataType::Bytes, &[2], 2).unwrap(), TensorData::Bytes(vec!["a".into(), "é\n".into()]));
+        assert_eq!(decode("[1.5]", DataType::Fp16, &[1], 1).unwrap(), TensorData::Fp16(vec![f16::from_f32(1.5)]));
+        assert!(decode("[70000]", DataType::Fp16, &[1], 1).unwrap_err().contains("out of range for FP16"));
+        assert!(decode("[1e300]", DataType::Fp32, &[1], 1).unwrap_err().contains("out of range for FP32"));
+        assert_eq!(decode("[1e300]", DataType::Fp64, &[1], 1).unwrap(), TensorData::Fp64(vec![1e300]));
+        assert!(decode(r#"["1"]"#, DataType::Fp32, &[1], 1).is_err());
+    }
+
+    #[test]
+    fn a_lying_shape_reserves_nothing_large() {
+        let err = fp32("[1,2,3]", &[1 << 40]).unwrap_err();
+        assert!(err.contains("3 entries"), "{err}");
+    }
+}

@@ -1,0 +1,146 @@
+//! Decoded tensors: a name, a datatype, a shape and typed, aligned element storage ready to hand to a
+//! backend without another copy.
+
+use crate::DataType;
+use half::{bf16, f16};
+
+/// Typed element storage, one variant per datatype.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TensorData {
+    Bool(Vec<bool>),
+    Uint8(Vec<u8>),
+    Uint16(Vec<u16>),
+    Uint32(Vec<u32>),
+    Uint64(Vec<u64>),
+    Int8(Vec<i8>),
+    Int16(Vec<i16>),
+    Int32(Vec<i32>),
+    Int64(Vec<i64>),
+    Fp16(Vec<f16>),
+    Bf16(Vec<bf16>),
+    Fp32(Vec<f32>),
+    Fp64(Vec<f64>),
+    /// BYTES elements that travel to ONNX Runtime as strings, so they are valid UTF-8.
+    Bytes(Vec<String>),
+}
+
+/// Expands `$body` once per variant with `$v` bound to the inner Vec.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! each_variant {
+    ($data:expr, $v:ident => $body:expr) => {
+        match $data {
+            $crate::TensorData::Bool($v) => $body,
+            $crate::TensorData::Uint8($v) => $body,
+            $crate::TensorData::Uint16($v) => $body,
+            $crate::TensorData::Uint32($v) => $body,
+            $crate::TensorData::Uint64($v) => $body,
+            $crate::TensorData::Int8($v) => $body,
+            $crate::TensorData::Int16($v) => $body,
+            $crate::TensorData::Int32($v) => $body,
+            $crate::TensorData::Int64($v) => $body,
+            $crate::TensorData::Fp16($v) => $body,
+            $crate::TensorData::Bf16($v) => $body,
+            $crate::TensorData::Fp32($v) => $body,
+            $crate::TensorData::Fp64($v) => $body,
+            $crate::TensorData::Bytes($v) => $body,
+        }
+    };
+}
+
+impl TensorData {
+    pub fn datatype(&self) -> DataType {
+        match self {
+            Self::Bool(_) => DataType::Bool,
+            Self::Uint8(_) => DataType::Uint8,
+            Self::Uint16(_) => DataType::Uint16,
+            Self::Uint32(_) => DataType::Uint32,
+            Self::Uint64(_) => DataType::Uint64,
+            Self::Int8(_) => DataType::Int8,
+            Self::Int16(_) => DataType::Int16,
+            Self::Int32(_) => DataType::Int32,
+            Self::Int64(_) => DataType::Int64,
+            Self::Fp16(_) => DataType::Fp16,
+            Self::Bf16(_) => DataType::Bf16,
+            Self::Fp32(_) => DataType::Fp32,
+            Self::Fp64(_) => DataType::Fp64,
+            Self::Bytes(_) => DataType::Bytes,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        each_variant!(self, v => v.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `len` zero (or empty-string) elements of `dt`: used for warm-up inputs.
+    pub fn zeros(dt: DataType, len: usize) -> Self {
+        match dt {
+            DataType::Bool => Self::Bool(vec![false; len]),
+            DataType::Uint8 => Self::Uint8(vec![0; len]),
+            DataType::Uint16 => Self::Uint16(vec![0; len]),
+            DataType::Uint32 => Self::Uint32(vec![0; len]),
+            DataType::Uint64 => Self::Uint64(vec![0; len]),
+            DataType::Int8 => Self::Int8(vec![0; len]),
+            DataType::Int16 => Self::Int16(vec![0; len]),
+            DataType::Int32 => Self::Int32(vec![0; len]),
+            DataType::Int64 => Self::Int64(vec![0; len]),
+            DataType::Fp16 => Self::Fp16(vec![f16::ZERO; len]),
+            DataType::Bf16 => Self::Bf16(vec![bf16::ZERO; len]),
+            DataType::Fp32 => Self::Fp32(vec![0.0; len]),
+            DataType::Fp64 => Self::Fp64(vec![0.0; len]),
+            DataType::Bytes => Self::Bytes(vec![String::new(); len]),
+        }
+    }
+}
+
+/// A named tensor with its shape; `data.len()` always equals the product of `shape`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: TensorData,
+}
+
+/// What a model declares for one input or output: `-1` marks a dynamic dimension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub datatype: DataType,
+    pub shape: Vec<i64>,
+}
+
+/// Product of a shape's dimensions, refusing negative dimensions and overflow.
+pub fn element_count(shape: &[i64]) -> Result<usize, String> {
+    shape.iter().try_fold(1usize, |acc, &d| {
+        let d = usize::try_from(d).map_err(|_| format!("shape {shape:?} has a negative dimension"))?;
+        acc.checked_mul(d).ok_or_else(|| format!("shape {shape:?} has more elements than can be addressed"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn element_count_refuses_negative_and_overflow() {
+        assert_eq!(element_count(&[]), Ok(1));
+        assert_eq!(element_count(&[2, 3, 0]), Ok(0));
+        assert_eq!(element_count(&[4, 64]), Ok(256));
+        assert!(element_count(&[-1, 4]).unwrap_err().contains("negative"));
+        let err = element_count(&[i64::MAX, i64::MAX, 4]).unwrap_err();
+        assert!(err.contains("more elements"), "{err}");
+    }
+
+    #[test]
+    fn zeros_has_the_asked_datatype_and_length() {
+        for dt in DataType::ALL {
+            let z = TensorData::zeros(dt, 3);
+            assert_eq!(z.datatype(), dt);
+            assert_eq!(z.len(), 3);
+        }
+    }
+}
