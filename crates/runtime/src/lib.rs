@@ -1,1 +1,11 @@
-//! stub
+//! Where models run: a pool of worker threads per model version, each owning one backend instance and
+//! fed by a bounded channel, so inference never touches the async executor; and the registry of every
+//! model version's state (loading, ready, failed) that the HTTP side reads.
+
+mod metrics;
+mod pool;
+mod registry;
+
+pub use metrics::VersionMetrics;
+pub use pool::{InferError, InferOutput, Loader, Pool, PoolOptions};
+pub use registry::{LookupError, ModelState, Registry, VersionEntry};

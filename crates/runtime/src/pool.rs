@@ -1,0 +1,149 @@
+//! A model version's worker threads. Each thread loads its own backend instance, warms it up with a real
+//! inference, then serves jobs from a shared bounded queue. A job carries a oneshot reply; a job whose
+//! caller has gone away is dropped before it reaches the model.
+
+use crate::VersionMetrics;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
+use switchyard_backend::{Backend, BackendError, Signature};
+use switchyard_protocol::{Tensor, TensorData};
+use tokio::sync::oneshot;
+
+/// Creates one backend instance; called once on each worker thread.
+pub type Loader = Box<dyn Fn() -> Result<Box<dyn Backend>, BackendError> + Send + Sync>;
+
+/// How a pool is run.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub label: String,
+    pub instances: usize,
+    pub queue_capacity: usize,
+    pub warmup: bool,
+}
+
+/// What a finished job hands back.
+#[derive(Debug)]
+pub struct InferOutput {
+    pub outputs: Vec<Tensor>,
+    pub queue_time: Duration,
+    pub compute_time: Duration,
+}
+
+/// Why a job did not produce outputs.
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    #[error("the queue of {0} is full; retry later")]
+    QueueFull(String),
+    #[error("{0} is shutting down")]
+    Stopped(String),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+#[derive(Debug)]
+struct Job {
+    inputs: Vec<Tensor>,
+    outputs: Vec<String>,
+    enqueued: Instant,
+    reply: oneshot::Sender<Result<InferOutput, InferError>>,
+}
+
+/// The handle the HTTP side holds: a queue into the worker threads.
+#[derive(Debug)]
+pub struct Pool {
+    label: String,
+    tx: Sender<Job>,
+    signature: Signature,
+}
+
+impl Pool {
+    /// Starts `instances` workers and waits (blocking) until each has loaded and warmed up its backend.
+    /// Any failure stops the others and is returned.
+    pub fn start(opts: PoolOptions, loader: Loader, metrics: VersionMetrics) -> Result<Self, BackendError> {
+        let (tx, rx) = crossbeam_channel::bounded::<Job>(opts.queue_capacity.max(1));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let loader = std::sync::Arc::new(loader);
+        for i in 0..opts.instances.max(1) {
+            let (rx, ready_tx, loader, metrics, warmup) = (rx.clone(), ready_tx.clone(), loader.clone(), metrics.clone(), opts.warmup);
+            std::thread::Builder::new()
+                .name(format!("{}#{i}", opts.label))
+                .spawn(move || {
+                    let backend = loader().and_then(|mut b| if warmup { warm_up(b.as_mut()).map(|()| b) } else { Ok(b) });
+                    match backend {
+                        Ok(b) => {
+                            let _ = ready_tx.send(Ok(b.signature().clone()));
+                            drop(ready_tx);
+                            serve(b, rx, metrics);
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    }
+                })
+                .map_err(|e| BackendError::Load(format!("cannot start a worker thread: {e}")))?;
+        }
+        drop(ready_tx);
+        let mut signature = None;
+        for report in ready_rx {
+            signature = Some(report?);
+        }
+        let signature = signature.ok_or_else(|| BackendError::Load("no worker started".into()))?;
+        Ok(Self { label: opts.label, tx, signature })
+    }
+
+    pub fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    /// Queues a job without blocking; the reply arrives on the returned receiver.
+    pub fn submit(&self, inputs: Vec<Tensor>, outputs: Vec<String>) -> Result<oneshot::Receiver<Result<InferOutput, InferError>>, InferError> {
+        let (reply, rx) = oneshot::channel();
+        let job = Job { inputs, outputs, enqueued: Instant::now(), reply };
+        match self.tx.try_send(job) {
+            Ok(()) => Ok(rx),
+            Err(TrySendError::Full(_)) => Err(InferError::QueueFull(self.label.clone())),
+            Err(TrySendError::Disconnected(_)) => Err(InferError::Stopped(self.label.clone())),
+        }
+    }
+
+    /// Runs a job and waits for it.
+    pub async fn infer(&self, inputs: Vec<Tensor>, outputs: Vec<String>) -> Result<InferOutput, InferError> {
+        let rx = self.submit(inputs, outputs)?;
+        rx.await.unwrap_or_else(|_| Err(InferError::Stopped(self.label.clone())))
+    }
+}
+
+fn serve(mut backend: Box<dyn Backend>, rx: Receiver<Job>, metrics: VersionMetrics) {
+    while let Ok(job) = rx.recv() {
+        if job.reply.is_closed() {
+            metrics.cancelled.increment(1);
+            continue;
+        }
+        let queue_time = job.enqueued.elapsed();
+        let start = Instant::now();
+        let names: Vec<&str> = job.outputs.iter().map(String::as_str).collect();
+        let result = catch_unwind(AssertUnwindSafe(|| backend.infer(job.inputs, &names)))
+            .unwrap_or_else(|_| Err(BackendError::Inference("the model panicked".into())));
+        let compute_time = start.elapsed();
+        metrics.queue.record(queue_time.as_secs_f64());
+        metrics.compute.record(compute_time.as_secs_f64());
+        let _ = job.reply.send(result.map(|outputs| InferOutput { outputs, queue_time, compute_time }).map_err(InferError::from));
+    }
+}
+
+/// One real inference on zeros (dynamic dimensions as 1), so the first client does not pay for it.
+fn warm_up(backend: &mut dyn Backend) -> Result<(), BackendError> {
+    let sig = backend.signature().clone();
+    let inputs = sig
+        .inputs
+        .iter()
+        .map(|s| {
+            let shape: Vec<usize> = s.shape.iter().map(|&d| if d < 0 { 1 } else { d as usize }).collect();
+            let n = shape.iter().product();
+            Tensor { name: s.name.clone(), shape, data: TensorData::zeros(s.datatype, n) }
+        })
+        .collect();
+    let outputs: Vec<&str> = sig.outputs.iter().map(|s| s.name.as_str()).collect();
+    backend.infer(inputs, &outputs).map(|_| ()).map_err(|e| BackendError::Load(format!("warm-up inference failed: {e}")))
+}

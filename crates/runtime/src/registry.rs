@@ -1,0 +1,165 @@
+//! The state of every model version the repository declares: loading, ready (with its worker pool) or
+//! failed (with the reason). The HTTP side resolves requests against it; the loader writes to it. Reads
+//! hold the lock only long enough to clone an `Arc`.
+
+use crate::{Pool, VersionMetrics};
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use switchyard_core::{ResolveError, resolve_version};
+
+/// Where one model version stands.
+#[derive(Clone, Debug)]
+pub enum ModelState {
+    Loading,
+    Ready(Arc<Pool>),
+    Failed(String),
+}
+
+impl ModelState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Loading => "loading",
+            Self::Ready(_) => "ready",
+            Self::Failed(_) => "failed",
+        }
+    }
+}
+
+/// A served version: its state and its metric handles.
+#[derive(Clone, Debug)]
+pub struct VersionEntry {
+    pub version: u64,
+    pub state: ModelState,
+    pub metrics: VersionMetrics,
+}
+
+#[derive(Default, Clone)]
+struct ModelRecord {
+    versions: BTreeMap<u64, VersionEntry>,
+    /// A problem with the model as a whole (bad config.yaml, no versions on disk).
+    error: Option<String>,
+}
+
+/// Every model's versions and states.
+#[derive(Default)]
+pub struct Registry {
+    models: RwLock<BTreeMap<String, ModelRecord>>,
+}
+
+/// Why a request found no version to run on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    #[error("unknown model '{0}'")]
+    UnknownModel(String),
+    #[error("model '{model}' has no version '{version}'")]
+    UnknownVersion { model: String, version: String },
+    #[error("model '{model}' is not ready: {reason}")]
+    NotReady { model: String, reason: String },
+}
+
+impl Registry {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, ModelRecord>> {
+        self.models.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, ModelRecord>> {
+        self.models.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Declares a model whose versions are about to load (or that failed as a whole, with `error`).
+    pub fn declare(&self, model: &str, versions: &[u64], error: Option<String>) {
+        let mut models = self.write();
+        let record = models.entry(model.to_owned()).or_default();
+        record.error = error;
+        for &v in versions {
+            metrics::gauge!("switchyard_model_ready", "model" => model.to_owned(), "version" => v.to_string()).set(0.0);
+            record.versions.insert(v, VersionEntry { version: v, state: ModelState::Loading, metrics: VersionMetrics::new(model, v) });
+        }
+        if record.error.is_some() {
+            metrics::counter!("switchyard_model_load_failures_total", "model" => model.to_owned()).increment(1);
+        }
+    }
+
+    /// Records the outcome of loading one version.
+    pub fn set_state(&self, model: &str, version: u64, state: ModelState) {
+        let ready = matches!(state, ModelState::Ready(_));
+        if let ModelState::Failed(_) = state {
+            metrics::counter!("switchyard_model_load_failures_total", "model" => model.to_owned()).increment(1);
+        }
+        metrics::gauge!("switchyard_model_ready", "model" => model.to_owned(), "version" => version.to_string()).set(f64::from(u8::from(ready)));
+        if let Some(entry) = self.write().get_mut(model).and_then(|r| r.versions.get_mut(&version)) {
+            entry.state = state;
+        }
+    }
+
+    /// The version that answers a request for `model` (pinned to `version` when the path names one).
+    pub fn lookup(&self, model: &str, version: Option<&str>) -> Result<VersionEntry, LookupError> {
+        let models = self.read();
+        let record = models.get(model).ok_or_else(|| LookupError::UnknownModel(model.to_owned()))?;
+        let served: Vec<(u64, bool)> = record.versions.values().map(|e| (e.version, matches!(e.state, ModelState::Ready(_)))).collect();
+        let not_ready = |reason: String| LookupError::NotReady { model: model.to_owned(), reason };
+        match resolve_version(version, &served) {
+            Ok(r) => Ok(record.versions[&r.version].clone()),
+            Err(ResolveError::UnknownVersion(v)) => Err(LookupError::UnknownVersion { model: model.to_owned(), version: v }),
+            Err(ResolveError::NotReady(v)) => Err(not_ready(describe(&record.versions[&v].state, v))),
+            Err(ResolveError::NoneReady) => Err(not_ready(record.error.clone().unwrap_or_else(|| {
+                let states: Vec<String> = record.versions.values().map(|e| describe(&e.state, e.version)).collect();
+                if states.is_empty() { "no version to serve".into() } else { states.join("; ") }
+            }))),
+        }
+    }
+
+    /// Every model with its versions and their states, sorted by name.
+    pub fn snapshot(&self) -> Vec<(String, Vec<VersionEntry>, Option<String>)> {
+        self.read().iter().map(|(name, r)| (name.clone(), r.versions.values().cloned().collect(), r.error.clone())).collect()
+    }
+
+    /// `Ok` once every declared model version is ready; otherwise what is still missing.
+    pub fn readiness(&self) -> Result<(), String> {
+        let problems: Vec<String> = self
+            .read()
+            .iter()
+            .flat_map(|(name, r)| {
+                let model_err = r.error.iter().map(move |e| format!("model '{name}': {e}"));
+                let versions = r
+                    .versions
+                    .values()
+                    .filter(|e| !matches!(e.state, ModelState::Ready(_)))
+                    .map(move |e| format!("model '{name}' {}", describe(&e.state, e.version)));
+                model_err.chain(versions)
+            })
+            .collect();
+        if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+    }
+}
+
+fn describe(state: &ModelState, version: u64) -> String {
+    match state {
+        ModelState::Loading => format!("version {version} is still loading"),
+        ModelState::Ready(_) => format!("version {version} is ready"),
+        ModelState::Failed(e) => format!("version {version} failed to load: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_reports_unknown_and_not_ready_models() {
+        let r = Registry::default();
+        r.declare("m", &[1, 2], None);
+        r.declare("broken", &[], Some("config.yaml: unknown field `instnces`".into()));
+        assert!(matches!(r.lookup("x", None), Err(LookupError::UnknownModel(_))));
+        assert!(matches!(r.lookup("m", Some("3")), Err(LookupError::UnknownVersion { .. })));
+        let e = r.lookup("m", None).unwrap_err().to_string();
+        assert!(e.contains("still loading"), "{e}");
+        r.set_state("m", 2, ModelState::Failed("bad file".into()));
+        let e = r.lookup("m", Some("2")).unwrap_err().to_string();
+        assert!(e.contains("bad file"), "{e}");
+        let e = r.lookup("broken", None).unwrap_err().to_string();
+        assert!(e.contains("instnces"), "{e}");
+        let e = r.readiness().unwrap_err();
+        assert!(e.contains("instnces") && e.contains("bad file") && e.contains("version 1 is still loading"), "{e}");
+    }
+}
