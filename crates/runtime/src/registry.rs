@@ -25,6 +25,14 @@ impl ModelState {
     }
 }
 
+/// A ready version, as a request sees it.
+#[derive(Clone, Debug)]
+pub struct Served {
+    pub version: u64,
+    pub pool: Arc<Pool>,
+    pub metrics: VersionMetrics,
+}
+
 /// A served version: its state and its metric handles.
 #[derive(Clone, Debug)]
 pub struct VersionEntry {
@@ -92,14 +100,24 @@ impl Registry {
         }
     }
 
+    /// The metric handles registered for a declared version.
+    pub fn lookup_metrics(&self, model: &str, version: u64) -> Option<VersionMetrics> {
+        self.read().get(model)?.versions.get(&version).map(|e| e.metrics.clone())
+    }
+
     /// The version that answers a request for `model` (pinned to `version` when the path names one).
-    pub fn lookup(&self, model: &str, version: Option<&str>) -> Result<VersionEntry, LookupError> {
+    pub fn lookup(&self, model: &str, version: Option<&str>) -> Result<Served, LookupError> {
         let models = self.read();
         let record = models.get(model).ok_or_else(|| LookupError::UnknownModel(model.to_owned()))?;
         let served: Vec<(u64, bool)> = record.versions.values().map(|e| (e.version, matches!(e.state, ModelState::Ready(_)))).collect();
         let not_ready = |reason: String| LookupError::NotReady { model: model.to_owned(), reason };
         match resolve_version(version, &served) {
-            Ok(r) => Ok(record.versions[&r.version].clone()),
+            Ok(r) => match &record.versions[&r.version] {
+                VersionEntry { version, state: ModelState::Ready(pool), metrics } => {
+                    Ok(Served { version: *version, pool: pool.clone(), metrics: metrics.clone() })
+                }
+                other => Err(not_ready(describe(&other.state, other.version))),
+            },
             Err(ResolveError::UnknownVersion(v)) => Err(LookupError::UnknownVersion { model: model.to_owned(), version: v }),
             Err(ResolveError::NotReady(v)) => Err(not_ready(describe(&record.versions[&v].state, v))),
             Err(ResolveError::NoneReady) => Err(not_ready(record.error.clone().unwrap_or_else(|| {
@@ -109,27 +127,45 @@ impl Registry {
         }
     }
 
-    /// Every model with its versions and their states, sorted by name.
-    pub fn snapshot(&self) -> Vec<(String, Vec<VersionEntry>, Option<String>)> {
-        self.read().iter().map(|(name, r)| (name.clone(), r.versions.values().cloned().collect(), r.error.clone())).collect()
+    /// The versions served for `model` (ready or not), ascending.
+    pub fn versions(&self, model: &str) -> Vec<u64> {
+        self.read().get(model).map(|r| r.versions.keys().copied().collect()).unwrap_or_default()
     }
 
-    /// `Ok` once every declared model version is ready; otherwise what is still missing.
-    pub fn readiness(&self) -> Result<(), String> {
-        let problems: Vec<String> = self
-            .read()
-            .iter()
-            .flat_map(|(name, r)| {
-                let model_err = r.error.iter().map(move |e| format!("model '{name}': {e}"));
-                let versions = r
-                    .versions
-                    .values()
-                    .filter(|e| !matches!(e.state, ModelState::Ready(_)))
-                    .map(move |e| format!("model '{name}' {}", describe(&e.state, e.version)));
-                model_err.chain(versions)
-            })
-            .collect();
-        if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+    /// What stands between the server and readiness.
+    pub fn readiness(&self) -> Readiness {
+        let mut r = Readiness::default();
+        for (name, record) in self.read().iter() {
+            r.failed.extend(record.error.iter().map(|e| format!("model '{name}': {e}")));
+            for e in record.versions.values() {
+                let line = format!("model '{name}' {}", describe(&e.state, e.version));
+                match e.state {
+                    ModelState::Loading => r.loading.push(line),
+                    ModelState::Failed(_) => r.failed.push(line),
+                    ModelState::Ready(_) => {}
+                }
+            }
+        }
+        r
+    }
+}
+
+/// Model versions still loading, and models or versions that failed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub loading: Vec<String>,
+    pub failed: Vec<String>,
+}
+
+impl Readiness {
+    /// Ready once nothing is loading and, when `strict`, nothing failed (Triton's `--strict-readiness`).
+    pub fn is_ready(&self, strict: bool) -> bool {
+        self.loading.is_empty() && (!strict || self.failed.is_empty())
+    }
+
+    /// Every problem, for the not-ready answer.
+    pub fn describe(&self) -> String {
+        self.loading.iter().chain(&self.failed).cloned().collect::<Vec<_>>().join("; ")
     }
 }
 
@@ -159,7 +195,12 @@ mod tests {
         assert!(e.contains("bad file"), "{e}");
         let e = r.lookup("broken", None).unwrap_err().to_string();
         assert!(e.contains("instnces"), "{e}");
-        let e = r.readiness().unwrap_err();
+        let readiness = r.readiness();
+        assert!(!readiness.is_ready(false));
+        let e = readiness.describe();
         assert!(e.contains("instnces") && e.contains("bad file") && e.contains("version 1 is still loading"), "{e}");
+        r.set_state("m", 1, ModelState::Failed("also bad".into()));
+        assert!(r.readiness().is_ready(false));
+        assert!(!r.readiness().is_ready(true));
     }
 }

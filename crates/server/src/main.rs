@@ -1,1 +1,88 @@
-fn main() {}
+//! `switchyard serve`: wires configuration, ONNX Runtime, the model repository and the router to a
+//! listener, and shuts down gracefully on SIGTERM or Ctrl-C.
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_backend_ort::{OrtEnvironment, find_library};
+use switchyard_runtime::Registry;
+use switchyard_server::cli::{Cli, Command, DEFAULT_MAX_REQUEST_BYTES, ServeArgs};
+use switchyard_server::config::ServerConfig;
+use switchyard_server::{AppState, app, observe, repository};
+
+fn main() -> Result<()> {
+    let Command::Serve(args) = Cli::parse().command;
+    observe::init_logging(args.log_format, &args.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = runtime.block_on(serve(args));
+    if let Err(e) = &result {
+        tracing::error!("{e:#}");
+    }
+    // Worker threads may still be computing; do not wait for them.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    result
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let file = match &args.config {
+        Some(path) => ServerConfig::load(path).map_err(anyhow::Error::msg)?,
+        None => ServerConfig::default(),
+    };
+    let max_request_bytes = args.max_request_bytes.or(file.server.max_request_bytes).unwrap_or(DEFAULT_MAX_REQUEST_BYTES);
+    let strict_readiness = args.strict_readiness.or(file.server.strict_readiness).unwrap_or(true);
+
+    let lib = find_library(args.ort_dylib.as_deref()).map_err(anyhow::Error::msg)?;
+    let env = OrtEnvironment::init(&lib).map_err(anyhow::Error::msg)?;
+    tracing::info!(library = %lib.display(), "ONNX Runtime loaded");
+    let metrics = observe::install_metrics().map_err(anyhow::Error::msg)?;
+
+    let registry = Arc::new(Registry::default());
+    let configs = repository::scan_and_load(&args.model_repository, &registry, &env).map_err(anyhow::Error::msg)?;
+    let state = AppState::new(registry, configs, max_request_bytes, strict_readiness, Some(metrics));
+
+    let addr = format!("{}:{}", args.host, args.port);
+    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, repository = %args.model_repository.display(), "listening");
+    eprintln!("switchyard listening on http://{local}  (try: curl http://{local}/v2/models/mlp)");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: no new connections, finishing requests in flight");
+        let _ = stop_tx.send(true);
+    });
+    let mut stop_rx = stop_rx;
+    let deadline = async move {
+        let _ = stop_rx.wait_for(|&s| s).await;
+        tokio::time::sleep(Duration::from_secs(args.shutdown_timeout)).await;
+    };
+    tokio::select! {
+        r = server => r.context("server failed")?,
+        () = deadline => tracing::warn!(seconds = args.shutdown_timeout, "requests still in flight at the shutdown deadline; exiting"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,50 @@
+# Two commands: `make run` sets everything up and serves the demo repository; `make test` sets
+# everything up and runs every test. Both reuse what is already installed and built.
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
+BIN     := target/release/switchyard
+HOST    ?= 127.0.0.1
+PORT    ?= 8000
+TEST_REPO := target/test-models
+
+.PHONY: run test setup build models test-models lint fmt clean
+.DEFAULT_GOAL := run
+
+run: setup build models
+	@echo
+	@echo "Serving ./models on http://$(HOST):$(PORT). In another terminal try:"
+	@echo "  curl -s http://$(HOST):$(PORT)/v2/models/mlp/infer -H 'Content-Type: application/json' -d @config/mlp-request.json"
+	@echo
+	$(BIN) serve --model-repository models --host $(HOST) --port $(PORT) --config config/switchyard.yaml
+
+test: setup test-models
+	cargo test --release --workspace
+	SWITCHYARD_BIN=$(BIN) SWITCHYARD_TEST_REPO=$(TEST_REPO) $(PY) -m pytest -q tests/python
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+build:
+	cargo build --release
+
+models: setup
+	$(PY) scripts/make_models.py models
+
+test-models: setup
+	$(PY) scripts/make_models.py $(TEST_REPO) --test
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --release --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+clean:
+	rm -rf target $(VENV) models/*/

@@ -1,0 +1,66 @@
+//! The command line. Every flag can also come from the environment (`SWITCHYARD_*`); flags and
+//! environment win over the config file, which wins over the defaults.
+
+use crate::observe::LogFormat;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about = "Model inference server speaking KServe V2, with rollouts built in")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve a model repository over HTTP.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Model repository: <dir>/<model>/<version>/model.onnx, with an optional <dir>/<model>/config.yaml.
+    #[arg(long, env = "SWITCHYARD_MODEL_REPOSITORY", default_value = "models")]
+    pub model_repository: PathBuf,
+
+    /// Address to listen on.
+    #[arg(long, env = "SWITCHYARD_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to listen on (0 picks a free one and logs it).
+    #[arg(long, env = "SWITCHYARD_PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// Server config file (YAML); see config/switchyard.yaml.
+    #[arg(long, env = "SWITCHYARD_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Largest request body in bytes; larger bodies get 413 before they are read [default: 67108864].
+    #[arg(long, env = "SWITCHYARD_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+
+    /// Report ready only when every model loaded (true, as Triton), or once loading finished even if some
+    /// failed (false) [default: true].
+    #[arg(long, env = "SWITCHYARD_STRICT_READINESS")]
+    pub strict_readiness: Option<bool>,
+
+    /// ONNX Runtime shared library (libonnxruntime.so.*); default: the onnxruntime wheel in the project's .venv.
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    pub ort_dylib: Option<PathBuf>,
+
+    /// Log line format on stderr.
+    #[arg(long, env = "SWITCHYARD_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Log filter, in RUST_LOG syntax (e.g. `info`, `switchyard=debug`).
+    #[arg(long, env = "SWITCHYARD_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Seconds to let in-flight requests finish after SIGTERM or Ctrl-C before exiting anyway.
+    #[arg(long, env = "SWITCHYARD_SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    pub shutdown_timeout: u64,
+}
+
+/// Default body limit: 64 MiB.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 << 20;

@@ -1,0 +1,137 @@
+//! Configuration files: the server's YAML config (`--config`) and each model's `config.yaml`. Unknown
+//! fields are refused with the field named, so a typo is a clear error rather than a silent default.
+
+use serde::Deserialize;
+use std::path::Path;
+use switchyard_backend::Device;
+use switchyard_core::VersionPolicy;
+
+/// The server config file. Every field is optional; flags and environment variables win over it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub max_request_bytes: Option<usize>,
+    pub strict_readiness: Option<bool>,
+}
+
+impl ServerConfig {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("config {}: {e}", path.display()))?;
+        parse_yaml(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    }
+}
+
+/// The largest batch a batchable model accepts when its config.yaml sets no `max_batch_size`.
+pub const DEFAULT_MAX_BATCH_SIZE: usize = 1024;
+
+/// A model's `config.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Largest first dimension a request may have; `0` means the model has no batch dimension.
+    /// Unset: [`DEFAULT_MAX_BATCH_SIZE`] when every input and output has a dynamic first dimension.
+    pub max_batch_size: Option<usize>,
+    #[serde(default = "one")]
+    pub instances: usize,
+    #[serde(default = "one")]
+    pub intra_op_threads: usize,
+    #[serde(default = "one")]
+    pub inter_op_threads: usize,
+    #[serde(default = "cpu", deserialize_with = "device")]
+    pub device: Device,
+    #[serde(default)]
+    pub versions: VersionPolicy,
+    #[serde(default = "yes")]
+    pub warmup: bool,
+    #[serde(default = "queue")]
+    pub queue_capacity: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_size: None,
+            instances: 1,
+            intra_op_threads: 1,
+            inter_op_threads: 1,
+            device: Device::Cpu,
+            versions: VersionPolicy::default(),
+            warmup: true,
+            queue_capacity: queue(),
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Reads `<model dir>/config.yaml`; a missing file means every default.
+    pub fn load(model_dir: &Path) -> Result<Self, String> {
+        let path = model_dir.join("config.yaml");
+        let cfg: Self = match std::fs::read_to_string(&path) {
+            Ok(text) => parse_yaml(&text).map_err(|e| format!("config.yaml: {e}"))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::default(),
+            Err(e) => return Err(format!("config.yaml: {e}")),
+        };
+        for (field, value) in [("instances", cfg.instances), ("intra_op_threads", cfg.intra_op_threads), ("queue_capacity", cfg.queue_capacity)] {
+            if value == 0 {
+                return Err(format!("config.yaml: {field} must be at least 1"));
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+fn parse_yaml<T: for<'de> Deserialize<'de> + Default>(text: &str) -> Result<T, String> {
+    if text.trim().is_empty() {
+        return Ok(T::default());
+    }
+    serde_norway::from_str(text).map_err(|e| e.to_string())
+}
+
+fn one() -> usize {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn queue() -> usize {
+    1024
+}
+fn cpu() -> Device {
+    Device::Cpu
+}
+fn device<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Device, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_config_reads_every_field_and_refuses_typos() {
+        let c: ModelConfig = parse_yaml(
+            "max_batch_size: 8\ninstances: 2\nintra_op_threads: 3\ndevice: cuda:1\nversions: all\nwarmup: false\n",
+        )
+        .unwrap();
+        assert_eq!((c.max_batch_size, c.instances, c.intra_op_threads, c.device, c.warmup), (Some(8), 2, 3, Device::Cuda(1), false));
+        assert!(parse_yaml::<ModelConfig>("instnces: 2").unwrap_err().contains("instnces"));
+        assert!(parse_yaml::<ModelConfig>("device: tpu").unwrap_err().contains("tpu"));
+        let d: ModelConfig = parse_yaml("").unwrap();
+        assert_eq!(d.instances, 1);
+    }
+
+    #[test]
+    fn server_config_refuses_unknown_fields() {
+        let c: ServerConfig = parse_yaml("server:\n  max_request_bytes: 10\n").unwrap();
+        assert_eq!(c.server.max_request_bytes, Some(10));
+        assert!(parse_yaml::<ServerConfig>("server:\n  max_bytes: 10\n").unwrap_err().contains("max_bytes"));
+    }
+}

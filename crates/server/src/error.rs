@@ -1,0 +1,97 @@
+//! The one place where failures become HTTP status codes. Every error answers `{"error": "..."}`;
+//! a client's mistake is a 4xx, never a 5xx.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use switchyard_backend::BackendError;
+use switchyard_protocol::ProtocolError;
+use switchyard_runtime::{InferError, LookupError};
+
+/// A failed request, by what the client should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    TooManyRequests(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<ProtocolError> for ApiError {
+    fn from(e: ProtocolError) -> Self {
+        Self::BadRequest(e.to_string())
+    }
+}
+
+impl From<LookupError> for ApiError {
+    fn from(e: LookupError) -> Self {
+        match e {
+            LookupError::UnknownModel(_) | LookupError::UnknownVersion { .. } => Self::NotFound(e.to_string()),
+            LookupError::NotReady { .. } => Self::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<InferError> for ApiError {
+    fn from(e: InferError) -> Self {
+        match e {
+            InferError::QueueFull(_) => Self::TooManyRequests(e.to_string()),
+            InferError::Stopped(_) => Self::Unavailable(e.to_string()),
+            InferError::Backend(BackendError::InvalidInput(m)) => Self::BadRequest(m),
+            InferError::Backend(b) => Self::Internal(format!("inference failed: {b}")),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(%status, error = %self, "request failed");
+        }
+        let body = serde_json::json!({ "error": self.to_string() }).to_string();
+        let mut resp = (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_mistakes_are_4xx_and_model_failures_5xx() {
+        let bad = ApiError::from(InferError::Backend(BackendError::InvalidInput("x".into())));
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+        let broken = ApiError::from(InferError::Backend(BackendError::Inference("x".into())));
+        assert_eq!(broken.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(ApiError::from(LookupError::UnknownModel("m".into())).status(), StatusCode::NOT_FOUND);
+        assert_eq!(ApiError::from(InferError::QueueFull("m".into())).into_response().headers()[header::RETRY_AFTER], "1");
+    }
+}

@@ -1,0 +1,13 @@
+//! The Switchyard server: HTTP routes speaking KServe V2, configuration, the model repository loader,
+//! metrics and the command line. `app` builds the router from state, so routes are testable without
+//! sockets; `main.rs` only wires it to a listener.
+
+pub mod cli;
+pub mod config;
+mod error;
+pub mod observe;
+pub mod repository;
+mod routes;
+
+pub use error::ApiError;
+pub use routes::{AppState, app};

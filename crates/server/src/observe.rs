@@ -1,0 +1,67 @@
+//! Logs and metrics: the tracing subscriber (text or JSON lines on stderr), the Prometheus recorder with
+//! bucket boundaries for every `_seconds` histogram, and HTTP metrics per matched route (a bounded set).
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::time::Instant;
+
+/// Log line format on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Installs the global tracing subscriber; `filter` uses `RUST_LOG` syntax.
+pub fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Installs the global metrics recorder and returns the handle `/metrics` renders.
+pub fn install_metrics() -> Result<PrometheusHandle, String> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+        .map_err(|e| e.to_string())?
+        .install_recorder()
+        .map_err(|e| e.to_string())?;
+    metrics::describe_counter!("switchyard_requests_total", "Inference requests by model, version and outcome");
+    metrics::describe_histogram!("switchyard_request_duration_seconds", metrics::Unit::Seconds, "Inference request time, end to end in the server");
+    metrics::describe_histogram!("switchyard_queue_duration_seconds", metrics::Unit::Seconds, "Time a request waited for a model instance");
+    metrics::describe_histogram!("switchyard_compute_duration_seconds", metrics::Unit::Seconds, "Time the model computed");
+    metrics::describe_gauge!("switchyard_requests_in_flight", "Inference requests being served");
+    metrics::describe_gauge!("switchyard_model_ready", "1 when a model version is loaded and warmed up, else 0");
+    metrics::describe_counter!("switchyard_model_load_failures_total", "Model or model version load failures");
+    metrics::describe_counter!("switchyard_http_requests_total", "HTTP requests by route, method and status");
+    metrics::describe_histogram!("switchyard_http_request_duration_seconds", metrics::Unit::Seconds, "HTTP request time by route");
+    Ok(handle)
+}
+
+/// Middleware: counts and times every request by its route template (never the raw path).
+pub async fn http_metrics(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let method: &'static str = match req.method().as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        _ => "other",
+    };
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::histogram!("switchyard_http_request_duration_seconds", "route" => route.clone()).record(start.elapsed().as_secs_f64());
+    metrics::counter!("switchyard_http_requests_total", "route" => route, "method" => method, "status" => status).increment(1);
+    resp
+}

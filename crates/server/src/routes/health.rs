@@ -1,0 +1,28 @@
+//! Liveness, readiness and the Prometheus scrape. Readiness means every declared model version loaded
+//! and warmed up (`--strict-readiness`, the default), or at least that loading has finished.
+
+use super::AppState;
+use crate::ApiError;
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+pub(super) async fn live() -> Json<Value> {
+    Json(json!({ "live": true }))
+}
+
+pub(super) async fn ready(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let readiness = app.registry.readiness();
+    if readiness.is_ready(app.strict_readiness) {
+        Ok(Json(json!({ "ready": true })))
+    } else {
+        Err(ApiError::Unavailable(format!("not ready: {}", readiness.describe())))
+    }
+}
+
+pub(super) async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    let text = app.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}

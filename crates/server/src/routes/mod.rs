@@ -1,0 +1,84 @@
+//! The router: every V2 endpoint, the Kubernetes probes and `/metrics`, with JSON errors for unknown
+//! paths and wrong methods.
+
+mod health;
+mod infer;
+mod models;
+
+use crate::observe;
+use crate::repository::ModelConfigs;
+use crate::ApiError;
+use axum::Router;
+use axum::http::{Method, Uri};
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Deserialize;
+use std::sync::Arc;
+use switchyard_runtime::Registry;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+#[doc(hidden)]
+pub struct Shared {
+    registry: Arc<Registry>,
+    configs: ModelConfigs,
+    max_request_bytes: usize,
+    strict_readiness: bool,
+    metrics: Option<PrometheusHandle>,
+}
+
+impl AppState {
+    pub fn new(registry: Arc<Registry>, configs: ModelConfigs, max_request_bytes: usize, strict_readiness: bool, metrics: Option<PrometheusHandle>) -> Self {
+        Self(Arc::new(Shared { registry, configs, max_request_bytes, strict_readiness, metrics }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// `/v2/models/{model}[/versions/{version}]/...`
+#[derive(Deserialize)]
+pub(crate) struct ModelPath {
+    model: String,
+    version: Option<String>,
+}
+
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health::live))
+        .route("/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .route("/v2", get(models::server_metadata))
+        .route("/v2/health/live", get(health::live))
+        .route("/v2/health/ready", get(health::ready))
+        .route("/v2/models/{model}", get(models::metadata))
+        .route("/v2/models/{model}/versions/{version}", get(models::metadata))
+        .route("/v2/models/{model}/ready", get(models::ready))
+        .route("/v2/models/{model}/versions/{version}/ready", get(models::ready))
+        .route("/v2/models/{model}/config", get(models::config))
+        .route("/v2/models/{model}/versions/{version}/config", get(models::config))
+        .route("/v2/models/{model}/infer", post(infer::infer))
+        .route("/v2/models/{model}/versions/{version}/infer", post(infer::infer))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(observe::http_metrics))
+        .with_state(state)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Generate Switchyard's demo and test models (deterministic, seeded) as a model repository.
+
+    python scripts/make_models.py OUT_DIR [--test]
+
+Models (Triton layout: OUT_DIR/<model>/<version>/model.onnx):
+  mlp           input FP32 [batch, 64] -> Gemm 64x256 -> Relu -> Gemm 256x10 -> output FP32 [batch, 10];
+                versions 1 and 2 (different weights); config.yaml serves both.
+  multi_io      inputs a FP32 [batch, 4], b INT64 [batch, 4], flag BOOL [batch, 4];
+                outputs sum = a + float(b), masked = flag ? a : 0, doubled = 2 * b
+  strings       input text STRING [batch] -> Identity -> output text_out STRING [batch]
+  identity_all  one Identity per V2 datatype: in_<DT> -> out_<DT>, shape [batch, 3]
+With --test, also models that must fail to load (the rest of the repository keeps serving):
+  broken        1/model.onnx is not an ONNX file
+  bad_config    config.yaml has an unknown field
+  no_versions   no numeric version directory
+"""
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+IR_VERSION = 8
+
+DTYPES = {
+    "BOOL": TensorProto.BOOL, "UINT8": TensorProto.UINT8, "UINT16": TensorProto.UINT16,
+    "UINT32": TensorProto.UINT32, "UINT64": TensorProto.UINT64, "INT8": TensorProto.INT8,
+    "INT16": TensorProto.INT16, "INT32": TensorProto.INT32, "INT64": TensorProto.INT64,
+    "FP16": TensorProto.FLOAT16, "BF16": TensorProto.BFLOAT16, "FP32": TensorProto.FLOAT,
+    "FP64": TensorProto.DOUBLE, "BYTES": TensorProto.STRING,
+}
+
+
+def save(model, repo, name, version, config=None):
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    d = os.path.join(repo, name, str(version))
+    os.makedirs(d, exist_ok=True)
+    onnx.save(model, os.path.join(d, "model.onnx"))
+    if config is not None:
+        with open(os.path.join(repo, name, "config.yaml"), "w") as f:
+            f.write(config)
+
+
+def opset():
+    return [helper.make_opsetid("", OPSET)]
+
+
+def mlp(seed):
+    rng = np.random.default_rng(seed)
+    w1 = (rng.standard_normal((64, 256)) * np.sqrt(2 / 64)).astype(np.float32)
+    b1 = (rng.standard_normal(256) * 0.01).astype(np.float32)
+    w2 = (rng.standard_normal((256, 10)) * np.sqrt(2 / 256)).astype(np.float32)
+    b2 = (rng.standard_normal(10) * 0.01).astype(np.float32)
+    nodes = [
+        helper.make_node("Gemm", ["input", "W1", "B1"], ["h_pre"]),
+        helper.make_node("Relu", ["h_pre"], ["h"]),
+        helper.make_node("Gemm", ["h", "W2", "B2"], ["output"]),
+    ]
+    inits = [numpy_helper.from_array(a, n) for a, n in [(w1, "W1"), (b1, "B1"), (w2, "W2"), (b2, "B2")]]
+    g = helper.make_graph(nodes, "mlp",
+                          [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 64])],
+                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 10])], inits)
+    return helper.make_model(g, opset_imports=opset(), producer_name="switchyard-make_models")
+
+
+def multi_io():
+    v = helper.make_tensor_value_info
+    nodes = [
+        helper.make_node("Cast", ["b"], ["b_f"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["a", "b_f"], ["sum"]),
+        helper.make_node("Where", ["flag", "a", "zero"], ["masked"]),
+        helper.make_node("Add", ["b", "b"], ["doubled"]),
+    ]
+    zero = numpy_helper.from_array(np.zeros((), np.float32), "zero")
+    g = helper.make_graph(nodes, "multi_io",
+                          [v("a", TensorProto.FLOAT, ["batch", 4]), v("b", TensorProto.INT64, ["batch", 4]),
+                           v("flag", TensorProto.BOOL, ["batch", 4])],
+                          [v("sum", TensorProto.FLOAT, ["batch", 4]), v("masked", TensorProto.FLOAT, ["batch", 4]),
+                           v("doubled", TensorProto.INT64, ["batch", 4])], [zero])
+    return helper.make_model(g, opset_imports=opset(), producer_name="switchyard-make_models")
+
+
+def strings():
+    v = helper.make_tensor_value_info
+    g = helper.make_graph([helper.make_node("Identity", ["text"], ["text_out"])], "strings",
+                          [v("text", TensorProto.STRING, ["batch"])], [v("text_out", TensorProto.STRING, ["batch"])])
+    return helper.make_model(g, opset_imports=opset(), producer_name="switchyard-make_models")
+
+
+def identity_all():
+    v = helper.make_tensor_value_info
+    nodes, ins, outs = [], [], []
+    for name, ty in DTYPES.items():
+        nodes.append(helper.make_node("Identity", [f"in_{name}"], [f"out_{name}"]))
+        ins.append(v(f"in_{name}", ty, ["batch", 3]))
+        outs.append(v(f"out_{name}", ty, ["batch", 3]))
+    g = helper.make_graph(nodes, "identity_all", ins, outs)
+    return helper.make_model(g, opset_imports=opset(), producer_name="switchyard-make_models")
+
+
+def main():
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    repo = args[0] if args else "models"
+    os.makedirs(repo, exist_ok=True)
+    save(mlp(1), repo, "mlp", 1)
+    save(mlp(2), repo, "mlp", 2, config="# Serve both versions; unversioned calls go to the latest ready one.\nversions: all\n")
+    save(multi_io(), repo, "multi_io", 1)
+    save(strings(), repo, "strings", 1)
+    save(identity_all(), repo, "identity_all", 1)
+    if "--test" in sys.argv:
+        os.makedirs(os.path.join(repo, "broken", "1"), exist_ok=True)
+        with open(os.path.join(repo, "broken", "1", "model.onnx"), "wb") as f:
+            f.write(b"this is not an onnx model")
+        save(strings(), repo, "bad_config", 1, config="instnces: 2\n")
+        os.makedirs(os.path.join(repo, "no_versions", "latest"), exist_ok=True)
+    print(f"models written to {repo}")
+
+
+if __name__ == "__main__":
+    main()
