@@ -14,6 +14,8 @@ With --test, also models that must fail to load (the rest of the repository keep
   broken        1/model.onnx is not an ONNX file
   bad_config    config.yaml has an unknown field
   no_versions   no numeric version directory
+  slow          x FP32 [batch, 1024] -> 8 x MatMul 1024x1024 -> y: a request's compute time grows with its
+                batch (about 0.1 s per 256 rows on one core), for shutdown and responsiveness tests
 """
 import os
 import sys
@@ -102,6 +104,20 @@ def identity_all():
     return helper.make_model(g, opset_imports=opset(), producer_name="switchyard-make_models")
 
 
+def slow():
+    rng = np.random.default_rng(7)
+    w = (rng.standard_normal((1024, 1024)) / 32.0).astype(np.float32)
+    nodes, cur = [], "x"
+    for i in range(8):
+        out = "y" if i == 7 else f"h{i}"
+        nodes.append(helper.make_node("MatMul", [cur, "W"], [out]))
+        cur = out
+    v = helper.make_tensor_value_info
+    g = helper.make_graph(nodes, "slow", [v("x", TensorProto.FLOAT, ["batch", 1024])],
+                          [v("y", TensorProto.FLOAT, ["batch", 1024])], [numpy_helper.from_array(w, "W")])
+    return helper.make_model(g, opset_imports=opset(), producer_name="switchyard-make_models")
+
+
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     repo = args[0] if args else "models"
@@ -117,6 +133,7 @@ def main():
             f.write(b"this is not an onnx model")
         save(strings(), repo, "bad_config", 1, config="instnces: 2\n")
         os.makedirs(os.path.join(repo, "no_versions", "latest"), exist_ok=True)
+        save(slow(), repo, "slow", 1)
     print(f"models written to {repo}")
 
 
