@@ -29,10 +29,18 @@ pub(crate) fn spec_of(outlet: &Outlet) -> Result<TensorSpec, String> {
     let name = outlet.name();
     match outlet.dtype() {
         ValueType::Tensor { ty, shape, .. } => {
-            let datatype = datatype_of(*ty).ok_or_else(|| format!("'{name}' has element type {ty:?}, which V2 cannot carry"))?;
-            Ok(TensorSpec { name: name.to_owned(), datatype, shape: shape.iter().map(|&d| d.max(-1)).collect() })
+            let datatype = datatype_of(*ty).ok_or_else(|| {
+                format!("'{name}' has element type {ty:?}, which V2 cannot carry")
+            })?;
+            Ok(TensorSpec {
+                name: name.to_owned(),
+                datatype,
+                shape: shape.iter().map(|&d| d.max(-1)).collect(),
+            })
         }
-        other => Err(format!("'{name}' is a {other:?}, not a tensor; only tensor inputs and outputs are served")),
+        other => Err(format!(
+            "'{name}' is a {other:?}, not a tensor; only tensor inputs and outputs are served"
+        )),
     }
 }
 
@@ -60,7 +68,9 @@ pub(crate) fn to_value(data: TensorData, shape: &[usize]) -> Result<DynValue, Ba
         TensorData::Fp64(v) => owned!(v),
         TensorData::Bytes(v) => {
             if let Some(i) = v.iter().position(|s| s.contains('\0')) {
-                return Err(BackendError::InvalidInput(format!("BYTES element {i} contains a NUL byte, which ONNX strings cannot hold")));
+                return Err(BackendError::InvalidInput(format!(
+                    "BYTES element {i} contains a NUL byte, which ONNX strings cannot hold"
+                )));
             }
             OrtTensor::from_string_array((shape, &v[..])).map(|t| t.into_dyn())
         }
@@ -72,7 +82,9 @@ pub(crate) fn to_value(data: TensorData, shape: &[usize]) -> Result<DynValue, Ba
 pub(crate) fn extract(name: &str, value: &DynValue) -> Result<Tensor, BackendError> {
     let fail = |e: ort::Error| BackendError::Inference(format!("output '{name}': {e}"));
     let ValueType::Tensor { ty, .. } = value.dtype() else {
-        return Err(BackendError::Inference(format!("output '{name}' is not a tensor")));
+        return Err(BackendError::Inference(format!(
+            "output '{name}' is not a tensor"
+        )));
     };
     macro_rules! copy {
         ($variant:ident, $t:ty) => {{
@@ -98,7 +110,15 @@ pub(crate) fn extract(name: &str, value: &DynValue) -> Result<Tensor, BackendErr
             let (shape, v) = value.try_extract_strings().map_err(fail)?;
             (shape.to_vec(), TensorData::Bytes(v))
         }
-        other => return Err(BackendError::Inference(format!("output '{name}' has element type {other:?}, which V2 cannot carry"))),
+        other => {
+            return Err(BackendError::Inference(format!(
+                "output '{name}' has element type {other:?}, which V2 cannot carry"
+            )));
+        }
     };
-    Ok(Tensor { name: name.to_owned(), shape: shape.iter().map(|&d| d.max(0) as usize).collect(), data })
+    Ok(Tensor {
+        name: name.to_owned(),
+        shape: shape.iter().map(|&d| d.max(0) as usize).collect(),
+        data,
+    })
 }

@@ -16,8 +16,13 @@ impl std::fmt::Debug for OrtEnvironment {
 impl OrtEnvironment {
     /// Loads the library at `path` and creates the environment. Call once, before any other ort use.
     pub fn init(path: &Path) -> Result<Self, String> {
-        let builder = ort::init_from(path).map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?;
-        builder.with_name("switchyard").build().map(Self).map_err(|e| format!("cannot start ONNX Runtime: {e}"))
+        let builder = ort::init_from(path)
+            .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?;
+        builder
+            .with_name("switchyard")
+            .build()
+            .map(Self)
+            .map_err(|e| format!("cannot start ONNX Runtime: {e}"))
     }
 
     pub(crate) fn inner(&self) -> &ort::environment::Environment {
@@ -31,13 +36,23 @@ pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf, String> {
     const FIX: &str = "install it with `make setup` (a project venv with `pip install onnxruntime==1.31.1`) \
                        or point --ort-dylib / ORT_DYLIB_PATH at libonnxruntime.so.1.31.1";
     if let Some(p) = explicit {
-        return if p.is_file() { Ok(p.to_owned()) } else { Err(format!("ONNX Runtime library {} does not exist: {FIX}", p.display())) };
+        return if p.is_file() {
+            Ok(p.to_owned())
+        } else {
+            Err(format!(
+                "ONNX Runtime library {} does not exist: {FIX}",
+                p.display()
+            ))
+        };
     }
     let mut roots: Vec<PathBuf> = std::env::current_dir().into_iter().collect();
     if let Ok(exe) = std::env::current_exe() {
         roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
     }
-    roots.iter().find_map(|root| in_venv(&root.join(".venv"))).ok_or_else(|| format!("ONNX Runtime library not found: {FIX}"))
+    roots
+        .iter()
+        .find_map(|root| in_venv(&root.join(".venv")))
+        .ok_or_else(|| format!("ONNX Runtime library not found: {FIX}"))
 }
 
 fn in_venv(venv: &Path) -> Option<PathBuf> {
@@ -48,7 +63,11 @@ fn in_venv(venv: &Path) -> Option<PathBuf> {
             .ok()?
             .flatten()
             .map(|e| e.path())
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so")))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("libonnxruntime.so"))
+            })
             .collect();
         libs.sort();
         libs.pop()
@@ -62,6 +81,9 @@ mod tests {
     #[test]
     fn a_missing_explicit_library_says_how_to_fix_it() {
         let err = find_library(Some(Path::new("/nonexistent/libonnxruntime.so"))).unwrap_err();
-        assert!(err.contains("ORT_DYLIB_PATH") && err.contains("make setup"), "{err}");
+        assert!(
+            err.contains("ORT_DYLIB_PATH") && err.contains("make setup"),
+            "{err}"
+        );
     }
 }

@@ -82,7 +82,10 @@ pub fn decode_request(
     let (json, mut bin) = match header_len {
         Some(0) => return decode_raw(body, inputs, outputs),
         Some(n) if n > body.len() => {
-            return Err(framing(format!("Inference-Header-Content-Length is {n} but the body has {} bytes", body.len())));
+            return Err(framing(format!(
+                "Inference-Header-Content-Length is {n} but the body has {} bytes",
+                body.len()
+            )));
         }
         Some(n) => body.split_at(n),
         None => (body, &[][..]),
@@ -90,74 +93,152 @@ pub fn decode_request(
     let mut de = serde_json::Deserializer::from_slice(json);
     let wire: WireRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        ProtocolError::Json(if path == "." { e.into_inner().to_string() } else { format!("{path}: {}", e.into_inner()) })
+        ProtocolError::Json(if path == "." {
+            e.into_inner().to_string()
+        } else {
+            format!("{path}: {}", e.into_inner())
+        })
     })?;
     de.end().map_err(|e| ProtocolError::Json(e.to_string()))?;
-    let params = wire.parameters.unwrap_or(RequestParams { binary_data_output: None, timeout: None });
+    let params = wire.parameters.unwrap_or(RequestParams {
+        binary_data_output: None,
+        timeout: None,
+    });
 
     let mut decoded: Vec<Tensor> = Vec::with_capacity(wire.inputs.len());
     for input in &wire.inputs {
         let name = input.name.as_str();
         let err = |m: String| ProtocolError::input(name, m);
-        let spec = inputs.iter().find(|s| s.name == name).ok_or_else(|| err(format!("not an input of this model (inputs: {})", names(inputs))))?;
+        let spec = inputs.iter().find(|s| s.name == name).ok_or_else(|| {
+            err(format!(
+                "not an input of this model (inputs: {})",
+                names(inputs)
+            ))
+        })?;
         if decoded.iter().any(|t| t.name == name) {
             return Err(err("given more than once".into()));
         }
-        let dt = DataType::parse(&input.datatype).ok_or_else(|| err(format!("datatype '{}' is not a V2 datatype", input.datatype)))?;
+        let dt = DataType::parse(&input.datatype).ok_or_else(|| {
+            err(format!(
+                "datatype '{}' is not a V2 datatype",
+                input.datatype
+            ))
+        })?;
         if dt != spec.datatype {
-            return Err(err(format!("datatype {dt} does not match the model's {}", spec.datatype)));
+            return Err(err(format!(
+                "datatype {dt} does not match the model's {}",
+                spec.datatype
+            )));
         }
         let count = check_shape(&input.shape, spec).map_err(err)?;
         let shape: Vec<usize> = input.shape.iter().map(|&d| d as usize).collect();
         let p = input.parameters.as_ref();
         if p.is_some_and(|p| p.shared_memory_region.is_some()) {
-            return Err(err("shared memory is not supported: send the data in the body".into()));
+            return Err(err(
+                "shared memory is not supported: send the data in the body".into(),
+            ));
         }
         let data = match (p.and_then(|p| p.binary_data_size), input.data) {
-            (Some(_), Some(_)) => return Err(err("has both 'data' and parameters.binary_data_size".into())),
-            (None, None) => return Err(err("has no 'data' and no parameters.binary_data_size".into())),
-            (None, Some(raw)) => json_data::decode(raw.get(), dt, &shape, count).map_err(|m| err(format!("data: {m}")))?,
+            (Some(_), Some(_)) => {
+                return Err(err("has both 'data' and parameters.binary_data_size".into()));
+            }
+            (None, None) => {
+                return Err(err(
+                    "has no 'data' and no parameters.binary_data_size".into()
+                ));
+            }
+            (None, Some(raw)) => json_data::decode(raw.get(), dt, &shape, count)
+                .map_err(|m| err(format!("data: {m}")))?,
             (Some(size), None) => {
-                let size = usize::try_from(size).ok().filter(|&s| s <= bin.len()).ok_or_else(|| {
-                    err(format!("binary_data_size {size} is more than the {} bytes of binary data left", bin.len()))
-                })?;
+                let size = usize::try_from(size)
+                    .ok()
+                    .filter(|&s| s <= bin.len())
+                    .ok_or_else(|| {
+                        err(format!(
+                            "binary_data_size {size} is more than the {} bytes of binary data left",
+                            bin.len()
+                        ))
+                    })?;
                 let (mine, rest) = bin.split_at(size);
                 bin = rest;
                 binary::decode(mine, dt, count).map_err(|m| err(format!("binary data: {m}")))?
             }
         };
-        decoded.push(Tensor { name: input.name.clone(), shape, data });
+        decoded.push(Tensor {
+            name: input.name.clone(),
+            shape,
+            data,
+        });
     }
     if !bin.is_empty() {
-        return Err(framing(format!("{} bytes of binary data are not claimed by any input's binary_data_size", bin.len())));
+        return Err(framing(format!(
+            "{} bytes of binary data are not claimed by any input's binary_data_size",
+            bin.len()
+        )));
     }
-    if let Some(missing) = inputs.iter().find(|s| !decoded.iter().any(|t| t.name == s.name)) {
-        return Err(ProtocolError::input(&missing.name, "is required but missing from the request"));
+    if let Some(missing) = inputs
+        .iter()
+        .find(|s| !decoded.iter().any(|t| t.name == s.name))
+    {
+        return Err(ProtocolError::input(
+            &missing.name,
+            "is required but missing from the request",
+        ));
     }
 
     let default_binary = params.binary_data_output.unwrap_or(false);
     let outputs = match wire.outputs {
-        None => outputs.iter().map(|s| OutputRequest { name: s.name.clone(), binary: default_binary }).collect(),
+        None => outputs
+            .iter()
+            .map(|s| OutputRequest {
+                name: s.name.clone(),
+                binary: default_binary,
+            })
+            .collect(),
         Some(wanted) => select_outputs(wanted, outputs, default_binary)?,
     };
-    Ok(InferRequest { id: wire.id, inputs: decoded, outputs, timeout_us: params.timeout })
+    Ok(InferRequest {
+        id: wire.id,
+        inputs: decoded,
+        outputs,
+        timeout_us: params.timeout,
+    })
 }
 
-fn select_outputs(wanted: Vec<WireOutput>, specs: &[TensorSpec], default_binary: bool) -> Result<Vec<OutputRequest>, ProtocolError> {
+fn select_outputs(
+    wanted: Vec<WireOutput>,
+    specs: &[TensorSpec],
+    default_binary: bool,
+) -> Result<Vec<OutputRequest>, ProtocolError> {
     let mut out: Vec<OutputRequest> = Vec::with_capacity(wanted.len());
     for w in wanted {
-        let err = |m: String| ProtocolError::Output { output: w.name.clone(), message: m };
+        let err = |m: String| ProtocolError::Output {
+            output: w.name.clone(),
+            message: m,
+        };
         if !specs.iter().any(|s| s.name == w.name) {
-            return Err(err(format!("not an output of this model (outputs: {})", names(specs))));
+            return Err(err(format!(
+                "not an output of this model (outputs: {})",
+                names(specs)
+            )));
         }
         if out.iter().any(|o| o.name == w.name) {
             return Err(err("requested more than once".into()));
         }
-        if w.parameters.as_ref().is_some_and(|p| p.shared_memory_region.is_some()) {
+        if w.parameters
+            .as_ref()
+            .is_some_and(|p| p.shared_memory_region.is_some())
+        {
             return Err(err("shared memory is not supported".into()));
         }
-        let binary = w.parameters.and_then(|p| p.binary_data).unwrap_or(default_binary);
-        out.push(OutputRequest { name: w.name, binary });
+        let binary = w
+            .parameters
+            .and_then(|p| p.binary_data)
+            .unwrap_or(default_binary);
+        out.push(OutputRequest {
+            name: w.name,
+            binary,
+        });
     }
     Ok(out)
 }
@@ -165,15 +246,26 @@ fn select_outputs(wanted: Vec<WireOutput>, specs: &[TensorSpec], default_binary:
 /// Checks a request shape against the model's and returns its element count.
 fn check_shape(shape: &[i64], spec: &TensorSpec) -> Result<usize, String> {
     let count = element_count(shape)?;
-    let fits = shape.len() == spec.shape.len() && shape.iter().zip(&spec.shape).all(|(&d, &s)| s < 0 || d == s);
+    let fits = shape.len() == spec.shape.len()
+        && shape
+            .iter()
+            .zip(&spec.shape)
+            .all(|(&d, &s)| s < 0 || d == s);
     if !fits {
-        return Err(format!("shape {shape:?} does not match the model's {:?} (-1 is any size)", spec.shape));
+        return Err(format!(
+            "shape {shape:?} does not match the model's {:?} (-1 is any size)",
+            spec.shape
+        ));
     }
     Ok(count)
 }
 
 /// A raw binary request: the whole body is the one input's data; every output comes back binary.
-fn decode_raw(body: &[u8], inputs: &[TensorSpec], outputs: &[TensorSpec]) -> Result<InferRequest, ProtocolError> {
+fn decode_raw(
+    body: &[u8],
+    inputs: &[TensorSpec],
+    outputs: &[TensorSpec],
+) -> Result<InferRequest, ProtocolError> {
     let [spec] = inputs else {
         return Err(ProtocolError::Framing(format!(
             "a raw binary request (Inference-Header-Content-Length: 0) needs a model with one input, this one has {}",
@@ -182,18 +274,33 @@ fn decode_raw(body: &[u8], inputs: &[TensorSpec], outputs: &[TensorSpec]) -> Res
     };
     let err = |m: String| ProtocolError::input(&spec.name, m);
     let count = match spec.datatype.element_size() {
-        Some(size) if body.len() % size != 0 => {
-            return Err(err(format!("raw body of {} bytes is not a whole number of {} elements", body.len(), spec.datatype)));
+        Some(size) if !body.len().is_multiple_of(size) => {
+            return Err(err(format!(
+                "raw body of {} bytes is not a whole number of {} elements",
+                body.len(),
+                spec.datatype
+            )));
         }
         Some(size) => body.len() / size,
         None => binary::count_bytes_elements(body).map_err(|m| err(format!("raw body: {m}")))?,
     };
     let shape = infer_shape(&spec.shape, count).map_err(err)?;
-    let data = binary::decode(body, spec.datatype, count).map_err(|m| err(format!("raw body: {m}")))?;
+    let data =
+        binary::decode(body, spec.datatype, count).map_err(|m| err(format!("raw body: {m}")))?;
     Ok(InferRequest {
         id: None,
-        inputs: vec![Tensor { name: spec.name.clone(), shape, data }],
-        outputs: outputs.iter().map(|s| OutputRequest { name: s.name.clone(), binary: true }).collect(),
+        inputs: vec![Tensor {
+            name: spec.name.clone(),
+            shape,
+            data,
+        }],
+        outputs: outputs
+            .iter()
+            .map(|s| OutputRequest {
+                name: s.name.clone(),
+                binary: true,
+            })
+            .collect(),
         timeout_us: None,
     })
 }
@@ -201,18 +308,37 @@ fn decode_raw(body: &[u8], inputs: &[TensorSpec], outputs: &[TensorSpec]) -> Res
 /// Fills the model shape's one dynamic dimension (if any) so that it holds `count` elements.
 fn infer_shape(spec: &[i64], count: usize) -> Result<Vec<usize>, String> {
     let dynamic = spec.iter().filter(|&&d| d < 0).count();
-    let fixed: usize = spec.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product();
+    let fixed: usize = spec
+        .iter()
+        .filter(|&&d| d >= 0)
+        .map(|&d| d as usize)
+        .product();
     let fill = match dynamic {
         0 if fixed == count => 0,
-        1 if fixed > 0 && count % fixed == 0 => count / fixed,
-        0 | 1 => return Err(format!("raw body holds {count} elements, which does not fit shape {spec:?}")),
-        _ => return Err(format!("a raw binary request cannot fill shape {spec:?}: more than one dynamic dimension")),
+        1 if fixed > 0 && count.is_multiple_of(fixed) => count / fixed,
+        0 | 1 => {
+            return Err(format!(
+                "raw body holds {count} elements, which does not fit shape {spec:?}"
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "a raw binary request cannot fill shape {spec:?}: more than one dynamic dimension"
+            ));
+        }
     };
-    Ok(spec.iter().map(|&d| if d < 0 { fill } else { d as usize }).collect())
+    Ok(spec
+        .iter()
+        .map(|&d| if d < 0 { fill } else { d as usize })
+        .collect())
 }
 
 fn names(specs: &[TensorSpec]) -> String {
-    specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+    specs
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

@@ -23,7 +23,8 @@ pub struct ServerSection {
 
 impl ServerConfig {
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("config {}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("config {}: {e}", path.display()))?;
         parse_yaml(&text).map_err(|e| format!("config {}: {e}", path.display()))
     }
 }
@@ -78,7 +79,11 @@ impl ModelConfig {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::default(),
             Err(e) => return Err(format!("config.yaml: {e}")),
         };
-        for (field, value) in [("instances", cfg.instances), ("intra_op_threads", cfg.intra_op_threads), ("queue_capacity", cfg.queue_capacity)] {
+        for (field, value) in [
+            ("instances", cfg.instances),
+            ("intra_op_threads", cfg.intra_op_threads),
+            ("queue_capacity", cfg.queue_capacity),
+        ] {
             if value == 0 {
                 return Err(format!("config.yaml: {field} must be at least 1"));
             }
@@ -121,9 +126,26 @@ mod tests {
             "max_batch_size: 8\ninstances: 2\nintra_op_threads: 3\ndevice: cuda:1\nversions: all\nwarmup: false\n",
         )
         .unwrap();
-        assert_eq!((c.max_batch_size, c.instances, c.intra_op_threads, c.device, c.warmup), (Some(8), 2, 3, Device::Cuda(1), false));
-        assert!(parse_yaml::<ModelConfig>("instnces: 2").unwrap_err().contains("instnces"));
-        assert!(parse_yaml::<ModelConfig>("device: tpu").unwrap_err().contains("tpu"));
+        assert_eq!(
+            (
+                c.max_batch_size,
+                c.instances,
+                c.intra_op_threads,
+                c.device,
+                c.warmup
+            ),
+            (Some(8), 2, 3, Device::Cuda(1), false)
+        );
+        assert!(
+            parse_yaml::<ModelConfig>("instnces: 2")
+                .unwrap_err()
+                .contains("instnces")
+        );
+        assert!(
+            parse_yaml::<ModelConfig>("device: tpu")
+                .unwrap_err()
+                .contains("tpu")
+        );
         let d: ModelConfig = parse_yaml("").unwrap();
         assert_eq!(d.instances, 1);
     }
@@ -132,6 +154,10 @@ mod tests {
     fn server_config_refuses_unknown_fields() {
         let c: ServerConfig = parse_yaml("server:\n  max_request_bytes: 10\n").unwrap();
         assert_eq!(c.server.max_request_bytes, Some(10));
-        assert!(parse_yaml::<ServerConfig>("server:\n  max_bytes: 10\n").unwrap_err().contains("max_bytes"));
+        assert!(
+            parse_yaml::<ServerConfig>("server:\n  max_bytes: 10\n")
+                .unwrap_err()
+                .contains("max_bytes")
+        );
     }
 }

@@ -5,9 +5,9 @@ mod health;
 mod infer;
 mod models;
 
+use crate::ApiError;
 use crate::observe;
 use crate::repository::ModelConfigs;
-use crate::ApiError;
 use axum::Router;
 use axum::http::{Method, Uri};
 use axum::routing::{get, post};
@@ -30,8 +30,20 @@ pub struct Shared {
 }
 
 impl AppState {
-    pub fn new(registry: Arc<Registry>, configs: ModelConfigs, max_request_bytes: usize, strict_readiness: bool, metrics: Option<PrometheusHandle>) -> Self {
-        Self(Arc::new(Shared { registry, configs, max_request_bytes, strict_readiness, metrics }))
+    pub fn new(
+        registry: Arc<Registry>,
+        configs: ModelConfigs,
+        max_request_bytes: usize,
+        strict_readiness: bool,
+        metrics: Option<PrometheusHandle>,
+    ) -> Self {
+        Self(Arc::new(Shared {
+            registry,
+            configs,
+            max_request_bytes,
+            strict_readiness,
+            metrics,
+        }))
     }
 }
 
@@ -58,13 +70,25 @@ pub fn app(state: AppState) -> Router {
         .route("/v2/health/live", get(health::live))
         .route("/v2/health/ready", get(health::ready))
         .route("/v2/models/{model}", get(models::metadata))
-        .route("/v2/models/{model}/versions/{version}", get(models::metadata))
+        .route(
+            "/v2/models/{model}/versions/{version}",
+            get(models::metadata),
+        )
         .route("/v2/models/{model}/ready", get(models::ready))
-        .route("/v2/models/{model}/versions/{version}/ready", get(models::ready))
+        .route(
+            "/v2/models/{model}/versions/{version}/ready",
+            get(models::ready),
+        )
         .route("/v2/models/{model}/config", get(models::config))
-        .route("/v2/models/{model}/versions/{version}/config", get(models::config))
+        .route(
+            "/v2/models/{model}/versions/{version}/config",
+            get(models::config),
+        )
         .route("/v2/models/{model}/infer", post(infer::infer))
-        .route("/v2/models/{model}/versions/{version}/infer", post(infer::infer))
+        .route(
+            "/v2/models/{model}/versions/{version}/infer",
+            post(infer::infer),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(observe::http_metrics))

@@ -12,24 +12,39 @@ use switchyard_protocol::{DataType, ModelMetadata, ServerMetadata, TensorMetadat
 use switchyard_runtime::Served;
 
 pub(super) async fn server_metadata() -> Json<ServerMetadata> {
-    Json(ServerMetadata { name: "switchyard", version: env!("CARGO_PKG_VERSION"), extensions: &["binary_tensor_data", "model_configuration"] })
+    Json(ServerMetadata {
+        name: "switchyard",
+        version: env!("CARGO_PKG_VERSION"),
+        extensions: &["binary_tensor_data", "model_configuration"],
+    })
 }
 
-pub(super) fn model_path(path: Result<Path<ModelPath>, PathRejection>) -> Result<ModelPath, ApiError> {
-    path.map(|Path(p)| p).map_err(|e| ApiError::BadRequest(e.body_text()))
+pub(super) fn model_path(
+    path: Result<Path<ModelPath>, PathRejection>,
+) -> Result<ModelPath, ApiError> {
+    path.map(|Path(p)| p)
+        .map_err(|e| ApiError::BadRequest(e.body_text()))
 }
 
 fn lookup(app: &AppState, p: &ModelPath) -> Result<Served, ApiError> {
     Ok(app.registry.lookup(&p.model, p.version.as_deref())?)
 }
 
-pub(super) async fn metadata(State(app): State<AppState>, path: Result<Path<ModelPath>, PathRejection>) -> Result<Json<ModelMetadata>, ApiError> {
+pub(super) async fn metadata(
+    State(app): State<AppState>,
+    path: Result<Path<ModelPath>, PathRejection>,
+) -> Result<Json<ModelMetadata>, ApiError> {
     let p = model_path(path)?;
     let served = lookup(&app, &p)?;
     let sig = served.pool.signature();
     let versions = match &p.version {
         Some(_) => vec![served.version.to_string()],
-        None => app.registry.versions(&p.model).iter().map(u64::to_string).collect(),
+        None => app
+            .registry
+            .versions(&p.model)
+            .iter()
+            .map(u64::to_string)
+            .collect(),
     };
     Ok(Json(ModelMetadata {
         name: p.model,
@@ -40,23 +55,41 @@ pub(super) async fn metadata(State(app): State<AppState>, path: Result<Path<Mode
     }))
 }
 
-pub(super) async fn ready(State(app): State<AppState>, path: Result<Path<ModelPath>, PathRejection>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn ready(
+    State(app): State<AppState>,
+    path: Result<Path<ModelPath>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
     let p = model_path(path)?;
     let served = lookup(&app, &p)?;
-    Ok(Json(json!({ "name": p.model, "version": served.version.to_string(), "ready": true })))
+    Ok(Json(
+        json!({ "name": p.model, "version": served.version.to_string(), "ready": true }),
+    ))
 }
 
-pub(super) async fn config(State(app): State<AppState>, path: Result<Path<ModelPath>, PathRejection>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn config(
+    State(app): State<AppState>,
+    path: Result<Path<ModelPath>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
     let p = model_path(path)?;
     let served = lookup(&app, &p)?;
     let cfg = app.configs.get(&p.model).cloned().unwrap_or_default();
     let sig = served.pool.signature();
     let max_batch = max_batch_size(&cfg, sig).map_err(ApiError::Internal)?;
-    let dims = |s: &TensorSpec| if max_batch > 0 { s.shape[1..].to_vec() } else { s.shape.clone() };
+    let dims = |s: &TensorSpec| {
+        if max_batch > 0 {
+            s.shape[1..].to_vec()
+        } else {
+            s.shape.clone()
+        }
+    };
     let tensors = |specs: &[TensorSpec]| -> Vec<Value> {
         specs.iter().map(|s| json!({ "name": s.name, "data_type": triton_type(s.datatype), "dims": dims(s) })).collect()
     };
-    let kind = if cfg.device == switchyard_backend::Device::Cpu { "KIND_CPU" } else { "KIND_GPU" };
+    let kind = if cfg.device == switchyard_backend::Device::Cpu {
+        "KIND_CPU"
+    } else {
+        "KIND_GPU"
+    };
     Ok(Json(json!({
         "name": p.model,
         "platform": sig.platform,
