@@ -46,6 +46,10 @@ def test_server_health_and_metadata(client):
     assert m["versions"] == ["1", "2"]
     assert m["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 64]}]
     assert client.get_model_config("mlp")["max_batch_size"] == 1024
+    index = {(m["name"], m.get("version")): m for m in client.get_model_repository_index()}
+    assert index[("mlp", "2")]["state"] == "READY"
+    assert index[("broken", "1")]["state"] == "UNAVAILABLE" and index[("broken", "1")]["reason"]
+    assert index[("bad_config", None)]["state"] == "UNAVAILABLE"
 
 
 @pytest.mark.parametrize("binary", [False, True])

@@ -29,18 +29,11 @@ pub(crate) fn spec_of(outlet: &Outlet) -> Result<TensorSpec, String> {
     let name = outlet.name();
     match outlet.dtype() {
         ValueType::Tensor { ty, shape, .. } => {
-            let datatype = datatype_of(*ty).ok_or_else(|| {
-                format!("'{name}' has element type {ty:?}, which V2 cannot carry")
-            })?;
-            Ok(TensorSpec {
-                name: name.to_owned(),
-                datatype,
-                shape: shape.iter().map(|&d| d.max(-1)).collect(),
-            })
+            let datatype =
+                datatype_of(*ty).ok_or_else(|| format!("'{name}' has element type {ty:?}, which V2 cannot carry"))?;
+            Ok(TensorSpec { name: name.to_owned(), datatype, shape: shape.iter().map(|&d| d.max(-1)).collect() })
         }
-        other => Err(format!(
-            "'{name}' is a {other:?}, not a tensor; only tensor inputs and outputs are served"
-        )),
+        other => Err(format!("'{name}' is a {other:?}, not a tensor; only tensor inputs and outputs are served")),
     }
 }
 
@@ -82,9 +75,7 @@ pub(crate) fn to_value(data: TensorData, shape: &[usize]) -> Result<DynValue, Ba
 pub(crate) fn extract(name: &str, value: &DynValue) -> Result<Tensor, BackendError> {
     let fail = |e: ort::Error| BackendError::Inference(format!("output '{name}': {e}"));
     let ValueType::Tensor { ty, .. } = value.dtype() else {
-        return Err(BackendError::Inference(format!(
-            "output '{name}' is not a tensor"
-        )));
+        return Err(BackendError::Inference(format!("output '{name}' is not a tensor")));
     };
     macro_rules! copy {
         ($variant:ident, $t:ty) => {{
@@ -116,9 +107,5 @@ pub(crate) fn extract(name: &str, value: &DynValue) -> Result<Tensor, BackendErr
             )));
         }
     };
-    Ok(Tensor {
-        name: name.to_owned(),
-        shape: shape.iter().map(|&d| d.max(0) as usize).collect(),
-        data,
-    })
+    Ok(Tensor { name: name.to_owned(), shape: shape.iter().map(|&d| d.max(0) as usize).collect(), data })
 }

@@ -22,16 +22,10 @@ pub struct OrtBackend {
 
 impl OrtBackend {
     /// Loads `model.onnx` with the given options; a device this build or machine cannot use is an error.
-    pub fn load(
-        env: &OrtEnvironment,
-        path: &Path,
-        opts: &LoadOptions,
-    ) -> Result<Self, BackendError> {
-        let session = build_session(env, path, opts)
-            .map_err(|e| BackendError::Load(format!("{}: {e}", path.display())))?;
-        let specs = |outlets: &[ort::value::Outlet]| {
-            outlets.iter().map(spec_of).collect::<Result<Vec<_>, _>>()
-        };
+    pub fn load(env: &OrtEnvironment, path: &Path, opts: &LoadOptions) -> Result<Self, BackendError> {
+        let session =
+            build_session(env, path, opts).map_err(|e| BackendError::Load(format!("{}: {e}", path.display())))?;
+        let specs = |outlets: &[ort::value::Outlet]| outlets.iter().map(spec_of).collect::<Result<Vec<_>, _>>();
         let signature = Signature {
             platform: "onnxruntime_onnx",
             inputs: specs(session.inputs()).map_err(BackendError::Load)?,
@@ -59,15 +53,9 @@ fn build_session(env: &OrtEnvironment, path: &Path, opts: &LoadOptions) -> Resul
 
 #[cfg(feature = "cuda")]
 fn with_cuda(builder: SessionBuilder, device: u32) -> Result<SessionBuilder, String> {
-    let id =
-        i32::try_from(device).map_err(|_| format!("cuda:{device} is not a valid GPU index"))?;
-    let ep = ort::ep::CUDA::default()
-        .with_device_id(id)
-        .build()
-        .error_on_failure();
-    builder
-        .with_execution_providers([ep])
-        .map_err(|e| format!("cuda:{device}: {e}"))
+    let id = i32::try_from(device).map_err(|_| format!("cuda:{device} is not a valid GPU index"))?;
+    let ep = ort::ep::CUDA::default().with_device_id(id).build().error_on_failure();
+    builder.with_execution_providers([ep]).map_err(|e| format!("cuda:{device}: {e}"))
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -82,11 +70,7 @@ impl Backend for OrtBackend {
         &self.signature
     }
 
-    fn infer(
-        &mut self,
-        inputs: Vec<Tensor>,
-        outputs: &[&str],
-    ) -> Result<Vec<Tensor>, BackendError> {
+    fn infer(&mut self, inputs: Vec<Tensor>, outputs: &[&str]) -> Result<Vec<Tensor>, BackendError> {
         let values = inputs
             .into_iter()
             .map(|t| to_value(t.data, &t.shape).map(|v| (t.name, v)))
@@ -95,14 +79,8 @@ impl Backend for OrtBackend {
         let options = match outputs.len() == self.signature.outputs.len() {
             true => None,
             false => {
-                let selector = outputs
-                    .iter()
-                    .fold(OutputSelector::no_default(), |s, o| s.with(*o));
-                Some(
-                    RunOptions::new()
-                        .map_err(|e| BackendError::Inference(e.to_string()))?
-                        .with_outputs(selector),
-                )
+                let selector = outputs.iter().fold(OutputSelector::no_default(), |s, o| s.with(*o));
+                Some(RunOptions::new().map_err(|e| BackendError::Inference(e.to_string()))?.with_outputs(selector))
             }
         };
         let result = match &options {
@@ -113,9 +91,9 @@ impl Backend for OrtBackend {
         outputs
             .iter()
             .map(|name| {
-                let value = result.get(name).ok_or_else(|| {
-                    BackendError::Inference(format!("model produced no output '{name}'"))
-                })?;
+                let value = result
+                    .get(name)
+                    .ok_or_else(|| BackendError::Inference(format!("model produced no output '{name}'")))?;
                 extract(name, value)
             })
             .collect()

@@ -16,13 +16,9 @@ impl std::fmt::Debug for OrtEnvironment {
 impl OrtEnvironment {
     /// Loads the library at `path` and creates the environment. Call once, before any other ort use.
     pub fn init(path: &Path) -> Result<Self, String> {
-        let builder = ort::init_from(path)
-            .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?;
-        builder
-            .with_name("switchyard")
-            .build()
-            .map(Self)
-            .map_err(|e| format!("cannot start ONNX Runtime: {e}"))
+        let builder =
+            ort::init_from(path).map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?;
+        builder.with_name("switchyard").build().map(Self).map_err(|e| format!("cannot start ONNX Runtime: {e}"))
     }
 
     pub(crate) fn inner(&self) -> &ort::environment::Environment {
@@ -39,10 +35,7 @@ pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf, String> {
         return if p.is_file() {
             Ok(p.to_owned())
         } else {
-            Err(format!(
-                "ONNX Runtime library {} does not exist: {FIX}",
-                p.display()
-            ))
+            Err(format!("ONNX Runtime library {} does not exist: {FIX}", p.display()))
         };
     }
     let mut roots: Vec<PathBuf> = std::env::current_dir().into_iter().collect();
@@ -63,11 +56,7 @@ fn in_venv(venv: &Path) -> Option<PathBuf> {
             .ok()?
             .flatten()
             .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("libonnxruntime.so"))
-            })
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so")))
             .collect();
         libs.sort();
         libs.pop()
@@ -81,9 +70,6 @@ mod tests {
     #[test]
     fn a_missing_explicit_library_says_how_to_fix_it() {
         let err = find_library(Some(Path::new("/nonexistent/libonnxruntime.so"))).unwrap_err();
-        assert!(
-            err.contains("ORT_DYLIB_PATH") && err.contains("make setup"),
-            "{err}"
-        );
+        assert!(err.contains("ORT_DYLIB_PATH") && err.contains("make setup"), "{err}");
     }
 }

@@ -36,10 +36,9 @@ impl std::str::FromStr for Device {
         match s.split_once(':') {
             None if s == "cpu" => Ok(Self::Cpu),
             None if s == "cuda" => Ok(Self::Cuda(0)),
-            Some(("cuda", n)) => n
-                .parse()
-                .map(Self::Cuda)
-                .map_err(|_| format!("device '{s}': '{n}' is not a GPU index")),
+            Some(("cuda", n)) => {
+                n.parse().map(Self::Cuda).map_err(|_| format!("device '{s}': '{n}' is not a GPU index"))
+            }
             _ => Err(format!("device '{s}' is not 'cpu' or 'cuda:N'")),
         }
     }
@@ -55,11 +54,7 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self {
-            device: Device::Cpu,
-            intra_op_threads: 1,
-            inter_op_threads: 1,
-        }
+        Self { device: Device::Cpu, intra_op_threads: 1, inter_op_threads: 1 }
     }
 }
 
@@ -83,8 +78,7 @@ pub trait Backend: Send {
 
     /// Runs the model. `inputs` match the signature (names, datatypes, ranks, fixed dims); the result
     /// holds exactly the `outputs` asked for, in that order.
-    fn infer(&mut self, inputs: Vec<Tensor>, outputs: &[&str])
-    -> Result<Vec<Tensor>, BackendError>;
+    fn infer(&mut self, inputs: Vec<Tensor>, outputs: &[&str]) -> Result<Vec<Tensor>, BackendError>;
 }
 
 #[cfg(test)]

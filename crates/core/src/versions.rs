@@ -5,10 +5,7 @@ use serde::Deserialize;
 
 /// Which of the versions found on disk to serve (Triton's `version_policy`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(
-    untagged,
-    expecting = "`latest`, `all`, `{latest: N}` or a list of version numbers"
-)]
+#[serde(untagged, expecting = "`latest`, `all`, `{latest: N}` or a list of version numbers")]
 pub enum VersionPolicy {
     /// `all`, `latest`.
     Named(NamedPolicy),
@@ -46,9 +43,7 @@ impl VersionPolicy {
             Self::Latest { latest } => Ok(keep_latest(*latest)),
             Self::Specific(wanted) => {
                 if let Some(missing) = wanted.iter().find(|v| !all.contains(v)) {
-                    return Err(format!(
-                        "versions: version {missing} is not in the model directory (found {all:?})"
-                    ));
+                    return Err(format!("versions: version {missing} is not in the model directory (found {all:?})"));
                 }
                 let mut v = wanted.clone();
                 v.sort_unstable();
@@ -78,15 +73,10 @@ pub enum ResolveError {
 
 /// Picks the version for a request: the pinned one when the path names it, otherwise the highest
 /// ready version (as Triton does). `served` lists each served version with whether it is ready.
-pub fn resolve_version(
-    requested: Option<&str>,
-    served: &[(u64, bool)],
-) -> Result<Resolution, ResolveError> {
+pub fn resolve_version(requested: Option<&str>, served: &[(u64, bool)]) -> Result<Resolution, ResolveError> {
     match requested {
         Some(text) => {
-            let v: u64 = text
-                .parse()
-                .map_err(|_| ResolveError::UnknownVersion(text.to_owned()))?;
+            let v: u64 = text.parse().map_err(|_| ResolveError::UnknownVersion(text.to_owned()))?;
             match served.iter().find(|(sv, _)| *sv == v) {
                 None => Err(ResolveError::UnknownVersion(text.to_owned())),
                 Some((_, false)) => Err(ResolveError::NotReady(v)),
@@ -111,43 +101,20 @@ mod tests {
     fn policies_pick_versions() {
         let disk = [3, 1, 2, 10];
         assert_eq!(VersionPolicy::default().select(&disk), Ok(vec![10]));
-        assert_eq!(
-            VersionPolicy::Named(NamedPolicy::All).select(&disk),
-            Ok(vec![1, 2, 3, 10])
-        );
-        assert_eq!(
-            VersionPolicy::Latest { latest: 2 }.select(&disk),
-            Ok(vec![3, 10])
-        );
-        assert_eq!(
-            VersionPolicy::Latest { latest: 9 }.select(&disk),
-            Ok(vec![1, 2, 3, 10])
-        );
+        assert_eq!(VersionPolicy::Named(NamedPolicy::All).select(&disk), Ok(vec![1, 2, 3, 10]));
+        assert_eq!(VersionPolicy::Latest { latest: 2 }.select(&disk), Ok(vec![3, 10]));
+        assert_eq!(VersionPolicy::Latest { latest: 9 }.select(&disk), Ok(vec![1, 2, 3, 10]));
         assert!(VersionPolicy::Latest { latest: 0 }.select(&disk).is_err());
-        assert_eq!(
-            VersionPolicy::Specific(vec![2, 1]).select(&disk),
-            Ok(vec![1, 2])
-        );
-        assert!(
-            VersionPolicy::Specific(vec![4])
-                .select(&disk)
-                .unwrap_err()
-                .contains("version 4")
-        );
+        assert_eq!(VersionPolicy::Specific(vec![2, 1]).select(&disk), Ok(vec![1, 2]));
+        assert!(VersionPolicy::Specific(vec![4]).select(&disk).unwrap_err().contains("version 4"));
         assert_eq!(VersionPolicy::default().select(&[]), Ok(vec![]));
     }
 
     #[test]
     fn policies_parse_from_config_forms() {
         let p = |s: &str| serde_json::from_str::<VersionPolicy>(s);
-        assert_eq!(
-            p(r#""all""#).unwrap(),
-            VersionPolicy::Named(NamedPolicy::All)
-        );
-        assert_eq!(
-            p(r#"{"latest":3}"#).unwrap(),
-            VersionPolicy::Latest { latest: 3 }
-        );
+        assert_eq!(p(r#""all""#).unwrap(), VersionPolicy::Named(NamedPolicy::All));
+        assert_eq!(p(r#"{"latest":3}"#).unwrap(), VersionPolicy::Latest { latest: 3 });
         assert_eq!(p("[1,2]").unwrap(), VersionPolicy::Specific(vec![1, 2]));
         assert!(p(r#""newest""#).is_err());
     }
@@ -155,29 +122,11 @@ mod tests {
     #[test]
     fn unversioned_requests_go_to_the_highest_ready_version() {
         let served = [(1, true), (2, true), (3, false)];
-        assert_eq!(
-            resolve_version(None, &served),
-            Ok(Resolution { version: 2 })
-        );
-        assert_eq!(
-            resolve_version(Some("1"), &served),
-            Ok(Resolution { version: 1 })
-        );
-        assert_eq!(
-            resolve_version(Some("3"), &served),
-            Err(ResolveError::NotReady(3))
-        );
-        assert_eq!(
-            resolve_version(Some("4"), &served),
-            Err(ResolveError::UnknownVersion("4".into()))
-        );
-        assert_eq!(
-            resolve_version(Some("x"), &served),
-            Err(ResolveError::UnknownVersion("x".into()))
-        );
-        assert_eq!(
-            resolve_version(None, &[(1, false)]),
-            Err(ResolveError::NoneReady)
-        );
+        assert_eq!(resolve_version(None, &served), Ok(Resolution { version: 2 }));
+        assert_eq!(resolve_version(Some("1"), &served), Ok(Resolution { version: 1 }));
+        assert_eq!(resolve_version(Some("3"), &served), Err(ResolveError::NotReady(3)));
+        assert_eq!(resolve_version(Some("4"), &served), Err(ResolveError::UnknownVersion("4".into())));
+        assert_eq!(resolve_version(Some("x"), &served), Err(ResolveError::UnknownVersion("x".into())));
+        assert_eq!(resolve_version(None, &[(1, false)]), Err(ResolveError::NoneReady));
     }
 }

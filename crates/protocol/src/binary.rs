@@ -13,18 +13,12 @@ pub(crate) fn decode(bytes: &[u8], dt: DataType, count: usize) -> Result<TensorD
     // From here on `dt` has a fixed element size.
     let need = count.checked_mul(size).ok_or("element count overflows")?;
     if bytes.len() != need {
-        return Err(format!(
-            "{} bytes given but {count} {dt} elements need {need}",
-            bytes.len()
-        ));
+        return Err(format!("{} bytes given but {count} {dt} elements need {need}", bytes.len()));
     }
     macro_rules! le {
         ($variant:ident, $t:ty, $n:literal) => {
             TensorData::$variant(
-                bytes
-                    .chunks_exact($n)
-                    .map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or([0; $n])))
-                    .collect(),
+                bytes.chunks_exact($n).map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or([0; $n]))).collect(),
             )
         };
     }
@@ -60,33 +54,21 @@ fn decode_bytes(mut bytes: &[u8], count: usize) -> Result<Vec<String>, String> {
     let mut out = Vec::with_capacity(count.min(bytes.len() / 4));
     while !bytes.is_empty() {
         if out.len() == count {
-            return Err(format!(
-                "{} bytes left after the {count} BYTES elements the shape holds",
-                bytes.len()
-            ));
+            return Err(format!("{} bytes left after the {count} BYTES elements the shape holds", bytes.len()));
         }
-        let (len, rest) = bytes
-            .split_first_chunk::<4>()
-            .ok_or("BYTES element length prefix is cut short")?;
+        let (len, rest) = bytes.split_first_chunk::<4>().ok_or("BYTES element length prefix is cut short")?;
         let len = u32::from_le_bytes(*len) as usize;
         if len > rest.len() {
-            return Err(format!(
-                "BYTES element {} claims {len} bytes but only {} remain",
-                out.len(),
-                rest.len()
-            ));
+            return Err(format!("BYTES element {} claims {len} bytes but only {} remain", out.len(), rest.len()));
         }
         let (elem, rest) = rest.split_at(len);
-        let s = std::str::from_utf8(elem)
-            .map_err(|e| format!("BYTES element {} is not valid UTF-8: {e}", out.len()))?;
+        let s =
+            std::str::from_utf8(elem).map_err(|e| format!("BYTES element {} is not valid UTF-8: {e}", out.len()))?;
         out.push(s.to_owned());
         bytes = rest;
     }
     if out.len() != count {
-        return Err(format!(
-            "{} BYTES elements given but the shape needs {count}",
-            out.len()
-        ));
+        return Err(format!("{} BYTES elements given but the shape needs {count}", out.len()));
     }
     Ok(out)
 }
@@ -96,9 +78,7 @@ pub(crate) fn count_bytes_elements(mut bytes: &[u8]) -> Result<usize, String> {
     let mut n = 0usize;
     while let Some((len, rest)) = bytes.split_first_chunk::<4>() {
         let len = u32::from_le_bytes(*len) as usize;
-        bytes = rest
-            .get(len..)
-            .ok_or("BYTES element runs past the end of the body")?;
+        bytes = rest.get(len..).ok_or("BYTES element runs past the end of the body")?;
         n += 1;
     }
     if !bytes.is_empty() {
@@ -171,57 +151,22 @@ mod tests {
 
     #[test]
     fn sizes_that_do_not_add_up_are_refused() {
-        assert!(
-            decode(&[0; 7], DataType::Fp32, 2)
-                .unwrap_err()
-                .contains("need 8")
-        );
+        assert!(decode(&[0; 7], DataType::Fp32, 2).unwrap_err().contains("need 8"));
         assert!(decode(&[0; 9], DataType::Fp32, 2).is_err());
-        assert!(
-            decode(&[2], DataType::Bool, 1)
-                .unwrap_err()
-                .contains("neither")
-        );
-        assert!(
-            decode(&[0; 8], DataType::Fp32, usize::MAX)
-                .unwrap_err()
-                .contains("overflow")
-        );
+        assert!(decode(&[2], DataType::Bool, 1).unwrap_err().contains("neither"));
+        assert!(decode(&[0; 8], DataType::Fp32, usize::MAX).unwrap_err().contains("overflow"));
     }
 
     #[test]
     fn bytes_framing_is_checked() {
         let ok = [1, 0, 0, 0, b'a', 0, 0, 0, 0];
-        assert_eq!(
-            decode(&ok, DataType::Bytes, 2).unwrap(),
-            TensorData::Bytes(vec!["a".into(), String::new()])
-        );
+        assert_eq!(decode(&ok, DataType::Bytes, 2).unwrap(), TensorData::Bytes(vec!["a".into(), String::new()]));
         assert_eq!(count_bytes_elements(&ok), Ok(2));
-        assert!(
-            decode(&ok, DataType::Bytes, 1)
-                .unwrap_err()
-                .contains("left after")
-        );
-        assert!(
-            decode(&ok, DataType::Bytes, 3)
-                .unwrap_err()
-                .contains("needs 3")
-        );
-        assert!(
-            decode(&[255, 255, 255, 255, b'a'], DataType::Bytes, 1)
-                .unwrap_err()
-                .contains("claims")
-        );
-        assert!(
-            decode(&[1, 0], DataType::Bytes, 1)
-                .unwrap_err()
-                .contains("cut short")
-        );
-        assert!(
-            decode(&[2, 0, 0, 0, 0xc3, 0x28], DataType::Bytes, 1)
-                .unwrap_err()
-                .contains("UTF-8")
-        );
+        assert!(decode(&ok, DataType::Bytes, 1).unwrap_err().contains("left after"));
+        assert!(decode(&ok, DataType::Bytes, 3).unwrap_err().contains("needs 3"));
+        assert!(decode(&[255, 255, 255, 255, b'a'], DataType::Bytes, 1).unwrap_err().contains("claims"));
+        assert!(decode(&[1, 0], DataType::Bytes, 1).unwrap_err().contains("cut short"));
+        assert!(decode(&[2, 0, 0, 0, 0xc3, 0x28], DataType::Bytes, 1).unwrap_err().contains("UTF-8"));
         assert!(count_bytes_elements(&[9, 0, 0, 0, 1]).is_err());
     }
 }

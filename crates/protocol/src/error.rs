@@ -18,17 +18,11 @@ pub enum ProtocolError {
     Output { output: String, message: String },
     /// A request-level field is wrong.
     #[error("{field}: {message}")]
-    Field {
-        field: &'static str,
-        message: String,
-    },
+    Field { field: &'static str, message: String },
 }
 
 impl ProtocolError {
     pub(crate) fn input(input: &str, message: impl Into<String>) -> Self {
-        Self::Input {
-            input: input.to_owned(),
-            message: message.into(),
-        }
+        Self::Input { input: input.to_owned(), message: message.into() }
     }
 }

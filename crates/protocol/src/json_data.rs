@@ -9,12 +9,7 @@ use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 use std::fmt;
 
 /// Decodes `raw` (the text of a JSON `data` value) into `count` elements of `dt` laid out as `shape`.
-pub(crate) fn decode(
-    raw: &str,
-    dt: DataType,
-    shape: &[usize],
-    count: usize,
-) -> Result<TensorData, String> {
+pub(crate) fn decode(raw: &str, dt: DataType, shape: &[usize], count: usize) -> Result<TensorData, String> {
     // Each element takes at least two bytes of JSON ("1,"), which bounds what a lying shape can reserve.
     let cap = count.min(raw.len() / 2 + 1);
     macro_rules! go {
@@ -42,31 +37,13 @@ pub(crate) fn decode(
     })
 }
 
-fn read<T: JsonElement>(
-    raw: &str,
-    shape: &[usize],
-    count: usize,
-    out: &mut Vec<T>,
-) -> Result<(), String> {
+fn read<T: JsonElement>(raw: &str, shape: &[usize], count: usize, out: &mut Vec<T>) -> Result<(), String> {
     let mut de = serde_json::Deserializer::from_str(raw);
-    let mut state = State {
-        out,
-        shape,
-        count,
-        layout: Layout::Unknown,
-    };
-    Level {
-        state: &mut state,
-        depth: 0,
-    }
-    .deserialize(&mut de)
-    .map_err(|e| e.to_string())?;
+    let mut state = State { out, shape, count, layout: Layout::Unknown };
+    Level { state: &mut state, depth: 0 }.deserialize(&mut de).map_err(|e| e.to_string())?;
     de.end().map_err(|e| e.to_string())?;
     if state.out.len() != count {
-        return Err(format!(
-            "data has {} elements but shape {shape:?} needs {count}",
-            state.out.len()
-        ));
+        return Err(format!("data has {} elements but shape {shape:?} needs {count}", state.out.len()));
     }
     Ok(())
 }
@@ -106,19 +83,13 @@ impl<T: JsonElement> Level<'_, '_, T> {
         }
         let flat_ok = self.depth == 1 && st.layout != Layout::Nested;
         if self.depth != rank && !flat_ok {
-            return Err(E::custom(format!(
-                "nesting of data does not match shape {:?}",
-                st.shape
-            )));
+            return Err(E::custom(format!("nesting of data does not match shape {:?}", st.shape)));
         }
         if self.depth == 1 && rank != 1 {
             st.layout = Layout::Flat;
         }
         if st.out.len() >= st.count {
-            return Err(E::custom(format!(
-                "data has more elements than shape {:?} holds",
-                st.shape
-            )));
+            return Err(E::custom(format!("data has more elements than shape {:?} holds", st.shape)));
         }
         st.out.push(v.map_err(E::custom)?);
         Ok(())
@@ -137,21 +108,12 @@ impl<'de, T: JsonElement> Visitor<'de> for Level<'_, '_, T> {
         let depth = self.depth;
         if depth > 0 {
             if st.layout == Layout::Flat || depth >= st.shape.len() {
-                return Err(de::Error::custom(format!(
-                    "nesting of data does not match shape {:?}",
-                    st.shape
-                )));
+                return Err(de::Error::custom(format!("nesting of data does not match shape {:?}", st.shape)));
             }
             st.layout = Layout::Nested;
         }
         let mut n = 0usize;
-        while seq
-            .next_element_seed(Level {
-                state: &mut *st,
-                depth: depth + 1,
-            })?
-            .is_some()
-        {
+        while seq.next_element_seed(Level { state: &mut *st, depth: depth + 1 })?.is_some() {
             n += 1;
             if depth > 0 && n > st.shape[depth] {
                 return Err(de::Error::custom(format!(
@@ -190,10 +152,7 @@ impl<'de, T: JsonElement> Visitor<'de> for Level<'_, '_, T> {
         self.push(Err(format!("null is not a {} value", T::NAME)))
     }
     fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
-        Err(de::Error::custom(format!(
-            "an object is not a {} value",
-            T::NAME
-        )))
+        Err(de::Error::custom(format!("an object is not a {} value", T::NAME)))
     }
 }
 
@@ -298,14 +257,8 @@ mod tests {
 
     #[test]
     fn flat_and_nested_data_agree() {
-        assert_eq!(
-            fp32("[1,2,3,4,5,6]", &[2, 3]).unwrap(),
-            vec![1., 2., 3., 4., 5., 6.]
-        );
-        assert_eq!(
-            fp32("[[1,2,3],[4,5,6]]", &[2, 3]).unwrap(),
-            vec![1., 2., 3., 4., 5., 6.]
-        );
+        assert_eq!(fp32("[1,2,3,4,5,6]", &[2, 3]).unwrap(), vec![1., 2., 3., 4., 5., 6.]);
+        assert_eq!(fp32("[[1,2,3],[4,5,6]]", &[2, 3]).unwrap(), vec![1., 2., 3., 4., 5., 6.]);
         assert_eq!(fp32("[[[1],[2]]]", &[1, 2, 1]).unwrap(), vec![1., 2.]);
         assert_eq!(fp32("[7]", &[]).unwrap(), vec![7.]);
         assert_eq!(fp32("[]", &[0, 4]).unwrap(), Vec::<f32>::new());
@@ -340,21 +293,11 @@ mod tests {
     #[test]
     fn integers_are_range_checked_never_wrapped() {
         let i8s = |raw: &str| decode(raw, DataType::Int8, &[2], 2);
-        assert_eq!(
-            i8s("[-128,127]").unwrap(),
-            TensorData::Int8(vec![-128, 127])
-        );
-        assert!(
-            i8s("[128,0]")
-                .unwrap_err()
-                .contains("out of range for INT8")
-        );
+        assert_eq!(i8s("[-128,127]").unwrap(), TensorData::Int8(vec![-128, 127]));
+        assert!(i8s("[128,0]").unwrap_err().contains("out of range for INT8"));
         assert!(i8s("[1.5,0]").unwrap_err().contains("not an integer"));
         let u64s = |raw: &str| decode(raw, DataType::Uint64, &[1], 1);
-        assert_eq!(
-            u64s("[18446744073709551615]").unwrap(),
-            TensorData::Uint64(vec![u64::MAX])
-        );
+        assert_eq!(u64s("[18446744073709551615]").unwrap(), TensorData::Uint64(vec![u64::MAX]));
         assert!(u64s("[18446744073709551616]").is_err());
         assert!(u64s("[-1]").unwrap_err().contains("out of range"));
         assert!(decode("[true]", DataType::Int32, &[1], 1).is_err());
@@ -362,33 +305,16 @@ mod tests {
 
     #[test]
     fn other_datatypes_decode() {
-        assert_eq!(
-            decode("[true,false]", DataType::Bool, &[2], 2).unwrap(),
-            TensorData::Bool(vec![true, false])
-        );
+        assert_eq!(decode("[true,false]", DataType::Bool, &[2], 2).unwrap(), TensorData::Bool(vec![true, false]));
         assert!(decode("[1]", DataType::Bool, &[1], 1).is_err());
         assert_eq!(
             decode(r#"["a","é\n"]"#, DataType::Bytes, &[2], 2).unwrap(),
             TensorData::Bytes(vec!["a".into(), "é\n".into()])
         );
-        assert_eq!(
-            decode("[1.5]", DataType::Fp16, &[1], 1).unwrap(),
-            TensorData::Fp16(vec![f16::from_f32(1.5)])
-        );
-        assert!(
-            decode("[70000]", DataType::Fp16, &[1], 1)
-                .unwrap_err()
-                .contains("out of range for FP16")
-        );
-        assert!(
-            decode("[1e300]", DataType::Fp32, &[1], 1)
-                .unwrap_err()
-                .contains("out of range for FP32")
-        );
-        assert_eq!(
-            decode("[1e300]", DataType::Fp64, &[1], 1).unwrap(),
-            TensorData::Fp64(vec![1e300])
-        );
+        assert_eq!(decode("[1.5]", DataType::Fp16, &[1], 1).unwrap(), TensorData::Fp16(vec![f16::from_f32(1.5)]));
+        assert!(decode("[70000]", DataType::Fp16, &[1], 1).unwrap_err().contains("out of range for FP16"));
+        assert!(decode("[1e300]", DataType::Fp32, &[1], 1).unwrap_err().contains("out of range for FP32"));
+        assert_eq!(decode("[1e300]", DataType::Fp64, &[1], 1).unwrap(), TensorData::Fp64(vec![1e300]));
         assert!(decode(r#"["1"]"#, DataType::Fp32, &[1], 1).is_err());
         // Shortest round-trip text comes back as the very same double.
         assert_eq!(

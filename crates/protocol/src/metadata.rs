@@ -19,11 +19,7 @@ pub struct TensorMetadata {
 
 impl From<&TensorSpec> for TensorMetadata {
     fn from(s: &TensorSpec) -> Self {
-        Self {
-            name: s.name.clone(),
-            datatype: s.datatype,
-            shape: s.shape.clone(),
-        }
+        Self { name: s.name.clone(), datatype: s.datatype, shape: s.shape.clone() }
     }
 }
 

@@ -68,6 +68,7 @@ struct WireOutput {
 struct OutputParams {
     binary_data: Option<bool>,
     shared_memory_region: Option<IgnoredAny>,
+    classification: Option<IgnoredAny>,
 }
 
 /// Decodes `body` for a model with the given inputs and outputs. `header_len` is the value of
@@ -100,75 +101,50 @@ pub fn decode_request(
         })
     })?;
     de.end().map_err(|e| ProtocolError::Json(e.to_string()))?;
-    let params = wire.parameters.unwrap_or(RequestParams {
-        binary_data_output: None,
-        timeout: None,
-    });
+    let params = wire.parameters.unwrap_or(RequestParams { binary_data_output: None, timeout: None });
 
     let mut decoded: Vec<Tensor> = Vec::with_capacity(wire.inputs.len());
     for input in &wire.inputs {
         let name = input.name.as_str();
         let err = |m: String| ProtocolError::input(name, m);
-        let spec = inputs.iter().find(|s| s.name == name).ok_or_else(|| {
-            err(format!(
-                "not an input of this model (inputs: {})",
-                names(inputs)
-            ))
-        })?;
+        let spec = inputs
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| err(format!("not an input of this model (inputs: {})", names(inputs))))?;
         if decoded.iter().any(|t| t.name == name) {
             return Err(err("given more than once".into()));
         }
-        let dt = DataType::parse(&input.datatype).ok_or_else(|| {
-            err(format!(
-                "datatype '{}' is not a V2 datatype",
-                input.datatype
-            ))
-        })?;
+        let dt = DataType::parse(&input.datatype)
+            .ok_or_else(|| err(format!("datatype '{}' is not a V2 datatype", input.datatype)))?;
         if dt != spec.datatype {
-            return Err(err(format!(
-                "datatype {dt} does not match the model's {}",
-                spec.datatype
-            )));
+            return Err(err(format!("datatype {dt} does not match the model's {}", spec.datatype)));
         }
         let count = check_shape(&input.shape, spec).map_err(err)?;
         let shape: Vec<usize> = input.shape.iter().map(|&d| d as usize).collect();
         let p = input.parameters.as_ref();
         if p.is_some_and(|p| p.shared_memory_region.is_some()) {
-            return Err(err(
-                "shared memory is not supported: send the data in the body".into(),
-            ));
+            return Err(err("shared memory is not supported: send the data in the body".into()));
         }
         let data = match (p.and_then(|p| p.binary_data_size), input.data) {
             (Some(_), Some(_)) => {
                 return Err(err("has both 'data' and parameters.binary_data_size".into()));
             }
             (None, None) => {
-                return Err(err(
-                    "has no 'data' and no parameters.binary_data_size".into()
-                ));
+                return Err(err("has no 'data' and no parameters.binary_data_size".into()));
             }
-            (None, Some(raw)) => json_data::decode(raw.get(), dt, &shape, count)
-                .map_err(|m| err(format!("data: {m}")))?,
+            (None, Some(raw)) => {
+                json_data::decode(raw.get(), dt, &shape, count).map_err(|m| err(format!("data: {m}")))?
+            }
             (Some(size), None) => {
-                let size = usize::try_from(size)
-                    .ok()
-                    .filter(|&s| s <= bin.len())
-                    .ok_or_else(|| {
-                        err(format!(
-                            "binary_data_size {size} is more than the {} bytes of binary data left",
-                            bin.len()
-                        ))
-                    })?;
+                let size = usize::try_from(size).ok().filter(|&s| s <= bin.len()).ok_or_else(|| {
+                    err(format!("binary_data_size {size} is more than the {} bytes of binary data left", bin.len()))
+                })?;
                 let (mine, rest) = bin.split_at(size);
                 bin = rest;
                 binary::decode(mine, dt, count).map_err(|m| err(format!("binary data: {m}")))?
             }
         };
-        decoded.push(Tensor {
-            name: input.name.clone(),
-            shape,
-            data,
-        });
+        decoded.push(Tensor { name: input.name.clone(), shape, data });
     }
     if !bin.is_empty() {
         return Err(framing(format!(
@@ -176,33 +152,16 @@ pub fn decode_request(
             bin.len()
         )));
     }
-    if let Some(missing) = inputs
-        .iter()
-        .find(|s| !decoded.iter().any(|t| t.name == s.name))
-    {
-        return Err(ProtocolError::input(
-            &missing.name,
-            "is required but missing from the request",
-        ));
+    if let Some(missing) = inputs.iter().find(|s| !decoded.iter().any(|t| t.name == s.name)) {
+        return Err(ProtocolError::input(&missing.name, "is required but missing from the request"));
     }
 
     let default_binary = params.binary_data_output.unwrap_or(false);
     let outputs = match wire.outputs {
-        None => outputs
-            .iter()
-            .map(|s| OutputRequest {
-                name: s.name.clone(),
-                binary: default_binary,
-            })
-            .collect(),
+        None => outputs.iter().map(|s| OutputRequest { name: s.name.clone(), binary: default_binary }).collect(),
         Some(wanted) => select_outputs(wanted, outputs, default_binary)?,
     };
-    Ok(InferRequest {
-        id: wire.id,
-        inputs: decoded,
-        outputs,
-        timeout_us: params.timeout,
-    })
+    Ok(InferRequest { id: wire.id, inputs: decoded, outputs, timeout_us: params.timeout })
 }
 
 fn select_outputs(
@@ -212,33 +171,21 @@ fn select_outputs(
 ) -> Result<Vec<OutputRequest>, ProtocolError> {
     let mut out: Vec<OutputRequest> = Vec::with_capacity(wanted.len());
     for w in wanted {
-        let err = |m: String| ProtocolError::Output {
-            output: w.name.clone(),
-            message: m,
-        };
+        let err = |m: String| ProtocolError::Output { output: w.name.clone(), message: m };
         if !specs.iter().any(|s| s.name == w.name) {
-            return Err(err(format!(
-                "not an output of this model (outputs: {})",
-                names(specs)
-            )));
+            return Err(err(format!("not an output of this model (outputs: {})", names(specs))));
         }
         if out.iter().any(|o| o.name == w.name) {
             return Err(err("requested more than once".into()));
         }
-        if w.parameters
-            .as_ref()
-            .is_some_and(|p| p.shared_memory_region.is_some())
-        {
+        if w.parameters.as_ref().is_some_and(|p| p.shared_memory_region.is_some()) {
             return Err(err("shared memory is not supported".into()));
         }
-        let binary = w
-            .parameters
-            .and_then(|p| p.binary_data)
-            .unwrap_or(default_binary);
-        out.push(OutputRequest {
-            name: w.name,
-            binary,
-        });
+        if w.parameters.as_ref().is_some_and(|p| p.classification.is_some()) {
+            return Err(err("the classification extension is not supported: ask for the raw output".into()));
+        }
+        let binary = w.parameters.and_then(|p| p.binary_data).unwrap_or(default_binary);
+        out.push(OutputRequest { name: w.name, binary });
     }
     Ok(out)
 }
@@ -246,26 +193,15 @@ fn select_outputs(
 /// Checks a request shape against the model's and returns its element count.
 fn check_shape(shape: &[i64], spec: &TensorSpec) -> Result<usize, String> {
     let count = element_count(shape)?;
-    let fits = shape.len() == spec.shape.len()
-        && shape
-            .iter()
-            .zip(&spec.shape)
-            .all(|(&d, &s)| s < 0 || d == s);
+    let fits = shape.len() == spec.shape.len() && shape.iter().zip(&spec.shape).all(|(&d, &s)| s < 0 || d == s);
     if !fits {
-        return Err(format!(
-            "shape {shape:?} does not match the model's {:?} (-1 is any size)",
-            spec.shape
-        ));
+        return Err(format!("shape {shape:?} does not match the model's {:?} (-1 is any size)", spec.shape));
     }
     Ok(count)
 }
 
 /// A raw binary request: the whole body is the one input's data; every output comes back binary.
-fn decode_raw(
-    body: &[u8],
-    inputs: &[TensorSpec],
-    outputs: &[TensorSpec],
-) -> Result<InferRequest, ProtocolError> {
+fn decode_raw(body: &[u8], inputs: &[TensorSpec], outputs: &[TensorSpec]) -> Result<InferRequest, ProtocolError> {
     let [spec] = inputs else {
         return Err(ProtocolError::Framing(format!(
             "a raw binary request (Inference-Header-Content-Length: 0) needs a model with one input, this one has {}",
@@ -285,22 +221,11 @@ fn decode_raw(
         None => binary::count_bytes_elements(body).map_err(|m| err(format!("raw body: {m}")))?,
     };
     let shape = infer_shape(&spec.shape, count).map_err(err)?;
-    let data =
-        binary::decode(body, spec.datatype, count).map_err(|m| err(format!("raw body: {m}")))?;
+    let data = binary::decode(body, spec.datatype, count).map_err(|m| err(format!("raw body: {m}")))?;
     Ok(InferRequest {
         id: None,
-        inputs: vec![Tensor {
-            name: spec.name.clone(),
-            shape,
-            data,
-        }],
-        outputs: outputs
-            .iter()
-            .map(|s| OutputRequest {
-                name: s.name.clone(),
-                binary: true,
-            })
-            .collect(),
+        inputs: vec![Tensor { name: spec.name.clone(), shape, data }],
+        outputs: outputs.iter().map(|s| OutputRequest { name: s.name.clone(), binary: true }).collect(),
         timeout_us: None,
     })
 }
@@ -308,37 +233,22 @@ fn decode_raw(
 /// Fills the model shape's one dynamic dimension (if any) so that it holds `count` elements.
 fn infer_shape(spec: &[i64], count: usize) -> Result<Vec<usize>, String> {
     let dynamic = spec.iter().filter(|&&d| d < 0).count();
-    let fixed: usize = spec
-        .iter()
-        .filter(|&&d| d >= 0)
-        .map(|&d| d as usize)
-        .product();
+    let fixed: usize = spec.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product();
     let fill = match dynamic {
         0 if fixed == count => 0,
         1 if fixed > 0 && count.is_multiple_of(fixed) => count / fixed,
         0 | 1 => {
-            return Err(format!(
-                "raw body holds {count} elements, which does not fit shape {spec:?}"
-            ));
+            return Err(format!("raw body holds {count} elements, which does not fit shape {spec:?}"));
         }
         _ => {
-            return Err(format!(
-                "a raw binary request cannot fill shape {spec:?}: more than one dynamic dimension"
-            ));
+            return Err(format!("a raw binary request cannot fill shape {spec:?}: more than one dynamic dimension"));
         }
     };
-    Ok(spec
-        .iter()
-        .map(|&d| if d < 0 { fill } else { d as usize })
-        .collect())
+    Ok(spec.iter().map(|&d| if d < 0 { fill } else { d as usize }).collect())
 }
 
 fn names(specs: &[TensorSpec]) -> String {
-    specs
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]

@@ -2,20 +2,13 @@ use super::*;
 use crate::TensorData;
 
 fn spec(name: &str, dt: DataType, shape: &[i64]) -> TensorSpec {
-    TensorSpec {
-        name: name.into(),
-        datatype: dt,
-        shape: shape.to_vec(),
-    }
+    TensorSpec { name: name.into(), datatype: dt, shape: shape.to_vec() }
 }
 
 fn mlp() -> (Vec<TensorSpec>, Vec<TensorSpec>) {
     (
         vec![spec("input", DataType::Fp32, &[-1, 2])],
-        vec![
-            spec("output", DataType::Fp32, &[-1, 3]),
-            spec("aux", DataType::Int64, &[-1]),
-        ],
+        vec![spec("output", DataType::Fp32, &[-1, 3]), spec("aux", DataType::Int64, &[-1])],
     )
 }
 
@@ -43,39 +36,23 @@ fn json_request_decodes_with_id_outputs_and_timeout() {
     assert_eq!(
         r.outputs,
         vec![
-            OutputRequest {
-                name: "aux".into(),
-                binary: false
-            },
-            OutputRequest {
-                name: "output".into(),
-                binary: true
-            }
+            OutputRequest { name: "aux".into(), binary: false },
+            OutputRequest { name: "output".into(), binary: true }
         ]
     );
 }
 
 #[test]
 fn without_outputs_every_output_is_returned() {
-    let r = decode(r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP32","data":[1,2]}]}"#)
-        .unwrap();
-    assert_eq!(
-        r.outputs
-            .iter()
-            .map(|o| o.name.as_str())
-            .collect::<Vec<_>>(),
-        ["output", "aux"]
-    );
+    let r = decode(r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP32","data":[1,2]}]}"#).unwrap();
+    assert_eq!(r.outputs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["output", "aux"]);
     assert!(r.outputs.iter().all(|o| !o.binary));
 }
 
 #[test]
 fn client_mistakes_name_the_field() {
     let cases = [
-        (
-            r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP32","data":[1,2]}"#,
-            "EOF",
-        ),
+        (r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP32","data":[1,2]}"#, "EOF"),
         (
             r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP64","data":[1,2]}]}"#,
             "input 'input': datatype FP64",
@@ -88,14 +65,8 @@ fn client_mistakes_name_the_field() {
             r#"{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}"#,
             "does not match the model's",
         ),
-        (
-            r#"{"inputs":[{"name":"input","shape":[2,2],"datatype":"FP32","data":[1,2,3]}]}"#,
-            "needs 4",
-        ),
-        (
-            r#"{"inputs":[{"name":"input","shape":[-2,2],"datatype":"FP32","data":[1,2]}]}"#,
-            "negative",
-        ),
+        (r#"{"inputs":[{"name":"input","shape":[2,2],"datatype":"FP32","data":[1,2,3]}]}"#, "needs 4"),
+        (r#"{"inputs":[{"name":"input","shape":[-2,2],"datatype":"FP32","data":[1,2]}]}"#, "negative"),
         (
             r#"{"inputs":[{"name":"input","shape":[9223372036854775807,4],"datatype":"FP32","data":[1,2]}]}"#,
             "more elements",
@@ -113,49 +84,27 @@ fn client_mistakes_name_the_field() {
             r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP32","data":[1,2]}],"outputs":[{"name":"nope"}]}"#,
             "output 'nope': not an output",
         ),
-        (
-            r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP32"}]}"#,
-            "has no 'data'",
-        ),
-        (
-            r#"{"inputs":[{"name":"input","shape":"x","datatype":"FP32","data":[1,2]}]}"#,
-            "inputs[0].shape",
-        ),
+        (r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP32"}]}"#, "has no 'data'"),
+        (r#"{"inputs":[{"name":"input","shape":"x","datatype":"FP32","data":[1,2]}]}"#, "inputs[0].shape"),
         (
             r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP32","data":[1,2],"parameters":{"binary_data_size":"8"}}]}"#,
             "inputs[0].parameters.binary_data_size",
         ),
-        (
-            r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP32","data":[1,2]}],"id":5}"#,
-            "id",
-        ),
-        (
-            r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP32","data":[1,2]}]} x"#,
-            "trailing",
-        ),
+        (r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP32","data":[1,2]}],"id":5}"#, "id"),
+        (r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP32","data":[1,2]}]} x"#, "trailing"),
     ];
     for (body, want) in cases {
         let got = message(body);
-        assert!(
-            got.contains(want),
-            "{body}\n  gave {got:?}, wanted {want:?}"
-        );
+        assert!(got.contains(want), "{body}\n  gave {got:?}, wanted {want:?}");
     }
 }
 
 #[test]
 fn hostile_json_depth_is_an_error_not_a_crash() {
-    let deep = format!(
-        r#"{{"inputs":[],"x":{}{}}}"#,
-        "[".repeat(100_000),
-        "]".repeat(100_000)
-    );
+    let deep = format!(r#"{{"inputs":[],"x":{}{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
     assert!(decode(&deep).is_err());
-    let deep_params = format!(
-        r#"{{"parameters":{{"a":{}{}}},"inputs":[]}}"#,
-        "{\"a\":".repeat(100_000),
-        "}".repeat(100_000)
-    );
+    let deep_params =
+        format!(r#"{{"parameters":{{"a":{}{}}},"inputs":[]}}"#, "{\"a\":".repeat(100_000), "}".repeat(100_000));
     assert!(decode(&deep_params).is_err());
     let deep_data = format!(
         r#"{{"inputs":[{{"name":"input","shape":[1,2],"datatype":"FP32","data":{}{}}}]}}"#,
@@ -181,20 +130,10 @@ fn binary_inputs_are_framed_exactly() {
     assert_eq!(r.inputs[0].data, TensorData::Fp32(vec![1.0, 2.0]));
 
     let (body, n) = binary_body(h, &f[..7]);
-    assert!(
-        decode_request(&body, Some(n), &i, &o)
-            .unwrap_err()
-            .to_string()
-            .contains("more than the 7 bytes")
-    );
+    assert!(decode_request(&body, Some(n), &i, &o).unwrap_err().to_string().contains("more than the 7 bytes"));
     let (mut body, n) = binary_body(h, &f);
     body.push(0);
-    assert!(
-        decode_request(&body, Some(n), &i, &o)
-            .unwrap_err()
-            .to_string()
-            .contains("not claimed")
-    );
+    assert!(decode_request(&body, Some(n), &i, &o).unwrap_err().to_string().contains("not claimed"));
     assert!(
         decode_request(&body, Some(body.len() + 1), &i, &o)
             .unwrap_err()
@@ -209,22 +148,14 @@ fn binary_inputs_are_framed_exactly() {
 #[test]
 fn raw_binary_request_fills_the_dynamic_dimension() {
     let (i, o) = mlp();
-    let f: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0]
-        .iter()
-        .flat_map(|x| x.to_le_bytes())
-        .collect();
+    let f: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0].iter().flat_map(|x| x.to_le_bytes()).collect();
     let r = decode_request(&f, Some(0), &i, &o).unwrap();
     assert_eq!(r.inputs[0].shape, vec![2, 2]);
     assert!(r.outputs.iter().all(|o| o.binary));
     assert!(decode_request(&f[..12], Some(0), &i, &o).is_err());
     assert!(decode_request(&f[..5], Some(0), &i, &o).is_err());
     let two = [i[0].clone(), spec("other", DataType::Fp32, &[1])];
-    assert!(
-        decode_request(&f, Some(0), &two, &o)
-            .unwrap_err()
-            .to_string()
-            .contains("one input")
-    );
+    assert!(decode_request(&f, Some(0), &two, &o).unwrap_err().to_string().contains("one input"));
 }
 
 #[test]

@@ -53,12 +53,8 @@ impl Serialize for JsonData<'_> {
             TensorData::Int16(v) => v.iter().try_for_each(|x| seq.serialize_element(x))?,
             TensorData::Int32(v) => v.iter().try_for_each(|x| seq.serialize_element(x))?,
             TensorData::Int64(v) => v.iter().try_for_each(|x| seq.serialize_element(x))?,
-            TensorData::Fp16(v) => v
-                .iter()
-                .try_for_each(|x| seq.serialize_element(&x.to_f32()))?,
-            TensorData::Bf16(v) => v
-                .iter()
-                .try_for_each(|x| seq.serialize_element(&x.to_f32()))?,
+            TensorData::Fp16(v) => v.iter().try_for_each(|x| seq.serialize_element(&x.to_f32()))?,
+            TensorData::Bf16(v) => v.iter().try_for_each(|x| seq.serialize_element(&x.to_f32()))?,
             TensorData::Fp32(v) => v.iter().try_for_each(|x| seq.serialize_element(x))?,
             TensorData::Fp64(v) => v.iter().try_for_each(|x| seq.serialize_element(x))?,
             TensorData::Bytes(v) => v.iter().try_for_each(|x| seq.serialize_element(x))?,
@@ -75,12 +71,7 @@ pub fn encode_response(
     outputs: &[Tensor],
     requested: &[OutputRequest],
 ) -> EncodedResponse {
-    let binary_of = |t: &Tensor| {
-        requested
-            .iter()
-            .find(|r| r.name == t.name)
-            .is_some_and(|r| r.binary)
-    };
+    let binary_of = |t: &Tensor| requested.iter().find(|r| r.name == t.name).is_some_and(|r| r.binary);
     let wire = WireResponse {
         model_name,
         model_version,
@@ -93,43 +84,24 @@ pub fn encode_response(
                     name: &t.name,
                     datatype: t.data.datatype(),
                     shape: &t.shape,
-                    parameters: bin.then(|| BinaryParams {
-                        binary_data_size: binary::encoded_len(&t.data),
-                    }),
+                    parameters: bin.then(|| BinaryParams { binary_data_size: binary::encoded_len(&t.data) }),
                     data: (!bin).then_some(JsonData(&t.data)),
                 }
             })
             .collect(),
     };
-    let binary_len: usize = outputs
-        .iter()
-        .filter(|t| binary_of(t))
-        .map(|t| binary::encoded_len(&t.data))
-        .sum();
-    let mut body = Vec::with_capacity(
-        256 + binary_len
-            + if binary_len == 0 {
-                16 * total_len(outputs)
-            } else {
-                0
-            },
-    );
+    let binary_len: usize = outputs.iter().filter(|t| binary_of(t)).map(|t| binary::encoded_len(&t.data)).sum();
+    let mut body = Vec::with_capacity(256 + binary_len + if binary_len == 0 { 16 * total_len(outputs) } else { 0 });
     // Writing plain structs and numbers into a Vec cannot fail.
     serde_json::to_writer(&mut body, &wire).unwrap_or_default();
     if binary_len == 0 {
-        return EncodedResponse {
-            body,
-            json_len: None,
-        };
+        return EncodedResponse { body, json_len: None };
     }
     let json_len = body.len();
     for t in outputs.iter().filter(|t| binary_of(t)) {
         binary::encode(&t.data, &mut body);
     }
-    EncodedResponse {
-        body,
-        json_len: Some(json_len),
-    }
+    EncodedResponse { body, json_len: Some(json_len) }
 }
 
 fn total_len(outputs: &[Tensor]) -> usize {
@@ -141,20 +113,13 @@ mod tests {
     use super::*;
 
     fn out(name: &str, data: TensorData) -> Tensor {
-        Tensor {
-            name: name.into(),
-            shape: vec![data.len()],
-            data,
-        }
+        Tensor { name: name.into(), shape: vec![data.len()], data }
     }
 
     #[test]
     fn json_response_carries_name_version_id_and_data() {
         let outs = [out("y", TensorData::Fp32(vec![1.5, -2.0]))];
-        let req = [OutputRequest {
-            name: "y".into(),
-            binary: false,
-        }];
+        let req = [OutputRequest { name: "y".into(), binary: false }];
         let r = encode_response("m", "3", Some("abc"), &outs, &req);
         assert_eq!(r.json_len, None);
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
@@ -167,20 +132,8 @@ mod tests {
 
     #[test]
     fn binary_outputs_follow_the_json_header() {
-        let outs = [
-            out("a", TensorData::Int32(vec![7])),
-            out("s", TensorData::Bytes(vec!["hi".into()])),
-        ];
-        let req = [
-            OutputRequest {
-                name: "a".into(),
-                binary: false,
-            },
-            OutputRequest {
-                name: "s".into(),
-                binary: true,
-            },
-        ];
+        let outs = [out("a", TensorData::Int32(vec![7])), out("s", TensorData::Bytes(vec!["hi".into()]))];
+        let req = [OutputRequest { name: "a".into(), binary: false }, OutputRequest { name: "s".into(), binary: true }];
         let r = encode_response("m", "1", None, &outs, &req);
         let n = r.json_len.unwrap();
         let v: serde_json::Value = serde_json::from_slice(&r.body[..n]).unwrap();
@@ -193,10 +146,7 @@ mod tests {
     #[test]
     fn half_precision_goes_out_as_numbers() {
         let outs = [out("h", TensorData::Fp16(vec![half::f16::from_f32(0.5)]))];
-        let req = [OutputRequest {
-            name: "h".into(),
-            binary: false,
-        }];
+        let req = [OutputRequest { name: "h".into(), binary: false }];
         let r = encode_response("m", "1", None, &outs, &req);
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["outputs"][0]["data"], serde_json::json!([0.5]));

@@ -116,10 +116,8 @@ pub struct TensorSpec {
 /// Product of a shape's dimensions, refusing negative dimensions and overflow.
 pub fn element_count(shape: &[i64]) -> Result<usize, String> {
     shape.iter().try_fold(1usize, |acc, &d| {
-        let d =
-            usize::try_from(d).map_err(|_| format!("shape {shape:?} has a negative dimension"))?;
-        acc.checked_mul(d)
-            .ok_or_else(|| format!("shape {shape:?} has more elements than can be addressed"))
+        let d = usize::try_from(d).map_err(|_| format!("shape {shape:?} has a negative dimension"))?;
+        acc.checked_mul(d).ok_or_else(|| format!("shape {shape:?} has more elements than can be addressed"))
     })
 }
 

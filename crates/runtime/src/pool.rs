@@ -60,32 +60,18 @@ pub struct Pool {
 impl Pool {
     /// Starts `instances` workers and waits (blocking) until each has loaded and warmed up its backend.
     /// Any failure stops the others and is returned.
-    pub fn start(
-        opts: PoolOptions,
-        loader: Loader,
-        metrics: VersionMetrics,
-    ) -> Result<Self, BackendError> {
+    pub fn start(opts: PoolOptions, loader: Loader, metrics: VersionMetrics) -> Result<Self, BackendError> {
         let (tx, rx) = crossbeam_channel::bounded::<Job>(opts.queue_capacity.max(1));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let loader = std::sync::Arc::new(loader);
         for i in 0..opts.instances.max(1) {
-            let (rx, ready_tx, loader, metrics, warmup) = (
-                rx.clone(),
-                ready_tx.clone(),
-                loader.clone(),
-                metrics.clone(),
-                opts.warmup,
-            );
+            let (rx, ready_tx, loader, metrics, warmup) =
+                (rx.clone(), ready_tx.clone(), loader.clone(), metrics.clone(), opts.warmup);
             std::thread::Builder::new()
                 .name(format!("{}#{i}", opts.label))
                 .spawn(move || {
-                    let backend = loader().and_then(|mut b| {
-                        if warmup {
-                            warm_up(b.as_mut()).map(|()| b)
-                        } else {
-                            Ok(b)
-                        }
-                    });
+                    let backend =
+                        loader().and_then(|mut b| if warmup { warm_up(b.as_mut()).map(|()| b) } else { Ok(b) });
                     match backend {
                         Ok(b) => {
                             let _ = ready_tx.send(Ok(b.signature().clone()));
@@ -105,11 +91,7 @@ impl Pool {
             signature = Some(report?);
         }
         let signature = signature.ok_or_else(|| BackendError::Load("no worker started".into()))?;
-        Ok(Self {
-            label: opts.label,
-            tx,
-            signature,
-        })
+        Ok(Self { label: opts.label, tx, signature })
     }
 
     pub fn signature(&self) -> &Signature {
@@ -123,12 +105,7 @@ impl Pool {
         outputs: Vec<String>,
     ) -> Result<oneshot::Receiver<Result<InferOutput, InferError>>, InferError> {
         let (reply, rx) = oneshot::channel();
-        let job = Job {
-            inputs,
-            outputs,
-            enqueued: Instant::now(),
-            reply,
-        };
+        let job = Job { inputs, outputs, enqueued: Instant::now(), reply };
         match self.tx.try_send(job) {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => Err(InferError::QueueFull(self.label.clone())),
@@ -137,14 +114,9 @@ impl Pool {
     }
 
     /// Runs a job and waits for it.
-    pub async fn infer(
-        &self,
-        inputs: Vec<Tensor>,
-        outputs: Vec<String>,
-    ) -> Result<InferOutput, InferError> {
+    pub async fn infer(&self, inputs: Vec<Tensor>, outputs: Vec<String>) -> Result<InferOutput, InferError> {
         let rx = self.submit(inputs, outputs)?;
-        rx.await
-            .unwrap_or_else(|_| Err(InferError::Stopped(self.label.clone())))
+        rx.await.unwrap_or_else(|_| Err(InferError::Stopped(self.label.clone())))
     }
 }
 
@@ -162,15 +134,9 @@ fn serve(mut backend: Box<dyn Backend>, rx: Receiver<Job>, metrics: VersionMetri
         let compute_time = start.elapsed();
         metrics.queue.record(queue_time.as_secs_f64());
         metrics.compute.record(compute_time.as_secs_f64());
-        let _ = job.reply.send(
-            result
-                .map(|outputs| InferOutput {
-                    outputs,
-                    queue_time,
-                    compute_time,
-                })
-                .map_err(InferError::from),
-        );
+        let _ = job
+            .reply
+            .send(result.map(|outputs| InferOutput { outputs, queue_time, compute_time }).map_err(InferError::from));
     }
 }
 
@@ -181,17 +147,9 @@ fn warm_up(backend: &mut dyn Backend) -> Result<(), BackendError> {
         .inputs
         .iter()
         .map(|s| {
-            let shape: Vec<usize> = s
-                .shape
-                .iter()
-                .map(|&d| if d < 0 { 1 } else { d as usize })
-                .collect();
+            let shape: Vec<usize> = s.shape.iter().map(|&d| if d < 0 { 1 } else { d as usize }).collect();
             let n = shape.iter().product();
-            Tensor {
-                name: s.name.clone(),
-                shape,
-                data: TensorData::zeros(s.datatype, n),
-            }
+            Tensor { name: s.name.clone(), shape, data: TensorData::zeros(s.datatype, n) }
         })
         .collect();
     let outputs: Vec<&str> = sig.outputs.iter().map(|s| s.name.as_str()).collect();

@@ -83,16 +83,11 @@ impl Registry {
             metrics::gauge!("switchyard_model_ready", "model" => model.to_owned(), "version" => v.to_string()).set(0.0);
             record.versions.insert(
                 v,
-                VersionEntry {
-                    version: v,
-                    state: ModelState::Loading,
-                    metrics: VersionMetrics::new(model, v),
-                },
+                VersionEntry { version: v, state: ModelState::Loading, metrics: VersionMetrics::new(model, v) },
             );
         }
         if record.error.is_some() {
-            metrics::counter!("switchyard_model_load_failures_total", "model" => model.to_owned())
-                .increment(1);
+            metrics::counter!("switchyard_model_load_failures_total", "model" => model.to_owned()).increment(1);
         }
     }
 
@@ -100,94 +95,66 @@ impl Registry {
     pub fn set_state(&self, model: &str, version: u64, state: ModelState) {
         let ready = matches!(state, ModelState::Ready(_));
         if let ModelState::Failed(_) = state {
-            metrics::counter!("switchyard_model_load_failures_total", "model" => model.to_owned())
-                .increment(1);
+            metrics::counter!("switchyard_model_load_failures_total", "model" => model.to_owned()).increment(1);
         }
-        metrics::gauge!("switchyard_model_ready", "model" => model.to_owned(), "version" => version.to_string()).set(f64::from(u8::from(ready)));
-        if let Some(entry) = self
-            .write()
-            .get_mut(model)
-            .and_then(|r| r.versions.get_mut(&version))
-        {
+        metrics::gauge!("switchyard_model_ready", "model" => model.to_owned(), "version" => version.to_string())
+            .set(f64::from(u8::from(ready)));
+        if let Some(entry) = self.write().get_mut(model).and_then(|r| r.versions.get_mut(&version)) {
             entry.state = state;
         }
     }
 
     /// The metric handles registered for a declared version.
     pub fn lookup_metrics(&self, model: &str, version: u64) -> Option<VersionMetrics> {
-        self.read()
-            .get(model)?
-            .versions
-            .get(&version)
-            .map(|e| e.metrics.clone())
+        self.read().get(model)?.versions.get(&version).map(|e| e.metrics.clone())
     }
 
     /// The version that answers a request for `model` (pinned to `version` when the path names one).
     pub fn lookup(&self, model: &str, version: Option<&str>) -> Result<Served, LookupError> {
         let models = self.read();
-        let record = models
-            .get(model)
-            .ok_or_else(|| LookupError::UnknownModel(model.to_owned()))?;
-        let served: Vec<(u64, bool)> = record
-            .versions
-            .values()
-            .map(|e| (e.version, matches!(e.state, ModelState::Ready(_))))
-            .collect();
-        let not_ready = |reason: String| LookupError::NotReady {
-            model: model.to_owned(),
-            reason,
-        };
+        let record = models.get(model).ok_or_else(|| LookupError::UnknownModel(model.to_owned()))?;
+        let served: Vec<(u64, bool)> =
+            record.versions.values().map(|e| (e.version, matches!(e.state, ModelState::Ready(_)))).collect();
+        let not_ready = |reason: String| LookupError::NotReady { model: model.to_owned(), reason };
         match resolve_version(version, &served) {
             Ok(r) => match &record.versions[&r.version] {
-                VersionEntry {
-                    version,
-                    state: ModelState::Ready(pool),
-                    metrics,
-                } => Ok(Served {
-                    version: *version,
-                    pool: pool.clone(),
-                    metrics: metrics.clone(),
-                }),
+                VersionEntry { version, state: ModelState::Ready(pool), metrics } => {
+                    Ok(Served { version: *version, pool: pool.clone(), metrics: metrics.clone() })
+                }
                 other => Err(not_ready(describe(&other.state, other.version))),
             },
-            Err(ResolveError::UnknownVersion(v)) => Err(LookupError::UnknownVersion {
-                model: model.to_owned(),
-                version: v,
-            }),
-            Err(ResolveError::NotReady(v)) => {
-                Err(not_ready(describe(&record.versions[&v].state, v)))
+            Err(ResolveError::UnknownVersion(v)) => {
+                Err(LookupError::UnknownVersion { model: model.to_owned(), version: v })
             }
-            Err(ResolveError::NoneReady) => {
-                Err(not_ready(record.error.clone().unwrap_or_else(|| {
-                    let states: Vec<String> = record
-                        .versions
-                        .values()
-                        .map(|e| describe(&e.state, e.version))
-                        .collect();
-                    if states.is_empty() {
-                        "no version to serve".into()
-                    } else {
-                        states.join("; ")
-                    }
-                })))
-            }
+            Err(ResolveError::NotReady(v)) => Err(not_ready(describe(&record.versions[&v].state, v))),
+            Err(ResolveError::NoneReady) => Err(not_ready(record.error.clone().unwrap_or_else(|| {
+                let states: Vec<String> = record.versions.values().map(|e| describe(&e.state, e.version)).collect();
+                if states.is_empty() { "no version to serve".into() } else { states.join("; ") }
+            }))),
         }
+    }
+
+    /// Every model with each version's state, and the model-wide error if any (for the repository index).
+    pub fn index(&self) -> Vec<(String, Vec<(u64, ModelState)>, Option<String>)> {
+        let models = self.read();
+        models
+            .iter()
+            .map(|(name, r)| {
+                (name.clone(), r.versions.values().map(|e| (e.version, e.state.clone())).collect(), r.error.clone())
+            })
+            .collect()
     }
 
     /// The versions served for `model` (ready or not), ascending.
     pub fn versions(&self, model: &str) -> Vec<u64> {
-        self.read()
-            .get(model)
-            .map(|r| r.versions.keys().copied().collect())
-            .unwrap_or_default()
+        self.read().get(model).map(|r| r.versions.keys().copied().collect()).unwrap_or_default()
     }
 
     /// What stands between the server and readiness.
     pub fn readiness(&self) -> Readiness {
         let mut r = Readiness::default();
         for (name, record) in self.read().iter() {
-            r.failed
-                .extend(record.error.iter().map(|e| format!("model '{name}': {e}")));
+            r.failed.extend(record.error.iter().map(|e| format!("model '{name}': {e}")));
             for e in record.versions.values() {
                 let line = format!("model '{name}' {}", describe(&e.state, e.version));
                 match e.state {
@@ -216,12 +183,7 @@ impl Readiness {
 
     /// Every problem, for the not-ready answer.
     pub fn describe(&self) -> String {
-        self.loading
-            .iter()
-            .chain(&self.failed)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("; ")
+        self.loading.iter().chain(&self.failed).cloned().collect::<Vec<_>>().join("; ")
     }
 }
 
@@ -241,19 +203,9 @@ mod tests {
     fn lookup_reports_unknown_and_not_ready_models() {
         let r = Registry::default();
         r.declare("m", &[1, 2], None);
-        r.declare(
-            "broken",
-            &[],
-            Some("config.yaml: unknown field `instnces`".into()),
-        );
-        assert!(matches!(
-            r.lookup("x", None),
-            Err(LookupError::UnknownModel(_))
-        ));
-        assert!(matches!(
-            r.lookup("m", Some("3")),
-            Err(LookupError::UnknownVersion { .. })
-        ));
+        r.declare("broken", &[], Some("config.yaml: unknown field `instnces`".into()));
+        assert!(matches!(r.lookup("x", None), Err(LookupError::UnknownModel(_))));
+        assert!(matches!(r.lookup("m", Some("3")), Err(LookupError::UnknownVersion { .. })));
         let e = r.lookup("m", None).unwrap_err().to_string();
         assert!(e.contains("still loading"), "{e}");
         r.set_state("m", 2, ModelState::Failed("bad file".into()));
@@ -264,12 +216,7 @@ mod tests {
         let readiness = r.readiness();
         assert!(!readiness.is_ready(false));
         let e = readiness.describe();
-        assert!(
-            e.contains("instnces")
-                && e.contains("bad file")
-                && e.contains("version 1 is still loading"),
-            "{e}"
-        );
+        assert!(e.contains("instnces") && e.contains("bad file") && e.contains("version 1 is still loading"), "{e}");
         r.set_state("m", 1, ModelState::Failed("also bad".into()));
         assert!(r.readiness().is_ready(false));
         assert!(!r.readiness().is_ready(true));

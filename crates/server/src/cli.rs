@@ -6,11 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "switchyard",
-    version,
-    about = "Model inference server speaking KServe V2, with rollouts built in"
-)]
+#[command(name = "switchyard", version, about = "Model inference server speaking KServe V2, with rollouts built in")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -54,12 +50,7 @@ pub struct ServeArgs {
     pub ort_dylib: Option<PathBuf>,
 
     /// Log line format on stderr.
-    #[arg(
-        long,
-        env = "SWITCHYARD_LOG_FORMAT",
-        value_enum,
-        default_value = "text"
-    )]
+    #[arg(long, env = "SWITCHYARD_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
 
     /// Log filter, in RUST_LOG syntax (e.g. `info`, `switchyard=debug`).

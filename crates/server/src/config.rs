@@ -23,8 +23,7 @@ pub struct ServerSection {
 
 impl ServerConfig {
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("config {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("config {}: {e}", path.display()))?;
         parse_yaml(&text).map_err(|e| format!("config {}: {e}", path.display()))
     }
 }
@@ -127,25 +126,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (
-                c.max_batch_size,
-                c.instances,
-                c.intra_op_threads,
-                c.device,
-                c.warmup
-            ),
+            (c.max_batch_size, c.instances, c.intra_op_threads, c.device, c.warmup),
             (Some(8), 2, 3, Device::Cuda(1), false)
         );
-        assert!(
-            parse_yaml::<ModelConfig>("instnces: 2")
-                .unwrap_err()
-                .contains("instnces")
-        );
-        assert!(
-            parse_yaml::<ModelConfig>("device: tpu")
-                .unwrap_err()
-                .contains("tpu")
-        );
+        assert!(parse_yaml::<ModelConfig>("instnces: 2").unwrap_err().contains("instnces"));
+        assert!(parse_yaml::<ModelConfig>("device: tpu").unwrap_err().contains("tpu"));
         let d: ModelConfig = parse_yaml("").unwrap();
         assert_eq!(d.instances, 1);
     }
@@ -154,10 +139,6 @@ mod tests {
     fn server_config_refuses_unknown_fields() {
         let c: ServerConfig = parse_yaml("server:\n  max_request_bytes: 10\n").unwrap();
         assert_eq!(c.server.max_request_bytes, Some(10));
-        assert!(
-            parse_yaml::<ServerConfig>("server:\n  max_bytes: 10\n")
-                .unwrap_err()
-                .contains("max_bytes")
-        );
+        assert!(parse_yaml::<ServerConfig>("server:\n  max_bytes: 10\n").unwrap_err().contains("max_bytes"));
     }
 }

@@ -49,9 +49,7 @@ impl From<ProtocolError> for ApiError {
 impl From<LookupError> for ApiError {
     fn from(e: LookupError) -> Self {
         match e {
-            LookupError::UnknownModel(_) | LookupError::UnknownVersion { .. } => {
-                Self::NotFound(e.to_string())
-            }
+            LookupError::UnknownModel(_) | LookupError::UnknownVersion { .. } => Self::NotFound(e.to_string()),
             LookupError::NotReady { .. } => Self::Unavailable(e.to_string()),
         }
     }
@@ -75,18 +73,10 @@ impl IntoResponse for ApiError {
             tracing::warn!(%status, error = %self, "request failed");
         }
         let body = serde_json::json!({ "error": self.to_string() }).to_string();
-        let mut resp = (
-            status,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            body,
-        )
-            .into_response();
+        let mut resp =
+            (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
         if status == StatusCode::TOO_MANY_REQUESTS {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
     }
@@ -102,14 +92,9 @@ mod tests {
         assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
         let broken = ApiError::from(InferError::Backend(BackendError::Inference("x".into())));
         assert_eq!(broken.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(ApiError::from(LookupError::UnknownModel("m".into())).status(), StatusCode::NOT_FOUND);
         assert_eq!(
-            ApiError::from(LookupError::UnknownModel("m".into())).status(),
-            StatusCode::NOT_FOUND
-        );
-        assert_eq!(
-            ApiError::from(InferError::QueueFull("m".into()))
-                .into_response()
-                .headers()[header::RETRY_AFTER],
+            ApiError::from(InferError::QueueFull("m".into())).into_response().headers()[header::RETRY_AFTER],
             "1"
         );
     }

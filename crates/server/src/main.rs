@@ -14,9 +14,7 @@ use switchyard_server::{AppState, app, observe, repository};
 fn main() -> Result<()> {
     let Command::Serve(args) = Cli::parse().command;
     observe::init_logging(args.log_format, &args.log);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(serve(args));
     if let Err(e) = &result {
         tracing::error!("{e:#}");
@@ -31,14 +29,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
         Some(path) => ServerConfig::load(path).map_err(anyhow::Error::msg)?,
         None => ServerConfig::default(),
     };
-    let max_request_bytes = args
-        .max_request_bytes
-        .or(file.server.max_request_bytes)
-        .unwrap_or(DEFAULT_MAX_REQUEST_BYTES);
-    let strict_readiness = args
-        .strict_readiness
-        .or(file.server.strict_readiness)
-        .unwrap_or(true);
+    let max_request_bytes =
+        args.max_request_bytes.or(file.server.max_request_bytes).unwrap_or(DEFAULT_MAX_REQUEST_BYTES);
+    let strict_readiness = args.strict_readiness.or(file.server.strict_readiness).unwrap_or(true);
 
     let lib = find_library(args.ort_dylib.as_deref()).map_err(anyhow::Error::msg)?;
     let env = OrtEnvironment::init(&lib).map_err(anyhow::Error::msg)?;
@@ -46,20 +39,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let metrics = observe::install_metrics().map_err(anyhow::Error::msg)?;
 
     let registry = Arc::new(Registry::default());
-    let configs = repository::scan_and_load(&args.model_repository, &registry, &env)
-        .map_err(anyhow::Error::msg)?;
-    let state = AppState::new(
-        registry,
-        configs,
-        max_request_bytes,
-        strict_readiness,
-        Some(metrics),
-    );
+    let configs = repository::scan_and_load(&args.model_repository, &registry, &env).map_err(anyhow::Error::msg)?;
+    let state = AppState::new(registry, configs, max_request_bytes, strict_readiness, Some(metrics));
 
     let addr = format!("{}:{}", args.host, args.port);
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!(address = %local, repository = %args.model_repository.display(), "listening");
     eprintln!("switchyard listening on http://{local}  (try: curl http://{local}/v2/models/mlp)");

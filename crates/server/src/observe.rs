@@ -16,11 +16,9 @@ pub enum LogFormat {
 
 /// Installs the global tracing subscriber; `filter` uses `RUST_LOG` syntax.
 pub fn init_logging(format: LogFormat, filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -28,8 +26,8 @@ pub fn init_logging(format: LogFormat, filter: &str) {
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
-    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
-    0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
 ];
 
 /// Installs the global metrics recorder and returns the handle `/metrics` renders.
@@ -39,10 +37,7 @@ pub fn install_metrics() -> Result<PrometheusHandle, String> {
         .map_err(|e| e.to_string())?
         .install_recorder()
         .map_err(|e| e.to_string())?;
-    metrics::describe_counter!(
-        "switchyard_requests_total",
-        "Inference requests by model, version and outcome"
-    );
+    metrics::describe_counter!("switchyard_requests_total", "Inference requests by model, version and outcome");
     metrics::describe_histogram!(
         "switchyard_request_duration_seconds",
         metrics::Unit::Seconds,
@@ -58,22 +53,10 @@ pub fn install_metrics() -> Result<PrometheusHandle, String> {
         metrics::Unit::Seconds,
         "Time the model computed"
     );
-    metrics::describe_gauge!(
-        "switchyard_requests_in_flight",
-        "Inference requests being served"
-    );
-    metrics::describe_gauge!(
-        "switchyard_model_ready",
-        "1 when a model version is loaded and warmed up, else 0"
-    );
-    metrics::describe_counter!(
-        "switchyard_model_load_failures_total",
-        "Model or model version load failures"
-    );
-    metrics::describe_counter!(
-        "switchyard_http_requests_total",
-        "HTTP requests by route, method and status"
-    );
+    metrics::describe_gauge!("switchyard_requests_in_flight", "Inference requests being served");
+    metrics::describe_gauge!("switchyard_model_ready", "1 when a model version is loaded and warmed up, else 0");
+    metrics::describe_counter!("switchyard_model_load_failures_total", "Model or model version load failures");
+    metrics::describe_counter!("switchyard_http_requests_total", "HTTP requests by route, method and status");
     metrics::describe_histogram!(
         "switchyard_http_request_duration_seconds",
         metrics::Unit::Seconds,
@@ -84,11 +67,7 @@ pub fn install_metrics() -> Result<PrometheusHandle, String> {
 
 /// Middleware: counts and times every request by its route template (never the raw path).
 pub async fn http_metrics(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
     let method: &'static str = match req.method().as_str() {
         "GET" => "GET",
         "POST" => "POST",
@@ -102,6 +81,7 @@ pub async fn http_metrics(req: Request, next: Next) -> Response {
     let status = resp.status().as_u16().to_string();
     metrics::histogram!("switchyard_http_request_duration_seconds", "route" => route.clone())
         .record(start.elapsed().as_secs_f64());
-    metrics::counter!("switchyard_http_requests_total", "route" => route, "method" => method, "status" => status).increment(1);
+    metrics::counter!("switchyard_http_requests_total", "route" => route, "method" => method, "status" => status)
+        .increment(1);
     resp
 }

@@ -16,13 +16,8 @@ pub type ModelConfigs = BTreeMap<String, Arc<ModelConfig>>;
 
 /// Scans `root`, declares every model, and starts loading each served version in the background.
 /// Only an unreadable repository is an error; problems with single models are recorded per model.
-pub fn scan_and_load(
-    root: &Path,
-    registry: &Arc<Registry>,
-    env: &OrtEnvironment,
-) -> Result<ModelConfigs, String> {
-    let entries =
-        std::fs::read_dir(root).map_err(|e| format!("model repository {}: {e}", root.display()))?;
+pub fn scan_and_load(root: &Path, registry: &Arc<Registry>, env: &OrtEnvironment) -> Result<ModelConfigs, String> {
+    let entries = std::fs::read_dir(root).map_err(|e| format!("model repository {}: {e}", root.display()))?;
     let mut dirs: Vec<(String, PathBuf)> = entries
         .flatten()
         .filter(|e| e.path().is_dir())
@@ -41,22 +36,10 @@ pub fn scan_and_load(
                 registry.declare(&name, &versions, None);
                 let cfg = Arc::new(cfg);
                 for v in versions {
-                    let (registry, env, cfg, name, path) = (
-                        registry.clone(),
-                        env.clone(),
-                        cfg.clone(),
-                        name.clone(),
-                        dir.join(v.to_string()),
-                    );
+                    let (registry, env, cfg, name, path) =
+                        (registry.clone(), env.clone(), cfg.clone(), name.clone(), dir.join(v.to_string()));
                     std::thread::spawn(move || {
-                        let state = match load_version(
-                            &name,
-                            v,
-                            &path,
-                            &cfg,
-                            &env,
-                            registry.lookup_metrics(&name, v),
-                        ) {
+                        let state = match load_version(&name, v, &path, &cfg, &env, registry.lookup_metrics(&name, v)) {
                             Ok(pool) => {
                                 tracing::info!(model = %name, version = v, instances = cfg.instances, "model ready");
                                 ModelState::Ready(Arc::new(pool))
@@ -86,9 +69,7 @@ fn plan(dir: &Path) -> Result<(ModelConfig, Vec<u64>), String> {
         .filter_map(|e| e.file_name().to_str()?.parse().ok())
         .collect();
     if on_disk.is_empty() {
-        return Err(
-            "no numeric version directories (expected <model>/<version>/model.onnx)".into(),
-        );
+        return Err("no numeric version directories (expected <model>/<version>/model.onnx)".into());
     }
     let versions = cfg.versions.select(&on_disk)?;
     Ok((cfg, versions))
@@ -112,21 +93,15 @@ fn load_version(
         inter_op_threads: cfg.inter_op_threads,
     };
     let env = env.clone();
-    let loader = Box::new(move || {
-        OrtBackend::load(&env, &file, &opts).map(|b| Box::new(b) as Box<dyn Backend>)
-    });
+    let loader = Box::new(move || OrtBackend::load(&env, &file, &opts).map(|b| Box::new(b) as Box<dyn Backend>));
     let pool_opts = PoolOptions {
         label: format!("{name}/{version}"),
         instances: cfg.instances,
         queue_capacity: cfg.queue_capacity,
         warmup: cfg.warmup,
     };
-    let pool = Pool::start(
-        pool_opts,
-        loader,
-        metrics.unwrap_or_else(|| VersionMetrics::new(name, version)),
-    )
-    .map_err(|e| e.to_string())?;
+    let pool = Pool::start(pool_opts, loader, metrics.unwrap_or_else(|| VersionMetrics::new(name, version)))
+        .map_err(|e| e.to_string())?;
     max_batch_size(cfg, pool.signature())?;
     Ok(pool)
 }
@@ -134,11 +109,7 @@ fn load_version(
 /// The largest batch a model takes: its configured `max_batch_size`, else the default for models whose
 /// inputs and outputs all have a dynamic first dimension, else 0 (no batch dimension).
 pub fn max_batch_size(cfg: &ModelConfig, sig: &Signature) -> Result<usize, String> {
-    let batchable = sig
-        .inputs
-        .iter()
-        .chain(&sig.outputs)
-        .all(|s| s.shape.first() == Some(&-1));
+    let batchable = sig.inputs.iter().chain(&sig.outputs).all(|s| s.shape.first() == Some(&-1));
     match cfg.max_batch_size {
         Some(n) if n > 0 && !batchable => Err(format!(
             "config.yaml: max_batch_size {n} needs every input and output to have a dynamic first dimension"

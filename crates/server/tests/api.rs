@@ -16,23 +16,11 @@ fn probes_answer_and_failed_models_report_their_reason() {
     assert_eq!(s.get("/v2/models/mlp/versions/1/ready").status, 200);
     let broken = s.get("/v2/models/broken/ready");
     assert_eq!(broken.status, 503);
-    assert!(
-        broken.error().contains("failed to load"),
-        "{}",
-        broken.text()
-    );
+    assert!(broken.error().contains("failed to load"), "{}", broken.text());
     let bad_config = s.get("/v2/models/bad_config/ready");
     assert_eq!(bad_config.status, 503);
-    assert!(
-        bad_config.error().contains("instnces"),
-        "{}",
-        bad_config.text()
-    );
-    assert!(
-        s.get("/v2/models/no_versions/ready")
-            .error()
-            .contains("no numeric version")
-    );
+    assert!(bad_config.error().contains("instnces"), "{}", bad_config.text());
+    assert!(s.get("/v2/models/no_versions/ready").error().contains("no numeric version"));
     assert_eq!(s.get("/v2/models/nope/ready").status, 404);
     assert_eq!(s.get("/v2/models/mlp/versions/9/ready").status, 404);
     assert!(s.log().contains("model failed to load"));
@@ -43,17 +31,10 @@ fn strict_readiness_waits_for_every_model() {
     let s = Server::start(&["--strict-readiness", "true"]);
     let r = s.get("/ready");
     assert_eq!(r.status, 503);
-    assert!(
-        r.error().contains("broken") && r.error().contains("bad_config"),
-        "{}",
-        r.text()
-    );
+    assert!(r.error().contains("broken") && r.error().contains("bad_config"), "{}", r.text());
     assert_eq!(s.get("/v2/health/ready").status, 503);
     // The rest of the repository still serves.
-    assert_eq!(
-        s.post_json("/v2/models/mlp/infer", &mlp_request(1)).status,
-        200
-    );
+    assert_eq!(s.post_json("/v2/models/mlp/infer", &mlp_request(1)).status, 200);
 }
 
 #[test]
@@ -61,12 +42,7 @@ fn metadata_comes_from_the_model() {
     let s = Server::start(&[]);
     let v2 = s.get("/v2").json();
     assert_eq!(v2["name"], "switchyard");
-    assert!(
-        v2["extensions"]
-            .as_array()
-            .unwrap()
-            .contains(&json!("binary_tensor_data"))
-    );
+    assert!(v2["extensions"].as_array().unwrap().contains(&json!("binary_tensor_data")));
     let m = s.get("/v2/models/multi_io").json();
     assert_eq!(m["platform"], "onnxruntime_onnx");
     assert_eq!(
@@ -76,28 +52,13 @@ fn metadata_comes_from_the_model() {
         {"name": "b", "datatype": "INT64", "shape": [-1, 4]},
         {"name": "flag", "datatype": "BOOL", "shape": [-1, 4]}])
     );
-    assert_eq!(
-        m["outputs"][2],
-        json!({"name": "doubled", "datatype": "INT64", "shape": [-1, 4]})
-    );
-    assert_eq!(
-        s.get("/v2/models/mlp").json()["versions"],
-        json!(["1", "2"])
-    );
-    assert_eq!(
-        s.get("/v2/models/mlp/versions/1").json()["versions"],
-        json!(["1"])
-    );
+    assert_eq!(m["outputs"][2], json!({"name": "doubled", "datatype": "INT64", "shape": [-1, 4]}));
+    assert_eq!(s.get("/v2/models/mlp").json()["versions"], json!(["1", "2"]));
+    assert_eq!(s.get("/v2/models/mlp/versions/1").json()["versions"], json!(["1"]));
     let cfg = s.get("/v2/models/mlp/config").json();
     assert_eq!(cfg["max_batch_size"], 1024);
-    assert_eq!(
-        cfg["input"][0],
-        json!({"name": "input", "data_type": "TYPE_FP32", "dims": [64]})
-    );
-    assert_eq!(
-        s.get("/v2/models/strings/config").json()["input"][0]["data_type"],
-        "TYPE_STRING"
-    );
+    assert_eq!(cfg["input"][0], json!({"name": "input", "data_type": "TYPE_FP32", "dims": [64]}));
+    assert_eq!(s.get("/v2/models/strings/config").json()["input"][0]["data_type"], "TYPE_STRING");
     assert_eq!(s.get("/v2/models/nope").status, 404);
 }
 
@@ -112,23 +73,12 @@ fn unversioned_calls_take_the_latest_and_versioned_calls_pin() {
     assert_eq!(latest["id"], "req-1");
     assert_eq!(latest["outputs"][0]["shape"], json!([2, 10]));
     assert_eq!(latest["outputs"][0]["data"].as_array().unwrap().len(), 20);
-    let v1 = s
-        .post_json("/v2/models/mlp/versions/1/infer", &mlp_request(2))
-        .json();
+    let v1 = s.post_json("/v2/models/mlp/versions/1/infer", &mlp_request(2)).json();
     assert_eq!(v1["model_version"], "1");
-    assert_ne!(
-        v1["outputs"][0]["data"], latest["outputs"][0]["data"],
-        "versions 1 and 2 have different weights"
-    );
-    let v2 = s
-        .post_json("/v2/models/mlp/versions/2/infer", &mlp_request(2))
-        .json();
+    assert_ne!(v1["outputs"][0]["data"], latest["outputs"][0]["data"], "versions 1 and 2 have different weights");
+    let v2 = s.post_json("/v2/models/mlp/versions/2/infer", &mlp_request(2)).json();
     assert_eq!(v2["outputs"], latest["outputs"]);
-    assert_eq!(
-        s.post_json("/v2/models/mlp/versions/3/infer", &mlp_request(1))
-            .status,
-        404
-    );
+    assert_eq!(s.post_json("/v2/models/mlp/versions/3/infer", &mlp_request(1)).status, 404);
 }
 
 #[test]
@@ -143,30 +93,21 @@ fn outputs_selection_and_binary_outputs() {
         "outputs": [{"name": "doubled"}, {"name": "masked", "parameters": {"binary_data": false}}]});
     let r = s.post_json("/v2/models/multi_io/infer", &body);
     assert_eq!(r.status, 200, "{}", r.text());
-    let n: usize = r
-        .header("inference-header-content-length")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let n: usize = r.header("inference-header-content-length").unwrap().parse().unwrap();
     let head: serde_json::Value = serde_json::from_slice(&r.body[..n]).unwrap();
     let outs = head["outputs"].as_array().unwrap();
     assert_eq!(outs.len(), 2, "only the asked outputs: {head}");
     assert_eq!(outs[0]["name"], "doubled");
     assert_eq!(outs[0]["parameters"]["binary_data_size"], 32);
     assert_eq!(outs[1]["data"], json!([1.0, 0.0, 3.0, 0.0]));
-    let doubled: Vec<i64> = r.body[n..]
-        .chunks(8)
-        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-        .collect();
+    let doubled: Vec<i64> = r.body[n..].chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
     assert_eq!(doubled, [20, 40, 60, 80]);
 }
 
 #[test]
 fn raw_binary_request_gets_binary_outputs() {
     let s = Server::start(&[]);
-    let floats: Vec<u8> = (0..128)
-        .flat_map(|i| (i as f32 * 0.01).to_le_bytes())
-        .collect();
+    let floats: Vec<u8> = (0..128).flat_map(|i| (i as f32 * 0.01).to_le_bytes()).collect();
     let r = s.conn().request(
         "POST",
         "/v2/models/mlp/versions/1/infer",
@@ -174,20 +115,12 @@ fn raw_binary_request_gets_binary_outputs() {
         &floats,
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    let n: usize = r
-        .header("inference-header-content-length")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let n: usize = r.header("inference-header-content-length").unwrap().parse().unwrap();
     let head: serde_json::Value = serde_json::from_slice(&r.body[..n]).unwrap();
     assert_eq!(head["outputs"][0]["shape"], json!([2, 10]));
     assert_eq!(r.body.len() - n, 80);
-    let two = s.conn().request(
-        "POST",
-        "/v2/models/multi_io/infer",
-        &[("Inference-Header-Content-Length", "0")],
-        &floats,
-    );
+    let two =
+        s.conn().request("POST", "/v2/models/multi_io/infer", &[("Inference-Header-Content-Length", "0")], &floats);
     assert_eq!(two.status, 400);
     assert!(two.error().contains("one input"), "{}", two.text());
 }
@@ -195,7 +128,8 @@ fn raw_binary_request_gets_binary_outputs() {
 #[test]
 fn strings_travel_as_bytes() {
     let s = Server::start(&[]);
-    let body = json!({"inputs": [{"name": "text", "shape": [3], "datatype": "BYTES", "data": ["héllo", "", "wörld 🌍"]}]});
+    let body =
+        json!({"inputs": [{"name": "text", "shape": [3], "datatype": "BYTES", "data": ["héllo", "", "wörld 🌍"]}]});
     let r = s.post_json("/v2/models/strings/infer", &body).json();
     assert_eq!(r["outputs"][0]["datatype"], "BYTES");
     assert_eq!(r["outputs"][0]["data"], json!(["héllo", "", "wörld 🌍"]));
@@ -205,11 +139,7 @@ fn strings_travel_as_bytes() {
 fn concurrent_requests_each_get_their_own_answer() {
     let s = Server::start(&[]);
     let expected: Vec<serde_json::Value> = (1..=4)
-        .map(|rows| {
-            s.post_json("/v2/models/mlp/versions/1/infer", &mlp_request(rows))
-                .json()["outputs"]
-                .clone()
-        })
+        .map(|rows| s.post_json("/v2/models/mlp/versions/1/infer", &mlp_request(rows)).json()["outputs"].clone())
         .collect();
     std::thread::scope(|scope| {
         for t in 0..8 {
@@ -219,12 +149,7 @@ fn concurrent_requests_each_get_their_own_answer() {
                 for i in 0..40 {
                     let rows = (t + i) % 4 + 1;
                     let body = mlp_request(rows).to_string();
-                    let r = conn.request(
-                        "POST",
-                        "/v2/models/mlp/versions/1/infer",
-                        &[],
-                        body.as_bytes(),
-                    );
+                    let r = conn.request("POST", "/v2/models/mlp/versions/1/infer", &[], body.as_bytes());
                     assert_eq!(r.status, 200);
                     assert_eq!(r.json()["outputs"], expected[rows - 1]);
                 }
@@ -236,15 +161,8 @@ fn concurrent_requests_each_get_their_own_answer() {
 #[test]
 fn metrics_count_requests_by_model_version_and_outcome() {
     let s = Server::start(&[]);
-    assert_eq!(
-        s.post_json("/v2/models/mlp/infer", &mlp_request(1)).status,
-        200
-    );
-    assert_eq!(
-        s.post_json("/v2/models/mlp/infer", &json!({"inputs": []}))
-            .status,
-        400
-    );
+    assert_eq!(s.post_json("/v2/models/mlp/infer", &mlp_request(1)).status, 200);
+    assert_eq!(s.post_json("/v2/models/mlp/infer", &json!({"inputs": []})).status, 400);
     let m = s.get("/metrics");
     assert_eq!(m.status, 200);
     let text = m.text();
@@ -262,8 +180,5 @@ fn metrics_count_requests_by_model_version_and_outcome() {
     ] {
         assert!(text.contains(want), "missing {want} in\n{text}");
     }
-    assert!(
-        !text.contains("route=\"/v2/models/mlp"),
-        "raw paths must not become labels"
-    );
+    assert!(!text.contains("route=\"/v2/models/mlp"), "raw paths must not become labels");
 }

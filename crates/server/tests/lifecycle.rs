@@ -8,7 +8,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn slow_request(rows: usize) -> Vec<u8> {
-    json!({"inputs": [{"name": "x", "shape": [rows, 1024], "datatype": "FP32", "data": vec![0.01f32; rows * 1024]}]}).to_string().into_bytes()
+    json!({"inputs": [{"name": "x", "shape": [rows, 1024], "datatype": "FP32", "data": vec![0.01f32; rows * 1024]}]})
+        .to_string()
+        .into_bytes()
 }
 
 fn wait_exit(s: &mut Server) -> std::process::ExitStatus {
@@ -17,11 +19,7 @@ fn wait_exit(s: &mut Server) -> std::process::ExitStatus {
         if let Some(status) = s.child.try_wait().expect("wait for the server") {
             return status;
         }
-        assert!(
-            Instant::now() < deadline,
-            "server did not exit: {}",
-            s.log()
-        );
+        assert!(Instant::now() < deadline, "server did not exit: {}", s.log());
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -32,36 +30,23 @@ fn sigterm_finishes_requests_in_flight_then_exits_zero() {
     let mut conn = Conn::open(s.port);
     let body = slow_request(768);
     conn.send(
-        format!(
-            "POST /v2/models/slow/infer HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .as_bytes(),
+        format!("POST /v2/models/slow/infer HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes(),
     );
     conn.send(&body);
     // Let the request reach the model before the signal.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !s
-        .get("/metrics")
-        .text()
-        .contains(r#"switchyard_requests_in_flight{model="slow",version="1"} 1"#)
-    {
+    while !s.get("/metrics").text().contains(r#"switchyard_requests_in_flight{model="slow",version="1"} 1"#) {
         assert!(Instant::now() < deadline, "request never went in flight");
         std::thread::sleep(Duration::from_millis(5));
     }
     s.terminate();
-    let r = conn
-        .read_response()
-        .expect("the in-flight request is answered");
+    let r = conn.read_response().expect("the in-flight request is answered");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["outputs"][0]["shape"], json!([768, 1024]));
     let status = wait_exit(&mut s);
     assert!(status.success(), "exit status {status}: {}", s.log());
     assert!(s.log().contains("shutting down"));
-    assert!(
-        std::net::TcpStream::connect(("127.0.0.1", s.port)).is_err(),
-        "still accepting after shutdown"
-    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", s.port)).is_err(), "still accepting after shutdown");
 }
 
 #[test]
@@ -74,22 +59,14 @@ fn the_http_side_answers_while_a_model_computes() {
         (r.status, Instant::now())
     });
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !s
-        .get("/metrics")
-        .text()
-        .contains(r#"switchyard_requests_in_flight{model="slow",version="1"} 1"#)
-    {
+    while !s.get("/metrics").text().contains(r#"switchyard_requests_in_flight{model="slow",version="1"} 1"#) {
         assert!(Instant::now() < deadline, "request never went in flight");
     }
     // While the slow model computes, probes and other models answer.
     let probes_done = {
         assert_eq!(s.get("/health").status, 200);
         assert_eq!(s.get("/v2/models/slow/ready").status, 200);
-        assert_eq!(
-            s.post_json("/v2/models/mlp/infer", &common::mlp_request(1))
-                .status,
-            200
-        );
+        assert_eq!(s.post_json("/v2/models/mlp/infer", &common::mlp_request(1)).status, 200);
         Instant::now()
     };
     let (status, slow_done) = slow.join().unwrap();
@@ -102,29 +79,14 @@ fn json_logs_are_one_object_per_line() {
     let s = Server::start(&["--log-format", "json"]);
     assert_eq!(s.get("/health").status, 200);
     let log = s.log();
-    let json_lines: Vec<serde_json::Value> = log
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    assert!(
-        json_lines
-            .iter()
-            .any(|l| l["message"] == "model ready" && l["model"] == "mlp"),
-        "{log}"
-    );
-    assert!(
-        json_lines
-            .iter()
-            .all(|l| l["level"].is_string() && l["timestamp"].is_string())
-    );
+    let json_lines: Vec<serde_json::Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(json_lines.iter().any(|l| l["message"] == "model ready" && l["model"] == "mlp"), "{log}");
+    assert!(json_lines.iter().all(|l| l["level"].is_string() && l["timestamp"].is_string()));
 }
 
 #[test]
 fn settings_come_from_the_environment_too() {
-    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["serve", "--help"])
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard")).args(["serve", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
     for env in [
         "SWITCHYARD_MODEL_REPOSITORY",
@@ -153,11 +115,7 @@ fn settings_come_from_the_environment_too() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("max_body"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_body"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -169,22 +127,11 @@ fn a_missing_onnx_runtime_or_repository_is_a_clear_start_error() {
             .current_dir(workspace())
             .output()
             .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
-    let (ok, err) = run(&[
-        "--port",
-        "0",
-        "--ort-dylib",
-        "/nonexistent/libonnxruntime.so",
-    ]);
+    let (ok, err) = run(&["--port", "0", "--ort-dylib", "/nonexistent/libonnxruntime.so"]);
     assert!(!ok);
-    assert!(
-        err.contains("ORT_DYLIB_PATH") && err.contains("make setup"),
-        "{err}"
-    );
+    assert!(err.contains("ORT_DYLIB_PATH") && err.contains("make setup"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     let (ok, err) = run(&["--port", "0", "--model-repository", "/nonexistent/models"]);
     assert!(!ok);

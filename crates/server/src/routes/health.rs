@@ -18,10 +18,7 @@ pub(super) async fn ready(State(app): State<AppState>) -> Result<Json<Value>, Ap
     if readiness.is_ready(app.strict_readiness) {
         Ok(Json(json!({ "ready": true })))
     } else {
-        Err(ApiError::Unavailable(format!(
-            "not ready: {}",
-            readiness.describe()
-        )))
+        Err(ApiError::Unavailable(format!("not ready: {}", readiness.describe())))
     }
 }
 

@@ -46,29 +46,20 @@ async fn run(
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(&headers, body, app.max_request_bytes).await?;
-    let header_len = match headers.get(HEADER_CONTENT_LENGTH) {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<usize>().ok())
-                .ok_or_else(|| {
-                    ApiError::BadRequest(format!(
-                        "{HEADER_CONTENT_LENGTH} must be a byte count, got {v:?}"
-                    ))
-                })?,
-        ),
-    };
+    let header_len =
+        match headers.get(HEADER_CONTENT_LENGTH) {
+            None => None,
+            Some(v) => Some(v.to_str().ok().and_then(|s| s.trim().parse::<usize>().ok()).ok_or_else(|| {
+                ApiError::BadRequest(format!("{HEADER_CONTENT_LENGTH} must be a byte count, got {v:?}"))
+            })?),
+        };
     let sig = served.pool.signature();
     let req = decode_request(&bytes, header_len, &sig.inputs, &sig.outputs)?;
     drop(bytes);
     let cfg = app.configs.get(model).cloned().unwrap_or_default();
     let max_batch = crate::repository::max_batch_size(&cfg, sig).map_err(ApiError::Internal)?;
     if max_batch > 0
-        && let Some(t) = req
-            .inputs
-            .iter()
-            .find(|t| t.shape.first().is_some_and(|&b| b > max_batch))
+        && let Some(t) = req.inputs.iter().find(|t| t.shape.first().is_some_and(|&b| b > max_batch))
     {
         return Err(ApiError::BadRequest(format!(
             "input '{}': batch size {} is over the model's max_batch_size {max_batch}",
@@ -78,26 +69,14 @@ async fn run(
     let names = req.outputs.iter().map(|o| o.name.clone()).collect();
     let out = served.pool.infer(req.inputs, names).await?;
     let version = served.version.to_string();
-    let enc = encode_response(
-        model,
-        &version,
-        req.id.as_deref(),
-        &out.outputs,
-        &req.outputs,
-    );
+    let enc = encode_response(model, &version, req.id.as_deref(), &out.outputs, &req.outputs);
     let mut resp = Response::new(Body::from(enc.body));
     let h = resp.headers_mut();
     match enc.json_len {
-        None => h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        ),
+        None => h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
         Some(n) => {
             h.insert(HEADER_CONTENT_LENGTH, HeaderValue::from(n));
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            )
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"))
         }
     };
     Ok(resp.into_response())
@@ -107,14 +86,10 @@ async fn run(
 /// `limit` bytes when no length was given.
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let too_large = |n: &dyn std::fmt::Display| {
-        ApiError::PayloadTooLarge(format!(
-            "request body of {n} bytes is over the limit of {limit} bytes"
-        ))
+        ApiError::PayloadTooLarge(format!("request body of {n} bytes is over the limit of {limit} bytes"))
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse::<u64>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|s| s.parse::<u64>().ok());
     if let Some(len) = declared
         && len > limit as u64
     {
@@ -123,9 +98,7 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<LengthLimitError>() => Err(too_large(&format!("more than {limit}"))),
-        Err(e) => Err(ApiError::BadRequest(format!(
-            "could not read the request body: {e}"
-        ))),
+        Err(e) => Err(ApiError::BadRequest(format!("could not read the request body: {e}"))),
     }
 }
 

@@ -37,13 +37,7 @@ impl AppState {
         strict_readiness: bool,
         metrics: Option<PrometheusHandle>,
     ) -> Self {
-        Self(Arc::new(Shared {
-            registry,
-            configs,
-            max_request_bytes,
-            strict_readiness,
-            metrics,
-        }))
+        Self(Arc::new(Shared { registry, configs, max_request_bytes, strict_readiness, metrics }))
     }
 }
 
@@ -69,26 +63,15 @@ pub fn app(state: AppState) -> Router {
         .route("/v2", get(models::server_metadata))
         .route("/v2/health/live", get(health::live))
         .route("/v2/health/ready", get(health::ready))
+        .route("/v2/repository/index", post(models::repository_index))
         .route("/v2/models/{model}", get(models::metadata))
-        .route(
-            "/v2/models/{model}/versions/{version}",
-            get(models::metadata),
-        )
+        .route("/v2/models/{model}/versions/{version}", get(models::metadata))
         .route("/v2/models/{model}/ready", get(models::ready))
-        .route(
-            "/v2/models/{model}/versions/{version}/ready",
-            get(models::ready),
-        )
+        .route("/v2/models/{model}/versions/{version}/ready", get(models::ready))
         .route("/v2/models/{model}/config", get(models::config))
-        .route(
-            "/v2/models/{model}/versions/{version}/config",
-            get(models::config),
-        )
+        .route("/v2/models/{model}/versions/{version}/config", get(models::config))
         .route("/v2/models/{model}/infer", post(infer::infer))
-        .route(
-            "/v2/models/{model}/versions/{version}/infer",
-            post(infer::infer),
-        )
+        .route("/v2/models/{model}/versions/{version}/infer", post(infer::infer))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(observe::http_metrics))

@@ -9,21 +9,18 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
 use switchyard_protocol::{DataType, ModelMetadata, ServerMetadata, TensorMetadata, TensorSpec};
-use switchyard_runtime::Served;
+use switchyard_runtime::{ModelState, Served};
 
 pub(super) async fn server_metadata() -> Json<ServerMetadata> {
     Json(ServerMetadata {
         name: "switchyard",
         version: env!("CARGO_PKG_VERSION"),
-        extensions: &["binary_tensor_data", "model_configuration"],
+        extensions: &["binary_tensor_data", "model_configuration", "model_repository"],
     })
 }
 
-pub(super) fn model_path(
-    path: Result<Path<ModelPath>, PathRejection>,
-) -> Result<ModelPath, ApiError> {
-    path.map(|Path(p)| p)
-        .map_err(|e| ApiError::BadRequest(e.body_text()))
+pub(super) fn model_path(path: Result<Path<ModelPath>, PathRejection>) -> Result<ModelPath, ApiError> {
+    path.map(|Path(p)| p).map_err(|e| ApiError::BadRequest(e.body_text()))
 }
 
 fn lookup(app: &AppState, p: &ModelPath) -> Result<Served, ApiError> {
@@ -39,12 +36,7 @@ pub(super) async fn metadata(
     let sig = served.pool.signature();
     let versions = match &p.version {
         Some(_) => vec![served.version.to_string()],
-        None => app
-            .registry
-            .versions(&p.model)
-            .iter()
-            .map(u64::to_string)
-            .collect(),
+        None => app.registry.versions(&p.model).iter().map(u64::to_string).collect(),
     };
     Ok(Json(ModelMetadata {
         name: p.model,
@@ -61,9 +53,7 @@ pub(super) async fn ready(
 ) -> Result<Json<Value>, ApiError> {
     let p = model_path(path)?;
     let served = lookup(&app, &p)?;
-    Ok(Json(
-        json!({ "name": p.model, "version": served.version.to_string(), "ready": true }),
-    ))
+    Ok(Json(json!({ "name": p.model, "version": served.version.to_string(), "ready": true })))
 }
 
 pub(super) async fn config(
@@ -76,20 +66,12 @@ pub(super) async fn config(
     let sig = served.pool.signature();
     let max_batch = max_batch_size(&cfg, sig).map_err(ApiError::Internal)?;
     let dims = |s: &TensorSpec| {
-        if max_batch > 0 {
-            s.shape[1..].to_vec()
-        } else {
-            s.shape.clone()
-        }
+        if max_batch > 0 { s.shape[1..].to_vec() } else { s.shape.clone() }
     };
     let tensors = |specs: &[TensorSpec]| -> Vec<Value> {
         specs.iter().map(|s| json!({ "name": s.name, "data_type": triton_type(s.datatype), "dims": dims(s) })).collect()
     };
-    let kind = if cfg.device == switchyard_backend::Device::Cpu {
-        "KIND_CPU"
-    } else {
-        "KIND_GPU"
-    };
+    let kind = if cfg.device == switchyard_backend::Device::Cpu { "KIND_CPU" } else { "KIND_GPU" };
     Ok(Json(json!({
         "name": p.model,
         "platform": sig.platform,
@@ -99,6 +81,25 @@ pub(super) async fn config(
         "output": tensors(&sig.outputs),
         "instance_group": [{ "count": cfg.instances, "kind": kind }],
     })))
+}
+
+/// `POST /v2/repository/index` (Triton's repository extension): every model version and its state.
+pub(super) async fn repository_index(State(app): State<AppState>) -> Json<Value> {
+    let mut rows = Vec::new();
+    for (name, versions, error) in app.registry.index() {
+        if let Some(reason) = error {
+            rows.push(json!({ "name": name, "state": "UNAVAILABLE", "reason": reason }));
+        }
+        for (version, state) in versions {
+            let (state, reason) = match state {
+                ModelState::Loading => ("LOADING", String::new()),
+                ModelState::Ready(_) => ("READY", String::new()),
+                ModelState::Failed(why) => ("UNAVAILABLE", why),
+            };
+            rows.push(json!({ "name": name, "version": version.to_string(), "state": state, "reason": reason }));
+        }
+    }
+    Json(Value::Array(rows))
 }
 
 fn triton_type(dt: DataType) -> String {

@@ -47,11 +47,7 @@ impl Server {
             .arg("--model-repository")
             .arg(repo)
             .args(["--port", "0"])
-            .args(if extra.contains(&"--strict-readiness") {
-                &[][..]
-            } else {
-                &["--strict-readiness", "false"][..]
-            })
+            .args(if extra.contains(&"--strict-readiness") { &[][..] } else { &["--strict-readiness", "false"][..] })
             .args(extra)
             .current_dir(workspace())
             .stdin(Stdio::null())
@@ -66,12 +62,7 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on http://127.0.0.1:").nth(1) {
-                    let port: u16 = rest
-                        .split(|c: char| !c.is_ascii_digit())
-                        .next()
-                        .unwrap()
-                        .parse()
-                        .unwrap();
+                    let port: u16 = rest.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap();
                     let _ = tx.send(port);
                 }
                 sink.lock().unwrap().push_str(&(line + "\n"));
@@ -93,11 +84,7 @@ impl Server {
             if r.status == 200 || !r.text().contains("loading") {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "models still loading: {}",
-                r.text()
-            );
+            assert!(Instant::now() < deadline, "models still loading: {}", r.text());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -111,12 +98,7 @@ impl Server {
     }
 
     pub fn post_json(&self, path: &str, body: &serde_json::Value) -> Resp {
-        self.conn().request(
-            "POST",
-            path,
-            &[("Content-Type", "application/json")],
-            body.to_string().as_bytes(),
-        )
+        self.conn().request("POST", path, &[("Content-Type", "application/json")], body.to_string().as_bytes())
     }
 
     pub fn log(&self) -> String {
@@ -124,9 +106,7 @@ impl Server {
     }
 
     pub fn terminate(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
     }
 }
 
@@ -154,51 +134,31 @@ impl Resp {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
     /// The `error` message of a JSON error body.
     pub fn error(&self) -> String {
-        self.json()["error"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no error field: {}", self.text()))
-            .to_owned()
+        self.json()["error"].as_str().unwrap_or_else(|| panic!("no error field: {}", self.text())).to_owned()
     }
 }
 
 impl Conn {
     pub fn open(port: u16) -> Self {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         stream.set_nodelay(true).unwrap();
-        Self {
-            reader: BufReader::new(stream),
-        }
+        Self { reader: BufReader::new(stream) }
     }
 
     pub fn send(&mut self, raw: &[u8]) {
         self.reader.get_mut().write_all(raw).expect("send");
     }
 
-    pub fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Resp {
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n",
-            body.len()
-        );
+    pub fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n", body.len());
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -213,16 +173,10 @@ impl Conn {
         let mut line = String::new();
         self.reader.read_line(&mut line)?;
         if line.is_empty() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "connection closed",
-            ));
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
         }
-        let status: u16 = line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line {line:?}"));
+        let status: u16 =
+            line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad status line {line:?}"));
         let mut headers = Vec::new();
         loop {
             let mut h = String::new();
@@ -235,10 +189,7 @@ impl Conn {
             headers.push((k.trim().to_owned(), v.trim().to_owned()));
         }
         let get = |n: &str| {
-            headers
-                .iter()
-                .find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(n))
-                .map(|(_, v)| v.clone())
+            headers.iter().find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone())
         };
         let mut body = Vec::new();
         if let Some(len) = get("content-length") {
@@ -257,18 +208,12 @@ impl Conn {
                 body.extend_from_slice(&chunk[..n]);
             }
         }
-        Ok(Resp {
-            status,
-            headers,
-            body,
-        })
+        Ok(Resp { status, headers, body })
     }
 }
 
 /// A V2 JSON request for the `mlp` model with `rows` rows of 64 values.
 pub fn mlp_request(rows: usize) -> serde_json::Value {
-    let data: Vec<f32> = (0..rows * 64)
-        .map(|i| (i % 13) as f32 * 0.1 - 0.6)
-        .collect();
+    let data: Vec<f32> = (0..rows * 64).map(|i| (i % 13) as f32 * 0.1 - 0.6).collect();
     serde_json::json!({ "id": "req-1", "inputs": [{ "name": "input", "shape": [rows, 64], "datatype": "FP32", "data": data }] })
 }
