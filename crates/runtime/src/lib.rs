@@ -8,4 +8,4 @@ mod registry;
 
 pub use metrics::VersionMetrics;
 pub use pool::{InferError, InferOutput, Loader, Pool, PoolOptions};
-pub use registry::{LookupError, ModelState, Readiness, Registry, Served, VersionEntry};
+pub use registry::{LookupError, ModelIndex, ModelState, Readiness, Registry, Served, VersionEntry};

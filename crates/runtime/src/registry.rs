@@ -54,6 +54,14 @@ pub struct Registry {
     models: RwLock<BTreeMap<String, ModelRecord>>,
 }
 
+/// One model in the repository index.
+#[derive(Debug, Clone)]
+pub struct ModelIndex {
+    pub name: String,
+    pub versions: Vec<(u64, ModelState)>,
+    pub error: Option<String>,
+}
+
 /// Why a request found no version to run on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LookupError {
@@ -135,12 +143,14 @@ impl Registry {
     }
 
     /// Every model with each version's state, and the model-wide error if any (for the repository index).
-    pub fn index(&self) -> Vec<(String, Vec<(u64, ModelState)>, Option<String>)> {
+    pub fn index(&self) -> Vec<ModelIndex> {
         let models = self.read();
         models
             .iter()
-            .map(|(name, r)| {
-                (name.clone(), r.versions.values().map(|e| (e.version, e.state.clone())).collect(), r.error.clone())
+            .map(|(name, r)| ModelIndex {
+                name: name.clone(),
+                versions: r.versions.values().map(|e| (e.version, e.state.clone())).collect(),
+                error: r.error.clone(),
             })
             .collect()
     }

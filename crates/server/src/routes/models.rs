@@ -9,7 +9,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
 use switchyard_protocol::{DataType, ModelMetadata, ServerMetadata, TensorMetadata, TensorSpec};
-use switchyard_runtime::{ModelState, Served};
+use switchyard_runtime::{ModelIndex, ModelState, Served};
 
 pub(super) async fn server_metadata() -> Json<ServerMetadata> {
     Json(ServerMetadata {
@@ -86,7 +86,7 @@ pub(super) async fn config(
 /// `POST /v2/repository/index` (Triton's repository extension): every model version and its state.
 pub(super) async fn repository_index(State(app): State<AppState>) -> Json<Value> {
     let mut rows = Vec::new();
-    for (name, versions, error) in app.registry.index() {
+    for ModelIndex { name, versions, error } in app.registry.index() {
         if let Some(reason) = error {
             rows.push(json!({ "name": name, "state": "UNAVAILABLE", "reason": reason }));
         }
