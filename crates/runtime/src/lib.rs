@@ -7,5 +7,5 @@ mod pool;
 mod registry;
 
 pub use metrics::VersionMetrics;
-pub use pool::{InferError, InferOutput, Loader, Pool, PoolOptions};
+pub use pool::{DEFAULT_MAX_BATCH_SIZE, InferError, InferOutput, Loader, Pool, PoolOptions};
 pub use registry::{LookupError, ModelIndex, ModelState, Readiness, Registry, Served, VersionEntry};

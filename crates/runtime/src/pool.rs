@@ -20,7 +20,13 @@ pub struct PoolOptions {
     pub instances: usize,
     pub queue_capacity: usize,
     pub warmup: bool,
+    /// Largest first dimension a request may have; `None` picks [`DEFAULT_MAX_BATCH_SIZE`] for models whose
+    /// inputs and outputs all have a dynamic first dimension, else 0 (no batch dimension).
+    pub max_batch_size: Option<usize>,
 }
+
+/// The largest batch of a batchable model whose configuration sets none.
+pub const DEFAULT_MAX_BATCH_SIZE: usize = 1024;
 
 /// What a finished job hands back.
 #[derive(Debug)]
@@ -55,6 +61,7 @@ pub struct Pool {
     label: String,
     tx: Sender<Job>,
     signature: Signature,
+    max_batch_size: usize,
 }
 
 impl Pool {
@@ -91,11 +98,17 @@ impl Pool {
             signature = Some(report?);
         }
         let signature = signature.ok_or_else(|| BackendError::Load("no worker started".into()))?;
-        Ok(Self { label: opts.label, tx, signature })
+        let max_batch_size = resolve_max_batch_size(opts.max_batch_size, &signature).map_err(BackendError::Load)?;
+        Ok(Self { label: opts.label, tx, signature, max_batch_size })
     }
 
     pub fn signature(&self) -> &Signature {
         &self.signature
+    }
+
+    /// Largest first dimension a request may have; 0 when the model has no batch dimension.
+    pub fn max_batch_size(&self) -> usize {
+        self.max_batch_size
     }
 
     /// Queues a job without blocking; the reply arrives on the returned receiver.
@@ -140,6 +153,18 @@ fn serve(mut backend: Box<dyn Backend>, rx: Receiver<Job>, metrics: VersionMetri
     }
 }
 
+fn resolve_max_batch_size(configured: Option<usize>, sig: &Signature) -> Result<usize, String> {
+    let batchable = sig.inputs.iter().chain(&sig.outputs).all(|s| s.shape.first() == Some(&-1));
+    match configured {
+        Some(n) if n > 0 && !batchable => {
+            Err(format!("max_batch_size {n} needs every input and output to have a dynamic first dimension"))
+        }
+        Some(n) => Ok(n),
+        None if batchable => Ok(DEFAULT_MAX_BATCH_SIZE),
+        None => Ok(0),
+    }
+}
+
 /// One real inference on zeros (dynamic dimensions as 1), so the first client does not pay for it.
 fn warm_up(backend: &mut dyn Backend) -> Result<(), BackendError> {
     let sig = backend.signature().clone();
@@ -157,4 +182,24 @@ fn warm_up(backend: &mut dyn Backend) -> Result<(), BackendError> {
         .infer(inputs, &outputs)
         .map(|_| ())
         .map_err(|e| BackendError::Load(format!("warm-up inference failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_protocol::{DataType, TensorSpec};
+
+    fn sig(first: i64) -> Signature {
+        let spec = |name: &str| TensorSpec { name: name.into(), datatype: DataType::Fp32, shape: vec![first, 4] };
+        Signature { platform: "test", inputs: vec![spec("x")], outputs: vec![spec("y")] }
+    }
+
+    #[test]
+    fn max_batch_size_follows_the_model_and_the_config() {
+        assert_eq!(resolve_max_batch_size(None, &sig(-1)), Ok(DEFAULT_MAX_BATCH_SIZE));
+        assert_eq!(resolve_max_batch_size(None, &sig(2)), Ok(0));
+        assert_eq!(resolve_max_batch_size(Some(8), &sig(-1)), Ok(8));
+        assert_eq!(resolve_max_batch_size(Some(0), &sig(-1)), Ok(0));
+        assert!(resolve_max_batch_size(Some(8), &sig(2)).unwrap_err().contains("dynamic first dimension"));
+    }
 }

@@ -28,15 +28,13 @@ impl ServerConfig {
     }
 }
 
-/// The largest batch a batchable model accepts when its config.yaml sets no `max_batch_size`.
-pub const DEFAULT_MAX_BATCH_SIZE: usize = 1024;
-
 /// A model's `config.yaml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// Largest first dimension a request may have; `0` means the model has no batch dimension.
-    /// Unset: [`DEFAULT_MAX_BATCH_SIZE`] when every input and output has a dynamic first dimension.
+    /// Unset: `switchyard_runtime::DEFAULT_MAX_BATCH_SIZE` when every input and output has a dynamic first
+    /// dimension, else 0.
     pub max_batch_size: Option<usize>,
     #[serde(default = "one")]
     pub instances: usize,

@@ -3,11 +3,11 @@
 //! readiness knows what to wait for); each version then loads on its own thread, and a model that fails
 //! is recorded with its reason while the rest serve.
 
-use crate::config::{DEFAULT_MAX_BATCH_SIZE, ModelConfig};
+use crate::config::ModelConfig;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use switchyard_backend::{Backend, LoadOptions, Signature};
+use switchyard_backend::{Backend, LoadOptions};
 use switchyard_backend_ort::{OrtBackend, OrtEnvironment};
 use switchyard_runtime::{ModelState, Pool, PoolOptions, Registry, VersionMetrics};
 
@@ -99,23 +99,9 @@ fn load_version(
         instances: cfg.instances,
         queue_capacity: cfg.queue_capacity,
         warmup: cfg.warmup,
+        max_batch_size: cfg.max_batch_size,
     };
-    let pool = Pool::start(pool_opts, loader, metrics.unwrap_or_else(|| VersionMetrics::new(name, version)))
-        .map_err(|e| e.to_string())?;
-    max_batch_size(cfg, pool.signature())?;
-    Ok(pool)
-}
-
-/// The largest batch a model takes: its configured `max_batch_size`, else the default for models whose
-/// inputs and outputs all have a dynamic first dimension, else 0 (no batch dimension).
-pub fn max_batch_size(cfg: &ModelConfig, sig: &Signature) -> Result<usize, String> {
-    let batchable = sig.inputs.iter().chain(&sig.outputs).all(|s| s.shape.first() == Some(&-1));
-    match cfg.max_batch_size {
-        Some(n) if n > 0 && !batchable => Err(format!(
-            "config.yaml: max_batch_size {n} needs every input and output to have a dynamic first dimension"
-        )),
-        Some(n) => Ok(n),
-        None if batchable => Ok(DEFAULT_MAX_BATCH_SIZE),
-        None => Ok(0),
-    }
+    let metrics = metrics.unwrap_or_else(|| VersionMetrics::new(name, version));
+    Pool::start(pool_opts, loader, metrics)
+        .map_err(|e| format!("{e} (see {}/config.yaml)", dir.parent().unwrap_or(dir).display()))
 }

@@ -56,8 +56,7 @@ async fn run(
     let sig = served.pool.signature();
     let req = decode_request(&bytes, header_len, &sig.inputs, &sig.outputs)?;
     drop(bytes);
-    let cfg = app.configs.get(model).cloned().unwrap_or_default();
-    let max_batch = crate::repository::max_batch_size(&cfg, sig).map_err(ApiError::Internal)?;
+    let max_batch = served.pool.max_batch_size();
     if max_batch > 0
         && let Some(t) = req.inputs.iter().find(|t| t.shape.first().is_some_and(|&b| b > max_batch))
     {

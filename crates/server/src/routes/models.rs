@@ -3,7 +3,6 @@
 
 use super::{AppState, ModelPath};
 use crate::ApiError;
-use crate::repository::max_batch_size;
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -64,7 +63,7 @@ pub(super) async fn config(
     let served = lookup(&app, &p)?;
     let cfg = app.configs.get(&p.model).cloned().unwrap_or_default();
     let sig = served.pool.signature();
-    let max_batch = max_batch_size(&cfg, sig).map_err(ApiError::Internal)?;
+    let max_batch = served.pool.max_batch_size();
     let dims = |s: &TensorSpec| {
         if max_batch > 0 { s.shape[1..].to_vec() } else { s.shape.clone() }
     };
