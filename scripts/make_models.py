@@ -14,6 +14,7 @@ With --test, also models that must fail to load (the rest of the repository keep
   broken        1/model.onnx is not an ONNX file
   bad_config    config.yaml has an unknown field
   no_versions   no numeric version directory
+  on_gpu        config.yaml asks for device cuda:0 (a load error in a CPU-only build)
   slow          x FP32 [batch, 1024] -> 8 x MatMul 1024x1024 -> y: a request's compute time grows with its
                 batch (about 0.1 s per 256 rows on one core), for shutdown and responsiveness tests
 """
@@ -134,6 +135,7 @@ def main():
         save(strings(), repo, "bad_config", 1, config="instnces: 2\n")
         os.makedirs(os.path.join(repo, "no_versions", "latest"), exist_ok=True)
         save(slow(), repo, "slow", 1)
+        save(strings(), repo, "on_gpu", 1, config="device: cuda:0\n")
     print(f"models written to {repo}")
 
 

@@ -21,6 +21,11 @@ fn probes_answer_and_failed_models_report_their_reason() {
     assert_eq!(bad_config.status, 503);
     assert!(bad_config.error().contains("instnces"), "{}", bad_config.text());
     assert!(s.get("/v2/models/no_versions/ready").error().contains("no numeric version"));
+    if !cfg!(feature = "cuda") {
+        let gpu = s.get("/v2/models/on_gpu/ready");
+        assert_eq!(gpu.status, 503);
+        assert!(gpu.error().contains("cuda:0") && gpu.error().contains("`cuda` feature"), "{}", gpu.text());
+    }
     assert_eq!(s.get("/v2/models/nope/ready").status, 404);
     assert_eq!(s.get("/v2/models/mlp/versions/9/ready").status, 404);
     assert!(s.log().contains("model failed to load"));
