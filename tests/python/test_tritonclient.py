@@ -170,3 +170,25 @@ def test_errors_reach_the_client_with_status_and_field(client):
     assert status == "503" and "failed to load" in msg
     # And it still serves.
     assert client.infer("mlp", [make_input("input", x, "FP32", True)]).as_numpy("output").shape == (1, 10)
+
+
+def test_statistics_extension(client):
+    x = np.ones((3, 64), np.float32)
+    before = client.get_inference_statistics("mlp", "1")["model_stats"][0]
+    for _ in range(4):
+        client.infer("mlp", [make_input("input", x, "FP32", True)], model_version="1")
+    with pytest.raises(InferenceServerException):
+        client.infer("mlp", [make_input("input", np.ones((1, 63), np.float32), "FP32", True)], model_version="1")
+    after = client.get_inference_statistics("mlp", "1")["model_stats"][0]
+    assert after["name"] == "mlp" and after["version"] == "1"
+    assert after["inference_count"] - before["inference_count"] == 12
+    assert after["execution_count"] - before["execution_count"] == 4
+    s, b = after["inference_stats"], before["inference_stats"]
+    assert s["success"]["count"] - b["success"]["count"] == 4
+    assert s["fail"]["count"] - b["fail"]["count"] == 1
+    assert s["compute_infer"]["ns"] > b["compute_infer"]["ns"]
+    assert after["last_inference"] > 0
+    every = client.get_inference_statistics()["model_stats"]
+    assert {("mlp", "1"), ("mlp", "2"), ("strings", "1")} <= {(m["name"], m["version"]) for m in every}
+    status, _ = status_of(lambda: client.get_inference_statistics("nope"))
+    assert status == "404"

@@ -6,6 +6,6 @@ mod metrics;
 mod pool;
 mod registry;
 
-pub use metrics::VersionMetrics;
+pub use metrics::{Outcome, StatsSnapshot, VersionMetrics};
 pub use pool::{DEFAULT_MAX_BATCH_SIZE, InferError, InferOutput, Loader, Pool, PoolOptions};
 pub use registry::{LookupError, ModelIndex, ModelState, Readiness, Registry, Served, VersionEntry};

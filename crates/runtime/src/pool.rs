@@ -49,6 +49,8 @@ pub enum InferError {
 
 #[derive(Debug)]
 struct Job {
+    /// Inferences in this job: the batch size for batched models, else 1.
+    rows: u64,
     inputs: Vec<Tensor>,
     outputs: Vec<String>,
     enqueued: Instant,
@@ -118,7 +120,11 @@ impl Pool {
         outputs: Vec<String>,
     ) -> Result<oneshot::Receiver<Result<InferOutput, InferError>>, InferError> {
         let (reply, rx) = oneshot::channel();
-        let job = Job { inputs, outputs, enqueued: Instant::now(), reply };
+        let rows = match self.max_batch_size {
+            0 => 1,
+            _ => inputs.first().and_then(|t| t.shape.first()).map_or(1, |&b| b as u64),
+        };
+        let job = Job { rows, inputs, outputs, enqueued: Instant::now(), reply };
         match self.tx.try_send(job) {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => Err(InferError::QueueFull(self.label.clone())),
@@ -136,7 +142,7 @@ impl Pool {
 fn serve(mut backend: Box<dyn Backend>, rx: Receiver<Job>, metrics: VersionMetrics) {
     while let Ok(job) = rx.recv() {
         if job.reply.is_closed() {
-            metrics.cancelled.increment(1);
+            metrics.record_cancelled();
             continue;
         }
         let queue_time = job.enqueued.elapsed();
@@ -145,8 +151,7 @@ fn serve(mut backend: Box<dyn Backend>, rx: Receiver<Job>, metrics: VersionMetri
         let result = catch_unwind(AssertUnwindSafe(|| backend.infer(job.inputs, &names)))
             .unwrap_or_else(|_| Err(BackendError::Inference("the model panicked".into())));
         let compute_time = start.elapsed();
-        metrics.queue.record(queue_time.as_secs_f64());
-        metrics.compute.record(compute_time.as_secs_f64());
+        metrics.record_execution(queue_time, compute_time, job.rows);
         let _ = job
             .reply
             .send(result.map(|outputs| InferOutput { outputs, queue_time, compute_time }).map_err(InferError::from));

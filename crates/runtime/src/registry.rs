@@ -2,7 +2,7 @@
 //! failed (with the reason). The HTTP side resolves requests against it; the loader writes to it. Reads
 //! hold the lock only long enough to clone an `Arc`.
 
-use crate::{Pool, VersionMetrics};
+use crate::{Pool, StatsSnapshot, VersionMetrics};
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use switchyard_core::{ResolveError, resolve_version};
@@ -153,6 +153,28 @@ impl Registry {
                 error: r.error.clone(),
             })
             .collect()
+    }
+
+    /// Statistics for every served version of every model, of one model, or of one version.
+    pub fn stats(
+        &self,
+        model: Option<&str>,
+        version: Option<&str>,
+    ) -> Result<Vec<(String, u64, StatsSnapshot)>, LookupError> {
+        let models = self.read();
+        let mut out = Vec::new();
+        for (name, record) in models.iter().filter(|(name, _)| model.is_none_or(|m| m == name.as_str())) {
+            for e in record.versions.values().filter(|e| version.is_none_or(|v| v == e.version.to_string())) {
+                out.push((name.clone(), e.version, e.metrics.stats()));
+            }
+        }
+        match (model, version) {
+            (Some(m), _) if !models.contains_key(m) => Err(LookupError::UnknownModel(m.to_owned())),
+            (Some(m), Some(v)) if out.is_empty() => {
+                Err(LookupError::UnknownVersion { model: m.to_owned(), version: v.to_owned() })
+            }
+            _ => Ok(out),
+        }
     }
 
     /// The versions served for `model` (ready or not), ascending.

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use std::time::Instant;
 use switchyard_protocol::{HEADER_CONTENT_LENGTH, decode_request, encode_response};
-use switchyard_runtime::VersionMetrics;
+use switchyard_runtime::{Outcome, VersionMetrics};
 
 pub(super) async fn infer(
     State(app): State<AppState>,
@@ -28,13 +28,13 @@ pub(super) async fn infer(
     let metrics = &served.metrics;
     let _in_flight = InFlight::new(metrics);
     let result = run(&app, &p.model, &served, headers, body).await;
-    metrics.request.record(start.elapsed().as_secs_f64());
-    match &result {
-        Ok(_) => metrics.ok.increment(1),
-        Err(ApiError::TooManyRequests(_)) => metrics.rejected.increment(1),
-        Err(e) if e.status().is_client_error() => metrics.client_error.increment(1),
-        Err(_) => metrics.server_error.increment(1),
-    }
+    let outcome = match &result {
+        Ok(_) => Outcome::Success,
+        Err(ApiError::TooManyRequests(_)) => Outcome::Rejected,
+        Err(e) if e.status().is_client_error() => Outcome::ClientError,
+        Err(_) => Outcome::ServerError,
+    };
+    metrics.record_request(outcome, start.elapsed());
     result
 }
 

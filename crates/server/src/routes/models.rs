@@ -14,7 +14,7 @@ pub(super) async fn server_metadata() -> Json<ServerMetadata> {
     Json(ServerMetadata {
         name: "switchyard",
         version: env!("CARGO_PKG_VERSION"),
-        extensions: &["binary_tensor_data", "model_configuration", "model_repository"],
+        extensions: &["binary_tensor_data", "model_configuration", "model_repository", "statistics"],
     })
 }
 
@@ -99,6 +99,48 @@ pub(super) async fn repository_index(State(app): State<AppState>) -> Json<Value>
         }
     }
     Json(Value::Array(rows))
+}
+
+/// `GET /v2/models[/{m}[/versions/{v}]]/stats` (the statistics extension, in Triton's format).
+pub(super) async fn all_stats(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    stats(&app, None)
+}
+
+pub(super) async fn model_stats(
+    State(app): State<AppState>,
+    path: Result<Path<ModelPath>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    stats(&app, Some(model_path(path)?))
+}
+
+fn stats(app: &AppState, p: Option<ModelPath>) -> Result<Json<Value>, ApiError> {
+    let rows =
+        app.registry.stats(p.as_ref().map(|p| p.model.as_str()), p.as_ref().and_then(|p| p.version.as_deref()))?;
+    let pair = |(count, ns): (u64, u64)| json!({ "count": count, "ns": ns });
+    let model_stats: Vec<Value> = rows
+        .into_iter()
+        .map(|(name, version, s)| {
+            json!({
+                "name": name,
+                "version": version.to_string(),
+                "last_inference": s.last_inference_ms,
+                "inference_count": s.inference_count,
+                "execution_count": s.execution_count,
+                "inference_stats": {
+                    "success": pair(s.success),
+                    "fail": pair(s.fail),
+                    "queue": pair(s.queue),
+                    "compute_input": pair((s.compute.0, 0)),
+                    "compute_infer": pair(s.compute),
+                    "compute_output": pair((s.compute.0, 0)),
+                    "cache_hit": pair((0, 0)),
+                    "cache_miss": pair((0, 0)),
+                },
+                "batch_stats": [],
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "model_stats": model_stats })))
 }
 
 fn triton_type(dt: DataType) -> String {
