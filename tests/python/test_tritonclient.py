@@ -192,3 +192,12 @@ def test_statistics_extension(client):
     assert {("mlp", "1"), ("mlp", "2"), ("strings", "1")} <= {(m["name"], m["version"]) for m in every}
     status, _ = status_of(lambda: client.get_inference_statistics("nope"))
     assert status == "404"
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_requests_and_responses(client, test_repo, algorithm):
+    x = np.random.default_rng(9).standard_normal((4, 64)).astype(np.float32)
+    r = client.infer("mlp", [make_input("input", x, "FP32", True)], model_version="1",
+                     request_compression_algorithm=algorithm, response_compression_algorithm=algorithm)
+    want = reference(test_repo, "mlp", 1, {"input": x})["output"]
+    np.testing.assert_allclose(r.as_numpy("output"), want, rtol=1e-6, atol=1e-6)

@@ -273,3 +273,37 @@ fn empty_batches_are_not_server_errors() {
     let r = s.post_json("/v2/models/mlp/infer", &input("input", "FP32", json!([0, 64]), json!([])));
     assert!(r.status < 500, "{}", r.text());
 }
+
+#[test]
+fn compressed_bodies_are_bounded_after_decompression() {
+    use flate2::Compression;
+    use flate2::write::{GzEncoder, ZlibEncoder};
+    use std::io::Write;
+    let s = Server::start(&["--max-request-bytes", "100000"]);
+    let mut c = s.conn();
+    let path = "/v2/models/mlp/infer";
+    let body = mlp_request(2).to_string();
+    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+    gz.write_all(body.as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    let r = c.request("POST", path, &[("Content-Encoding", "gzip")], &gz);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut zl = ZlibEncoder::new(Vec::new(), Compression::default());
+    zl.write_all(body.as_bytes()).unwrap();
+    let r = c.request("POST", path, &[("Content-Encoding", "deflate")], &zl.finish().unwrap());
+    assert_eq!(r.status, 200, "{}", r.text());
+    // 10 MB of spaces compress to about 10 KB: under the limit on the wire, far over it decompressed.
+    let mut bomb = GzEncoder::new(Vec::new(), Compression::best());
+    bomb.write_all(&vec![b' '; 10 << 20]).unwrap();
+    let bomb = bomb.finish().unwrap();
+    assert!(bomb.len() < 100_000);
+    expect(&mut c, path, &[("Content-Encoding", "gzip")], &bomb, 413, "decompressed");
+    expect(&mut c, path, &[("Content-Encoding", "gzip")], b"not gzip at all", 400, "not valid Gzip data");
+    expect(&mut c, path, &[("Content-Encoding", "br")], body.as_bytes(), 415, "Content-Encoding");
+    // Responses are compressed when the client asks.
+    let r = c.request("POST", path, &[("Accept-Encoding", "gzip")], body.as_bytes());
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    let mut plain = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&r.body[..]), &mut plain).unwrap();
+    assert!(plain.contains(r#""model_name":"mlp""#), "{plain}");
+}

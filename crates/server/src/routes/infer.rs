@@ -2,6 +2,7 @@
 //! against the model's signature, queue it to the model's workers, encode the reply. The version is
 //! resolved before the body is read, and an oversized body is refused from its `Content-Length`.
 
+use super::body::read_body;
 use super::models::model_path;
 use super::{AppState, ModelPath};
 use crate::ApiError;
@@ -10,8 +11,6 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use std::time::Instant;
 use switchyard_protocol::{HEADER_CONTENT_LENGTH, decode_request, encode_response};
 use switchyard_runtime::{Outcome, VersionMetrics};
@@ -79,26 +78,6 @@ async fn run(
         }
     };
     Ok(resp.into_response())
-}
-
-/// Reads the body, refusing it from `Content-Length` alone when it is over `limit`, and stopping at
-/// `limit` bytes when no length was given.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    let too_large = |n: &dyn std::fmt::Display| {
-        ApiError::PayloadTooLarge(format!("request body of {n} bytes is over the limit of {limit} bytes"))
-    };
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|s| s.parse::<u64>().ok());
-    if let Some(len) = declared
-        && len > limit as u64
-    {
-        return Err(too_large(&len));
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(too_large(&format!("more than {limit}"))),
-        Err(e) => Err(ApiError::BadRequest(format!("could not read the request body: {e}"))),
-    }
 }
 
 /// Counts a request in flight for as long as it lives, including when the client goes away.

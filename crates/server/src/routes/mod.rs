@@ -1,6 +1,7 @@
 //! The router: every V2 endpoint, the Kubernetes probes and `/metrics`, with JSON errors for unknown
 //! paths and wrong methods.
 
+mod body;
 mod health;
 mod infer;
 mod models;
@@ -77,6 +78,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v2/models/{model}/versions/{version}/infer", post(infer::infer))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(tower_http::compression::CompressionLayer::new())
         .layer(axum::middleware::from_fn(observe::http_metrics))
         .with_state(state)
 }

@@ -1,0 +1,69 @@
+//! Reading a request body within the size limit: refused from `Content-Length` alone when it is over,
+//! cut off at the limit when no length was given, and decompressed (`Content-Encoding: gzip | deflate`,
+//! as tritonclient sends with `request_compression_algorithm`) with the limit applied to the
+//! decompressed size, so a small bomb cannot expand without bound.
+
+use crate::ApiError;
+use axum::body::Body;
+use axum::http::{HeaderMap, header};
+use bytes::Bytes;
+use flate2::read::{GzDecoder, ZlibDecoder};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use std::io::Read;
+
+pub(super) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = |n: &dyn std::fmt::Display| {
+        ApiError::PayloadTooLarge(format!("request body of {n} bytes is over the limit of {limit} bytes"))
+    };
+    let encoding = match headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().map(str::trim)) {
+        None | Some(Ok("" | "identity")) => None,
+        Some(Ok(e)) if e.eq_ignore_ascii_case("gzip") || e.eq_ignore_ascii_case("x-gzip") => Some(Encoding::Gzip),
+        Some(Ok(e)) if e.eq_ignore_ascii_case("deflate") => Some(Encoding::Deflate),
+        Some(other) => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "Content-Encoding {other:?} is not supported (gzip, deflate or identity)"
+            )));
+        }
+    };
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|s| s.parse::<u64>().ok());
+    if let Some(len) = declared
+        && len > limit as u64
+    {
+        return Err(too_large(&len));
+    }
+    let raw = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return Err(too_large(&format!("more than {limit}"))),
+        Err(e) => return Err(ApiError::BadRequest(format!("could not read the request body: {e}"))),
+    };
+    let Some(encoding) = encoding else { return Ok(raw) };
+    // Decompression is CPU work: keep it off the async executor.
+    let out = tokio::task::spawn_blocking(move || decompress(&raw, encoding, limit))
+        .await
+        .map_err(|e| ApiError::Internal(format!("decompression task failed: {e}")))??;
+    if out.len() > limit {
+        return Err(too_large(&format!("more than {limit} (decompressed)")));
+    }
+    Ok(out.into())
+}
+
+/// Decompresses at most `limit + 1` bytes (one more than allowed, to tell "over the limit" apart).
+fn decompress(raw: &[u8], encoding: Encoding, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::with_capacity(raw.len().saturating_mul(4).min(limit));
+    let reader: Box<dyn Read + '_> = match encoding {
+        Encoding::Gzip => Box::new(GzDecoder::new(raw)),
+        Encoding::Deflate => Box::new(ZlibDecoder::new(raw)),
+    };
+    reader
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| ApiError::BadRequest(format!("request body is not valid {encoding:?} data: {e}")))?;
+    Ok(out)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Encoding {
+    Gzip,
+    Deflate,
+}
