@@ -7,5 +7,5 @@ mod pool;
 mod registry;
 
 pub use metrics::{Outcome, StatsSnapshot, VersionMetrics};
-pub use pool::{DEFAULT_MAX_BATCH_SIZE, InferError, InferOutput, Loader, Pool, PoolOptions};
+pub use pool::{DEFAULT_MAX_BATCH_SIZE, InferError, Loader, Pool, PoolOptions};
 pub use registry::{LookupError, ModelIndex, ModelState, Readiness, Registry, Served, VersionEntry};

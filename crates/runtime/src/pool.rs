@@ -5,7 +5,7 @@
 use crate::VersionMetrics;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use switchyard_backend::{Backend, BackendError, Signature};
 use switchyard_protocol::{Tensor, TensorData};
 use tokio::sync::oneshot;
@@ -28,14 +28,6 @@ pub struct PoolOptions {
 /// The largest batch of a batchable model whose configuration sets none.
 pub const DEFAULT_MAX_BATCH_SIZE: usize = 1024;
 
-/// What a finished job hands back.
-#[derive(Debug)]
-pub struct InferOutput {
-    pub outputs: Vec<Tensor>,
-    pub queue_time: Duration,
-    pub compute_time: Duration,
-}
-
 /// Why a job did not produce outputs.
 #[derive(Debug, thiserror::Error)]
 pub enum InferError {
@@ -54,7 +46,7 @@ struct Job {
     inputs: Vec<Tensor>,
     outputs: Vec<String>,
     enqueued: Instant,
-    reply: oneshot::Sender<Result<InferOutput, InferError>>,
+    reply: oneshot::Sender<Result<Vec<Tensor>, InferError>>,
 }
 
 /// The handle the HTTP side holds: a queue into the worker threads.
@@ -118,7 +110,7 @@ impl Pool {
         &self,
         inputs: Vec<Tensor>,
         outputs: Vec<String>,
-    ) -> Result<oneshot::Receiver<Result<InferOutput, InferError>>, InferError> {
+    ) -> Result<oneshot::Receiver<Result<Vec<Tensor>, InferError>>, InferError> {
         let (reply, rx) = oneshot::channel();
         let rows = match self.max_batch_size {
             0 => 1,
@@ -133,7 +125,7 @@ impl Pool {
     }
 
     /// Runs a job and waits for it.
-    pub async fn infer(&self, inputs: Vec<Tensor>, outputs: Vec<String>) -> Result<InferOutput, InferError> {
+    pub async fn infer(&self, inputs: Vec<Tensor>, outputs: Vec<String>) -> Result<Vec<Tensor>, InferError> {
         let rx = self.submit(inputs, outputs)?;
         rx.await.unwrap_or_else(|_| Err(InferError::Stopped(self.label.clone())))
     }
@@ -152,9 +144,7 @@ fn serve(mut backend: Box<dyn Backend>, rx: Receiver<Job>, metrics: VersionMetri
             .unwrap_or_else(|_| Err(BackendError::Inference("the model panicked".into())));
         let compute_time = start.elapsed();
         metrics.record_execution(queue_time, compute_time, job.rows);
-        let _ = job
-            .reply
-            .send(result.map(|outputs| InferOutput { outputs, queue_time, compute_time }).map_err(InferError::from));
+        let _ = job.reply.send(result.map_err(InferError::from));
     }
 }
 

@@ -15,16 +15,6 @@ pub enum ModelState {
     Failed(String),
 }
 
-impl ModelState {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Loading => "loading",
-            Self::Ready(_) => "ready",
-            Self::Failed(_) => "failed",
-        }
-    }
-}
-
 /// A ready version, as a request sees it.
 #[derive(Clone, Debug)]
 pub struct Served {
@@ -83,20 +73,25 @@ impl Registry {
     }
 
     /// Declares a model whose versions are about to load (or that failed as a whole, with `error`).
-    pub fn declare(&self, model: &str, versions: &[u64], error: Option<String>) {
+    /// Returns each version's metric handles, in the order of `versions`, for its loader.
+    pub fn declare(&self, model: &str, versions: &[u64], error: Option<String>) -> Vec<VersionMetrics> {
         let mut models = self.write();
         let record = models.entry(model.to_owned()).or_default();
         record.error = error;
-        for &v in versions {
-            metrics::gauge!("switchyard_model_ready", "model" => model.to_owned(), "version" => v.to_string()).set(0.0);
-            record.versions.insert(
-                v,
-                VersionEntry { version: v, state: ModelState::Loading, metrics: VersionMetrics::new(model, v) },
-            );
-        }
         if record.error.is_some() {
             metrics::counter!("switchyard_model_load_failures_total", "model" => model.to_owned()).increment(1);
         }
+        versions
+            .iter()
+            .map(|&v| {
+                metrics::gauge!("switchyard_model_ready", "model" => model.to_owned(), "version" => v.to_string())
+                    .set(0.0);
+                let metrics = VersionMetrics::new(model, v);
+                let entry = VersionEntry { version: v, state: ModelState::Loading, metrics: metrics.clone() };
+                record.versions.insert(v, entry);
+                metrics
+            })
+            .collect()
     }
 
     /// Records the outcome of loading one version.
@@ -110,11 +105,6 @@ impl Registry {
         if let Some(entry) = self.write().get_mut(model).and_then(|r| r.versions.get_mut(&version)) {
             entry.state = state;
         }
-    }
-
-    /// The metric handles registered for a declared version.
-    pub fn lookup_metrics(&self, model: &str, version: u64) -> Option<VersionMetrics> {
-        self.read().get(model)?.versions.get(&version).map(|e| e.metrics.clone())
     }
 
     /// The version that answers a request for `model` (pinned to `version` when the path names one).

@@ -33,13 +33,13 @@ pub fn scan_and_load(root: &Path, registry: &Arc<Registry>, env: &OrtEnvironment
                 registry.declare(&name, &[], Some(reason));
             }
             Ok((cfg, versions)) => {
-                registry.declare(&name, &versions, None);
+                let handles = registry.declare(&name, &versions, None);
                 let cfg = Arc::new(cfg);
-                for v in versions {
+                for (v, metrics) in versions.into_iter().zip(handles) {
                     let (registry, env, cfg, name, path) =
                         (registry.clone(), env.clone(), cfg.clone(), name.clone(), dir.join(v.to_string()));
                     std::thread::spawn(move || {
-                        let state = match load_version(&name, v, &path, &cfg, &env, registry.lookup_metrics(&name, v)) {
+                        let state = match load_version(&name, v, &path, &cfg, &env, metrics) {
                             Ok(pool) => {
                                 tracing::info!(model = %name, version = v, instances = cfg.instances, "model ready");
                                 ModelState::Ready(Arc::new(pool))
@@ -81,7 +81,7 @@ fn load_version(
     dir: &Path,
     cfg: &ModelConfig,
     env: &OrtEnvironment,
-    metrics: Option<VersionMetrics>,
+    metrics: VersionMetrics,
 ) -> Result<Pool, String> {
     let file = dir.join("model.onnx");
     if !file.is_file() {
@@ -101,7 +101,6 @@ fn load_version(
         warmup: cfg.warmup,
         max_batch_size: cfg.max_batch_size,
     };
-    let metrics = metrics.unwrap_or_else(|| VersionMetrics::new(name, version));
     Pool::start(pool_opts, loader, metrics)
         .map_err(|e| format!("{e} (see {}/config.yaml)", dir.parent().unwrap_or(dir).display()))
 }

@@ -65,9 +65,9 @@ async fn run(
         )));
     }
     let names = req.outputs.iter().map(|o| o.name.clone()).collect();
-    let out = served.pool.infer(req.inputs, names).await?;
+    let outputs = served.pool.infer(req.inputs, names).await?;
     let version = served.version.to_string();
-    let enc = encode_response(model, &version, req.id.as_deref(), &out.outputs, &req.outputs);
+    let enc = encode_response(model, &version, req.id.as_deref(), &outputs, &req.outputs);
     let mut resp = Response::new(Body::from(enc.body));
     let h = resp.headers_mut();
     match enc.json_len {
