@@ -1,0 +1,109 @@
+use super::*;
+use crate::rollout::plan::{Analysis, Step};
+
+fn plan() -> Plan {
+    let steps = vec![Step { weight_bp: 500, hold_ms: 10_000 }, Step { weight_bp: 5_000, hold_ms: 10_000 }];
+    Plan { schedule: Schedule::Steps(steps), analysis: Analysis { min_requests: 100, ..Analysis::default() } }
+}
+
+/// Feeds `n` requests at 1 ms apart: every `canary_every`-th goes to the canary; failures and latencies
+/// from the closures. Returns the decisions with their times.
+fn drive(
+    r: &mut Rollout,
+    start_ms: u64,
+    n: u64,
+    canary_every: u64,
+    fails: impl Fn(Side, u64) -> bool,
+    latency: impl Fn(Side, u64) -> f64,
+) -> Vec<(u64, Decision)> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let side = if i % canary_every == 0 { Side::Canary } else { Side::Control };
+        r.record(side, fails(side, i), latency(side, i));
+        let now = start_ms + i;
+        if let Some(d) = r.evaluate(now) {
+            out.push((now, d));
+        }
+    }
+    out
+}
+
+fn steady(_: Side, i: u64) -> f64 {
+    0.002 + (i % 50) as f64 * 0.0001
+}
+
+#[test]
+fn a_healthy_canary_walks_its_steps_and_is_promoted() {
+    let mut r = Rollout::new(plan(), 0);
+    assert_eq!((r.state().phase, r.weight_bp()), (Phase::Step(0), 500));
+    let d = drive(&mut r, 0, 25_000, 4, |_, i| i % 200 == 3, steady);
+    assert_eq!(d.len(), 2, "{d:?}");
+    assert_eq!(d[0], (10_000, Decision::Advanced { step: 1, weight_bp: 5_000 }));
+    assert_eq!(d[1], (20_000, Decision::Promoted(Reason::StepsPassed)));
+    assert_eq!((r.state().phase, r.weight_bp()), (Phase::Promoted, FULL_WEIGHT));
+    assert!(r.evaluate(30_000).is_none());
+}
+
+#[test]
+fn a_failing_canary_is_rolled_back_on_error_rate() {
+    let mut r = Rollout::new(plan(), 0);
+    let d = drive(&mut r, 0, 20_000, 4, |side, i| side == Side::Canary && i % 20 == 0, steady);
+    let (at, Decision::RolledBack(Reason::ErrorRate { canary_rate, control_rate, e_value, threshold, .. })) = &d[0]
+    else {
+        panic!("{d:?}")
+    };
+    assert!(*at < 2_000, "took {at} ms");
+    assert!(*canary_rate > 0.1 && *control_rate == 0.0 && e_value >= threshold);
+    assert_eq!((r.state().phase, r.weight_bp(), r.state().verdict), (Phase::RolledBack, 0, Verdict::Regressed));
+    // Nothing more is recorded or decided after a rollback.
+    assert!(drive(&mut r, 20_000, 1_000, 4, |_, _| true, steady).is_empty());
+}
+
+#[test]
+fn a_slower_canary_is_rolled_back_on_latency() {
+    let mut r = Rollout::new(plan(), 0);
+    let slow = |side: Side, i: u64| if side == Side::Canary { 3.0 * steady(side, i) } else { steady(side, i) };
+    let d = drive(&mut r, 0, 60_000, 4, |_, _| false, slow);
+    let Some((_, Decision::RolledBack(Reason::Latency { canary_seconds, control_seconds, .. }))) = d.first() else {
+        panic!("{d:?}")
+    };
+    assert!(canary_seconds > &(2.5 * control_seconds));
+}
+
+#[test]
+fn pause_holds_the_step_and_admin_actions_are_checked() {
+    let mut r = Rollout::new(plan(), 0);
+    assert_eq!(r.act(Action::Pause, 1), Ok(Decision::Paused));
+    assert!(r.act(Action::Pause, 2).is_err());
+    assert!(drive(&mut r, 0, 15_000, 4, |_, _| false, steady).is_empty());
+    assert_eq!(r.state().verdict, Verdict::Healthy);
+    assert_eq!(r.act(Action::Resume, 15_000), Ok(Decision::Resumed));
+    assert_eq!(r.evaluate(15_001), Some(Decision::Advanced { step: 1, weight_bp: 5_000 }));
+    assert_eq!(r.act(Action::Rollback, 15_002), Ok(Decision::RolledBack(Reason::Admin)));
+    assert!(r.act(Action::Promote, 15_003).unwrap_err().contains("rolled_back"));
+}
+
+#[test]
+fn a_fixed_split_never_promotes_but_still_rolls_back() {
+    let fixed =
+        Plan { schedule: Schedule::Fixed(1_000), analysis: Analysis { min_requests: 10, ..Analysis::default() } };
+    let mut r = Rollout::new(fixed.clone(), 0);
+    assert!(drive(&mut r, 0, 30_000, 10, |_, _| false, steady).is_empty());
+    assert_eq!((r.state().phase, r.weight_bp()), (Phase::Fixed, 1_000));
+    let mut r = Rollout::new(fixed, 0);
+    assert!(matches!(drive(&mut r, 0, 30_000, 10, |s, _| s == Side::Canary, steady)[0].1, Decision::RolledBack(_)));
+}
+
+#[test]
+fn restore_keeps_the_phase_and_the_step_clock() {
+    let mut r = Rollout::new(plan(), 0);
+    drive(&mut r, 0, 12_000, 4, |_, _| false, steady);
+    let saved = r.state().clone();
+    assert_eq!(saved.phase, Phase::Step(1));
+    let mut back = Rollout::restore(plan(), saved.clone());
+    assert_eq!(back.state(), &saved);
+    assert_eq!(back.weight_bp(), 5_000);
+    assert!(back.evaluate(saved.step_started_ms + 100).is_none());
+    let unavailable = back.canary_unavailable("no model.onnx".into(), 13_000);
+    assert!(matches!(unavailable, Some(Decision::RolledBack(Reason::CanaryUnavailable(_)))));
+}

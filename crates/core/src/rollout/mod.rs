@@ -1,0 +1,12 @@
+//! The rollout engine's decisions: sticky assignment, the sequential tests that compare a canary with
+//! live control, and the state machine that moves weights. No I/O and no clock: time is passed in.
+
+pub mod assign;
+pub mod errors;
+pub mod latency;
+pub mod machine;
+pub mod plan;
+
+pub use errors::Side;
+pub use machine::{Action, Decision, Evidence, Phase, Reason, Rollout, State, Verdict, phase_name};
+pub use plan::{Analysis, FULL_WEIGHT, Plan, Schedule, Step};
