@@ -8,7 +8,7 @@ HOST    ?= 127.0.0.1
 PORT    ?= 8000
 TEST_REPO := target/test-models
 
-.PHONY: run test setup build models test-models lint fmt clean
+.PHONY: run test setup build models test-models lint fmt clean simulate
 .DEFAULT_GOAL := run
 
 run: setup build models
@@ -48,3 +48,7 @@ fmt:
 
 clean:
 	rm -rf target $(VENV) models/*/
+
+# The rollout decision simulation (README table): A/A false rollbacks and time to rollback vs Flagger.
+simulate:
+	cargo run --release -p switchyard-sim

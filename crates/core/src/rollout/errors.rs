@@ -14,6 +14,8 @@ pub struct ErrorRateTest {
     n: [u64; 2],
     e: [u64; 2],
     log_alt: f64,
+    /// Where the null's maximum was last found (a warm start for the next check).
+    last_p0: f64,
 }
 
 /// Which side of the comparison a request belongs to.
@@ -25,7 +27,14 @@ pub enum Side {
 
 impl ErrorRateTest {
     pub fn new(ratio: f64, min_increase: f64) -> Self {
-        Self { ratio: ratio.max(1.0), min_increase: min_increase.max(0.0), n: [0; 2], e: [0; 2], log_alt: 0.0 }
+        Self {
+            ratio: ratio.max(1.0),
+            min_increase: min_increase.max(0.0),
+            n: [0; 2],
+            e: [0; 2],
+            log_alt: 0.0,
+            last_p0: 0.0,
+        }
     }
 
     /// The largest canary rate the null allows for a control rate `p0`.
@@ -36,12 +45,14 @@ impl ErrorRateTest {
     /// Records one request's outcome. The alternative predicts it from earlier requests only.
     pub fn observe(&mut self, side: Side, failed: bool) {
         let i = side as usize;
-        let estimate = |e: u64, n: u64| (e as f64 + 0.5) / (n as f64 + 1.0);
+        // A small prior mass on failure: error rates are usually low, and an estimate that starts at
+        // one half would make the first successes cost the alternative dearly.
+        let estimate = |e: u64, n: u64| ((e as f64 + 0.1) / (n as f64 + 1.0)).min(0.5);
         let mut q = estimate(self.e[i], self.n[i]);
         if side == Side::Canary {
             // Push the prediction to the null's edge at least: it costs nothing in validity and makes
             // the test bite sooner when the canary is bad.
-            q = q.max(self.bound(estimate(self.e[0], self.n[0]))).min(1.0 - 1e-9);
+            q = q.max(self.bound(estimate(self.e[0], self.n[0]))).min(0.5);
         }
         self.log_alt += if failed { q.ln() } else { (1.0 - q).ln() };
         self.n[i] += 1;
@@ -63,6 +74,10 @@ impl ErrorRateTest {
 
     /// `log E_t`: the log of the e-value. Roll back when it reaches `ln(1/alpha)`.
     pub fn log_e_value(&self) -> f64 {
+        self.clone().log_e_value_mut()
+    }
+
+    fn log_e_value_mut(&mut self) -> f64 {
         let (p0, p1) = (self.rate(Side::Control), self.rate(Side::Canary));
         // When the unconstrained estimate satisfies the null it is also the null's maximum: O(1).
         // Otherwise (the canary looks worse than allowed) search the null's boundary.
@@ -72,20 +87,37 @@ impl ErrorRateTest {
         self.log_alt - self.null_max()
     }
 
+    /// Whether `log E_t` has reached `log_threshold`: the decision, checked after every request. A point
+    /// on the null's boundary near the last maximum bounds the null's maximum from below, which is
+    /// enough to say "no" almost always without searching.
+    pub fn crosses(&mut self, log_threshold: f64) -> bool {
+        let (p0, p1) = (self.rate(Side::Control), self.rate(Side::Canary));
+        if p1 <= self.bound(p0) {
+            return self.log_alt - self.log_lik(p0, p1) >= log_threshold;
+        }
+        let near = self.log_lik(self.last_p0, self.bound(self.last_p0));
+        if self.log_alt - near < log_threshold {
+            return false;
+        }
+        self.log_alt - self.null_max() >= log_threshold
+    }
+
     fn log_lik(&self, p0: f64, p1: f64) -> f64 {
         ll(self.e[0], self.n[0], p0) + ll(self.e[1], self.n[1], p1)
     }
 
     /// Maximum log-likelihood over the null. The unconstrained maximum lies outside it, so the
     /// constrained one lies on its boundary `p1 = bound(p0)`: two linear pieces, each concave along p0.
-    fn null_max(&self) -> f64 {
+    fn null_max(&mut self) -> f64 {
         let kink = if self.ratio > 1.0 { self.min_increase / (self.ratio - 1.0) } else { 1.0 };
         let top = ((1.0 - 1e-12) / self.ratio).min(1.0 - self.min_increase - 1e-12).max(0.0);
         let along_shift = |p0: f64| self.log_lik(p0, (p0 + self.min_increase).min(1.0));
         let along_ratio = |p0: f64| self.log_lik(p0, (self.ratio * p0).min(1.0));
         let a = maximise(along_shift, 0.0, kink.min(1.0 - self.min_increase).max(0.0));
-        let b = if kink < top { maximise(along_ratio, kink, top) } else { f64::NEG_INFINITY };
-        a.max(b)
+        let b = if kink < top { maximise(along_ratio, kink, top) } else { (0.0, f64::NEG_INFINITY) };
+        let (p0, best) = if a.1 >= b.1 { a } else { b };
+        self.last_p0 = p0;
+        best
     }
 }
 
@@ -96,8 +128,8 @@ fn ll(e: u64, n: u64, p: f64) -> f64 {
     term(e, p) + term(s, 1.0 - p)
 }
 
-/// Maximum of a concave function on `[lo, hi]` by golden-section search.
-fn maximise(f: impl Fn(f64) -> f64, mut lo: f64, mut hi: f64) -> f64 {
+/// Maximum of a concave function on `[lo, hi]` by golden-section search: `(argmax, max)`.
+fn maximise(f: impl Fn(f64) -> f64, mut lo: f64, mut hi: f64) -> (f64, f64) {
     const G: f64 = 0.618_033_988_749_895;
     let (mut x1, mut x2) = (hi - G * (hi - lo), lo + G * (hi - lo));
     let (mut f1, mut f2) = (f(x1), f(x2));
@@ -114,7 +146,9 @@ fn maximise(f: impl Fn(f64) -> f64, mut lo: f64, mut hi: f64) -> f64 {
             f1 = f(x1);
         }
     }
-    f1.max(f2).max(f(lo)).max(f(hi))
+    [(x1, f1), (x2, f2), (lo, f(lo)), (hi, f(hi))]
+        .into_iter()
+        .fold((lo, f64::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a })
 }
 
 #[cfg(test)]
@@ -138,7 +172,8 @@ mod tests {
             let canary = i % 5 == 0;
             let failed = if canary { (i / 5) % 5 == 0 } else { i % 1000 == 1 }; // 20 % vs 0.1 %
             t.observe(if canary { Side::Canary } else { Side::Control }, failed);
-            if t.log_e_value() >= threshold {
+            if t.crosses(threshold) {
+                assert!(t.log_e_value() >= threshold);
                 caught_at = Some(i);
                 break;
             }
@@ -176,6 +211,7 @@ mod tests {
                 best = best.max(t.log_lik(p0, p1));
             }
         }
-        assert!((t.null_max() - best).abs() < 1e-3, "{} vs {best}", t.null_max());
+        let found = t.null_max();
+        assert!((found - best).abs() < 1e-3, "{found} vs {best}");
     }
 }

@@ -1,14 +1,17 @@
-//! Is the canary's latency quantile more than `ratio` times control's? Turned into a rate test against a
-//! threshold taken from control (see `shared/rollout-statistics.md`):
-//! 1. an anytime-valid upper confidence bound `U` on control's `q`-quantile, from a confidence sequence
-//!    on the count of control latencies below the true quantile (a mixture of likelihood ratios, each a
-//!    supermartingale, so the bound holds at every moment with probability `1 - alpha_bound`);
-//! 2. for each canary request, `Y = 1` when its latency exceeds `ratio * U`; under the null
-//!    `P(Y = 1) <= 1 - q`;
-//! 3. a one-sample e-process on `Y` against rate `1 - q` with a predictable, clipped plug-in alternative.
+//! Is the canary's latency worse than `ratio` times control's? A conditional test on tail events that
+//! stays valid when both arms slow down together (cold starts, load swings):
+//! - a threshold `tau` is set from control's recent latencies: `ratio` times their `q`-quantile;
+//! - a canary request slower than `tau`, or a control request slower than `tau / ratio`, is an event;
+//! - if the canary is no worse than `ratio` times control (in distribution), an event comes from the
+//!   canary with probability at most `w`, the canary's share of traffic, whatever `tau` is at the time;
+//! - over the sequence of events, a one-sample e-process against `w` (with a predictable plug-in
+//!   alternative kept at least `w`) rolls back when it reaches `1/alpha`.
 //!
-//! Latencies live in a fixed log-spaced histogram (1 µs to about 100 s, 2 % wide buckets, read at their
-//! upper edge so the bound stays conservative): bounded memory, O(buckets) per bound.
+//! Requests are assigned independently of their latency, which is what makes `w` the null's rate; `w`
+//! may change between steps (each event uses the share in force when it happened).
+//!
+//! Latencies live in fixed log-spaced histograms (1 µs to about 100 s, 2 % wide buckets): bounded memory.
+//! Control's threshold comes from its last one or two epochs of `EPOCH` requests, so a slow start ages out.
 
 /// Log-spaced latency histogram.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,9 +54,14 @@ impl LogHistogram {
 
     /// The `rank`-th smallest value (1-based), read at its bucket's upper edge.
     pub fn order_statistic(&self, rank: u64) -> f64 {
+        Self::order_statistic_of(&[self], rank)
+    }
+
+    /// The `rank`-th smallest value of several histograms taken together.
+    pub fn order_statistic_of(parts: &[&Self], rank: u64) -> f64 {
         let mut seen = 0;
-        for (i, &c) in self.counts.iter().enumerate() {
-            seen += c;
+        for i in 0..BUCKETS {
+            seen += parts.iter().map(|h| h.counts[i]).sum::<u64>();
             if seen >= rank {
                 return Self::edge(i);
             }
@@ -70,113 +78,103 @@ impl LogHistogram {
     }
 }
 
-/// Largest count `S` of `n` Bernoulli(`q`) trials for which the mixture martingale stays below `1/alpha`:
-/// with probability `1 - alpha`, at every `n` at most this many observations fall below the true
-/// `q`-quantile.
-pub fn quantile_rank_bound(n: u64, q: f64, alpha: f64) -> u64 {
-    // A fixed mixture over alternatives p_j > q; each component is a supermartingale whenever the
-    // true chance of falling below the quantile is at most q.
-    const SPREAD: [f64; 16] =
-        [0.001, 0.002, 0.004, 0.007, 0.012, 0.02, 0.035, 0.06, 0.1, 0.15, 0.22, 0.3, 0.4, 0.55, 0.7, 0.85];
-    let threshold = (1.0 / alpha).ln();
-    let log_m = |s: u64| {
-        let (s, f) = (s as f64, (n - s) as f64);
-        let terms = SPREAD.map(|d| {
-            let p = q + (1.0 - q) * d;
-            s * (p / q).ln() + f * ((1.0 - p) / (1.0 - q)).ln()
-        });
-        let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        max + (terms.iter().map(|t| (t - max).exp()).sum::<f64>() / SPREAD.len() as f64).ln()
-    };
-    // log_m grows with s: find the largest s with log_m(s) < threshold.
-    let (mut lo, mut hi) = (0u64, n);
-    if log_m(n) < threshold {
-        return n;
-    }
-    while lo < hi {
-        let mid = (lo + hi).div_ceil(2);
-        if log_m(mid) < threshold { lo = mid } else { hi = mid - 1 }
-    }
-    lo
-}
+/// Control requests per epoch of the threshold's window.
+pub const EPOCH: u64 = 4_096;
 
 /// The latency comparison for one rollout.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LatencyTest {
     quantile: f64,
     ratio: f64,
-    alpha_bound: f64,
+    /// All control and canary latencies (for reporting).
     control: LogHistogram,
     canary: LogHistogram,
-    /// Control's upper bound as last computed, and the control count it was computed at.
-    bound: f64,
-    bound_at: u64,
-    /// Canary requests judged against a bound, and how many exceeded it.
-    judged: u64,
-    exceeded: u64,
+    /// Control's previous and current epochs (the threshold's window).
+    previous: LogHistogram,
+    current: LogHistogram,
+    /// Control's recent `q`-quantile as last computed, and the window size it was computed at.
+    reference: f64,
+    reference_at: u64,
+    /// Tail events seen and how many came from the canary.
+    events: u64,
+    canary_events: u64,
     log_e: f64,
 }
 
 impl LatencyTest {
-    /// `alpha_bound` is the share of the error budget spent on control's confidence bound.
-    pub fn new(quantile: f64, ratio: f64, alpha_bound: f64) -> Self {
+    pub fn new(quantile: f64, ratio: f64) -> Self {
         Self {
             quantile: quantile.clamp(0.5, 0.9999),
             ratio: ratio.max(1.0),
-            alpha_bound,
             control: LogHistogram::default(),
             canary: LogHistogram::default(),
-            bound: f64::INFINITY,
-            bound_at: 0,
-            judged: 0,
-            exceeded: 0,
+            previous: LogHistogram::default(),
+            current: LogHistogram::default(),
+            reference: f64::INFINITY,
+            reference_at: 0,
+            events: 0,
+            canary_events: 0,
             log_e: 0.0,
         }
     }
 
-    pub fn observe_control(&mut self, seconds: f64) {
+    /// Records a successful control request; `share` is the canary's share of traffic now.
+    pub fn observe_control(&mut self, seconds: f64, share: f64) {
+        if seconds > self.reference {
+            self.event(false, share);
+        }
         self.control.record(seconds);
-        let n = self.control.count();
-        // A stale bound is still a valid bound: refresh it as control's sample grows by 1 %.
-        if n >= self.bound_at + 1 + self.bound_at / 100 {
-            let rank = quantile_rank_bound(n, self.quantile, self.alpha_bound) + 1;
-            if rank <= n {
-                self.bound = self.control.order_statistic(rank);
-            }
-            self.bound_at = n;
+        self.current.record(seconds);
+        if self.current.count() == EPOCH {
+            self.previous = std::mem::take(&mut self.current);
+            self.reference_at = 0;
+        }
+        let n = self.previous.count() + self.current.count();
+        // Enough samples to place the quantile, refreshed as the window grows by 1 %.
+        let needed = (10.0 / (1.0 - self.quantile)).ceil() as u64;
+        if n >= needed && n >= self.reference_at + 1 + self.reference_at / 100 {
+            let rank = ((n as f64 * self.quantile).ceil() as u64).max(1);
+            self.reference = LogHistogram::order_statistic_of(&[&self.previous, &self.current], rank);
+            self.reference_at = n;
         }
     }
 
-    pub fn observe_canary(&mut self, seconds: f64) {
+    /// Records a successful canary request; `share` is the canary's share of traffic now.
+    pub fn observe_canary(&mut self, seconds: f64, share: f64) {
         self.canary.record(seconds);
-        if !self.bound.is_finite() {
+        if seconds > self.ratio * self.reference {
+            self.event(true, share);
+        }
+    }
+
+    fn event(&mut self, from_canary: bool, share: f64) {
+        if !(share > 0.0 && share < 1.0) {
             return;
         }
-        let theta0 = 1.0 - self.quantile;
-        let s = ((self.exceeded as f64 + 0.5) / (self.judged as f64 + 1.0)).clamp(theta0, 0.999);
-        let over = seconds > self.ratio * self.bound;
-        self.log_e += if over { (s / theta0).ln() } else { ((1.0 - s) / (1.0 - theta0)).ln() };
-        self.judged += 1;
-        self.exceeded += u64::from(over);
+        let rho = ((self.canary_events as f64 + 1.0) / (self.events as f64 + 1.5)).clamp(share, 0.999);
+        self.log_e += if from_canary { (rho / share).ln() } else { ((1.0 - rho) / (1.0 - share)).ln() };
+        self.events += 1;
+        self.canary_events += u64::from(from_canary);
     }
 
-    /// `log E_t` of the canary-exceeds test; roll back when it reaches `ln(1/alpha_test)`.
+    /// `log E_t`; roll back when it reaches `ln(1/alpha_test)`.
     pub fn log_e_value(&self) -> f64 {
         self.log_e
     }
 
-    /// Control's anytime-valid upper bound on its quantile (infinite until there is enough data).
-    pub fn control_bound(&self) -> f64 {
-        self.bound
+    /// Control's recent `q`-quantile, the reference the threshold is built from (infinite at first).
+    pub fn control_reference(&self) -> f64 {
+        self.reference
     }
 
+    /// Observed `q`-quantiles over the whole rollout: `(control, canary)`.
     pub fn observed_quantiles(&self) -> (f64, f64) {
         (self.control.quantile(self.quantile), self.canary.quantile(self.quantile))
     }
 
-    /// Canary requests judged and how many exceeded `ratio` times control's bound.
-    pub fn exceedances(&self) -> (u64, u64) {
-        (self.exceeded, self.judged)
+    /// Tail events and how many came from the canary.
+    pub fn events(&self) -> (u64, u64) {
+        (self.canary_events, self.events)
     }
 }
 
@@ -197,31 +195,38 @@ mod tests {
         assert_eq!(LogHistogram::index(1e9), BUCKETS - 1);
     }
 
-    #[test]
-    fn the_rank_bound_is_above_nq_and_tightens() {
-        let q = 0.99;
-        assert_eq!(quantile_rank_bound(10, q, 0.0025), 10, "too few samples for a bound");
-        let b = quantile_rank_bound(100_000, q, 0.0025);
-        assert!(b > 99_000 && b < 99_200, "{b}");
-        let slack = |n: u64| (quantile_rank_bound(n, q, 0.0025) as f64 - n as f64 * q) / n as f64;
-        assert!(slack(1_000_000) < slack(100_000));
+    fn drive(factor: f64, slow_start: bool) -> LatencyTest {
+        let lat = |i: u64| 0.001 + ((i * 7919) % 100) as f64 * 0.0001; // 1..11 ms, spread evenly
+        let mut t = LatencyTest::new(0.95, 1.5);
+        for i in 0..40_000u64 {
+            let warm = if slow_start && i < 5_000 { 3.0 } else { 1.0 };
+            if i % 5 == 0 {
+                t.observe_canary(lat(i) * factor * warm, 0.2);
+            } else {
+                t.observe_control(lat(i) * warm, 0.2);
+            }
+        }
+        t
     }
 
     #[test]
     fn a_slower_canary_builds_evidence_and_a_same_one_does_not() {
-        let lat = |i: u64| 0.001 + (i % 100) as f64 * 0.0001; // 1..11 ms, uniform
-        let mut same = LatencyTest::new(0.99, 1.5, 0.0025);
-        let mut slow = LatencyTest::new(0.99, 1.5, 0.0025);
-        for i in 0..50_000 {
-            same.observe_control(lat(i));
-            slow.observe_control(lat(i));
-            if i % 4 == 0 {
-                same.observe_canary(lat(i / 4 * 7));
-                slow.observe_canary(lat(i / 4 * 7) * 3.0);
-            }
+        let same = drive(1.0, true);
+        assert!(same.control_reference().is_finite());
+        assert!(same.log_e_value() <= 1.0, "{}", same.log_e_value());
+        let slow = drive(2.5, true);
+        assert!(slow.log_e_value() > (1.0f64 / 0.005).ln(), "{}", slow.log_e_value());
+        let (canary, all) = slow.events();
+        assert!(canary * 2 > all, "{canary} of {all}");
+    }
+
+    #[test]
+    fn no_share_no_evidence() {
+        let mut t = LatencyTest::new(0.95, 1.5);
+        for i in 0..10_000 {
+            t.observe_control(0.01, 1.0);
+            t.observe_canary(if i % 2 == 0 { 1.0 } else { 0.01 }, 1.0);
         }
-        assert!(same.control_bound().is_finite());
-        assert!(same.log_e_value() <= 0.0, "{}", same.log_e_value());
-        assert!(slow.log_e_value() > (1.0f64 / 0.0025).ln(), "{}", slow.log_e_value());
+        assert_eq!(t.log_e_value(), 0.0);
     }
 }

@@ -41,13 +41,13 @@ pub enum Reason {
         e_value: f64,
         threshold: f64,
     },
+    /// `canary_events` of the `events` (requests slower than the tail threshold) came from the canary.
     Latency {
         quantile: f64,
         control_seconds: f64,
         canary_seconds: f64,
-        control_bound_seconds: f64,
-        exceeded: u64,
-        judged: u64,
+        canary_events: u64,
+        events: u64,
         e_value: f64,
         threshold: f64,
     },
@@ -139,7 +139,7 @@ impl Rollout {
         let a = plan.analysis;
         Self {
             errors: ErrorRateTest::new(a.error_max_ratio, a.error_min_increase),
-            latency: LatencyTest::new(a.latency_quantile, a.latency_max_ratio, a.alpha / 4.0),
+            latency: LatencyTest::new(a.latency_quantile, a.latency_max_ratio),
             plan,
             state,
             step_requests: [0; 2],
@@ -172,9 +172,10 @@ impl Rollout {
         self.errors.observe(side, failed);
         self.step_requests[side as usize] += 1;
         if !failed {
+            let share = f64::from(self.state.weight_bp) / f64::from(FULL_WEIGHT);
             match side {
-                Side::Control => self.latency.observe_control(latency_seconds),
-                Side::Canary => self.latency.observe_canary(latency_seconds),
+                Side::Control => self.latency.observe_control(latency_seconds, share),
+                Side::Canary => self.latency.observe_canary(latency_seconds, share),
             }
         }
     }
@@ -184,9 +185,9 @@ impl Rollout {
         (2.0 / self.plan.analysis.alpha).ln()
     }
 
-    /// The latency test's threshold: a quarter of the budget (the other quarter is control's bound).
+    /// The latency test's threshold: the other half of the budget.
     pub fn latency_threshold(&self) -> f64 {
-        (4.0 / self.plan.analysis.alpha).ln()
+        (2.0 / self.plan.analysis.alpha).ln()
     }
 
     /// Decides what the evidence and the clock allow, applies it, and says what changed.
@@ -226,9 +227,9 @@ impl Rollout {
         Some(decision)
     }
 
-    fn regression(&self) -> Option<Reason> {
-        let e = self.errors.log_e_value();
-        if e >= self.error_threshold() {
+    fn regression(&mut self) -> Option<Reason> {
+        if self.errors.crosses(self.error_threshold()) {
+            let e = self.errors.log_e_value();
             return Some(Reason::ErrorRate {
                 control_rate: self.errors.rate(Side::Control),
                 canary_rate: self.errors.rate(Side::Canary),
@@ -241,14 +242,13 @@ impl Rollout {
         let l = self.latency.log_e_value();
         if l >= self.latency_threshold() {
             let (control_seconds, canary_seconds) = self.latency.observed_quantiles();
-            let (exceeded, judged) = self.latency.exceedances();
+            let (canary_events, events) = self.latency.events();
             return Some(Reason::Latency {
                 quantile: self.plan.analysis.latency_quantile,
                 control_seconds,
                 canary_seconds,
-                control_bound_seconds: self.latency.control_bound(),
-                exceeded,
-                judged,
+                canary_events,
+                events,
                 e_value: l.exp(),
                 threshold: self.latency_threshold().exp(),
             });
@@ -315,7 +315,7 @@ impl Rollout {
             latency_threshold: self.latency_threshold().exp(),
             control_latency_seconds: control_latency,
             canary_latency_seconds: canary_latency,
-            control_latency_bound_seconds: self.latency.control_bound(),
+            control_latency_reference_seconds: self.latency.control_reference(),
             step_requests: self.step_requests,
         }
     }
@@ -334,7 +334,8 @@ pub struct Evidence {
     pub latency_threshold: f64,
     pub control_latency_seconds: f64,
     pub canary_latency_seconds: f64,
-    pub control_latency_bound_seconds: f64,
+    /// Control's recent quantile that the tail threshold is built from.
+    pub control_latency_reference_seconds: f64,
     /// Requests per arm `[control, canary]` in the current step.
     pub step_requests: [u64; 2],
 }

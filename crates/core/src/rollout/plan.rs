@@ -39,7 +39,7 @@ impl Default for Analysis {
             min_requests: 200,
             error_max_ratio: 2.0,
             error_min_increase: 0.005,
-            latency_quantile: 0.99,
+            latency_quantile: 0.95,
             latency_max_ratio: 2.0,
             alpha: 0.01,
         }

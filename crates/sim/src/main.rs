@@ -1,0 +1,180 @@
+//! Drives the rollout decision code (`switchyard_core::rollout`) with synthetic traffic and prints the
+//! table in the README: the false-rollback rate of an A/A rollout (canary identical to control) checked
+//! after every request, and for error-rate and latency regressions the detection rate and the median
+//! requests and seconds to rollback, beside a Flagger-style check (success rate below 99 % or p99 above a
+//! fixed bound over a 60 s interval, rolled back after 5 failed checks) run on the same streams.
+//!
+//! `switchyard-sim [--aa-runs N] [--runs N] [--minutes M] [--seed S]`
+
+mod rng;
+mod scenario;
+
+use scenario::{Judge, Outcome, Scenario, run};
+use std::time::Instant;
+
+struct Args {
+    aa_runs: u64,
+    runs: u64,
+    seconds: f64,
+    seed: u64,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut a = Args { aa_runs: 1_000, runs: 200, seconds: 600.0, seed: 1 };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().and_then(|v| v.parse::<u64>().ok()).ok_or(format!("{flag} needs a number"));
+        match flag.as_str() {
+            "--aa-runs" => a.aa_runs = value()?,
+            "--runs" => a.runs = value()?,
+            "--minutes" => a.seconds = value()? as f64 * 60.0,
+            "--seed" => a.seed = value()?,
+            other => return Err(format!("unknown flag {other}; use --aa-runs N --runs N --minutes M --seed S")),
+        }
+    }
+    Ok(a)
+}
+
+fn main() {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let started = Instant::now();
+    let base = Scenario::baseline(args.seconds);
+    println!("{}", base.describe());
+    println!();
+    println!("| scenario | rps | runs | judge | rolled back | median requests | median seconds | p90 seconds |");
+    println!("|---|---:|---:|---|---:|---:|---:|---:|");
+    let mut failures = Vec::new();
+    for rps in [20.0, 200.0] {
+        let aa = Scenario { rps, ..base.clone() };
+        let (ours, flagger) = many(&aa, args.aa_runs, args.seed);
+        print_rows("A/A (canary = control)", rps, args.aa_runs, &ours, &flagger);
+        let (lo, hi) = wilson(ours.rolled_back(), args.aa_runs);
+        println!(
+            "|  | | | | false rollbacks {:.2} % (95 % CI {:.2}–{:.2} %) | | | |",
+            100.0 * ours.rate(),
+            100.0 * lo,
+            100.0 * hi
+        );
+        if ours.rate() > base.alpha {
+            failures.push(format!(
+                "A/A at {rps} rps: false rollback rate {:.3} above alpha {}",
+                ours.rate(),
+                base.alpha
+            ));
+        }
+        for (name, s) in base.regressions(rps) {
+            let (ours, flagger) = many(&s, args.runs, args.seed + 7);
+            print_rows(&name, rps, args.runs, &ours, &flagger);
+            let should_catch = s.severity() >= 2.0 && s.is_regression();
+            if rps == 200.0 && should_catch {
+                if ours.rate() < 0.99 {
+                    failures.push(format!("{name} at {rps} rps: caught {:.1} % < 99 %", 100.0 * ours.rate()));
+                }
+                let (o, f) = (ours.median_seconds(), flagger.median_seconds());
+                if o * 10.0 > f {
+                    failures.push(format!(
+                        "{name} at {rps} rps: median {o:.1} s is not 10x shorter than Flagger's {f:.1} s"
+                    ));
+                }
+            }
+        }
+    }
+    println!();
+    println!("Simulated in {:.1} s.", started.elapsed().as_secs_f64());
+    if failures.is_empty() {
+        println!(
+            "All targets met: A/A false rollbacks at most alpha; at 200 rps every regression of 2x and more caught in >= 99 % of runs with a median time to rollback at least 10x shorter than the Flagger-style check."
+        );
+    } else {
+        for f in &failures {
+            println!("TARGET MISSED: {f}");
+        }
+        std::process::exit(1);
+    }
+}
+
+/// Runs `n` seeded streams through both judges, on both CPU cores.
+fn many(s: &Scenario, n: u64, seed: u64) -> (Tally, Tally) {
+    let threads = std::thread::available_parallelism().map_or(1, |c| c.get()) as u64;
+    let results: Vec<(Outcome, Outcome)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    (0..n).filter(|i| i % threads == t).map(|i| run(s, seed * 1_000_003 + i)).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    });
+    let mut ours = Tally::default();
+    let mut flagger = Tally::default();
+    for (o, f) in results {
+        ours.add(o);
+        flagger.add(f);
+    }
+    (ours, flagger)
+}
+
+#[derive(Default)]
+struct Tally {
+    runs: u64,
+    /// (requests, seconds) of each rollback; runs without one count as never.
+    caught: Vec<(u64, f64)>,
+}
+
+impl Tally {
+    fn add(&mut self, o: Outcome) {
+        self.runs += 1;
+        if let Some(x) = o.rollback {
+            self.caught.push(x);
+        }
+    }
+    fn rolled_back(&self) -> u64 {
+        self.caught.len() as u64
+    }
+    fn rate(&self) -> f64 {
+        self.rolled_back() as f64 / self.runs.max(1) as f64
+    }
+    /// The `q`-quantile over all runs, runs never rolled back counting as infinite.
+    fn quantile(&self, q: f64, f: impl Fn(&(u64, f64)) -> f64) -> f64 {
+        let mut v: Vec<f64> = self.caught.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        let k = ((self.runs as f64 * q).ceil() as usize).max(1);
+        v.get(k - 1).copied().unwrap_or(f64::INFINITY)
+    }
+    fn median_seconds(&self) -> f64 {
+        self.quantile(0.5, |x| x.1)
+    }
+}
+
+fn fmt(x: f64, digits: usize) -> String {
+    if x.is_finite() { format!("{x:.digits$}") } else { "never".into() }
+}
+
+fn print_rows(name: &str, rps: f64, runs: u64, ours: &Tally, flagger: &Tally) {
+    for (judge, t) in [(Judge::Ours, ours), (Judge::Flagger, flagger)] {
+        println!(
+            "| {name} | {rps} | {runs} | {} | {:.1} % | {} | {} | {} |",
+            judge.name(),
+            100.0 * t.rate(),
+            fmt(t.quantile(0.5, |x| x.0 as f64), 0),
+            fmt(t.median_seconds(), 1),
+            fmt(t.quantile(0.9, |x| x.1), 1)
+        );
+    }
+}
+
+/// Wilson score interval for a binomial proportion.
+fn wilson(k: u64, n: u64) -> (f64, f64) {
+    let (k, n, z) = (k as f64, n as f64, 1.96);
+    let p = k / n;
+    let centre = (p + z * z / (2.0 * n)) / (1.0 + z * z / n);
+    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / (1.0 + z * z / n);
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}

@@ -1,0 +1,198 @@
+//! One simulated rollout: a stream of requests at a fixed rate, each sent to the canary with a fixed
+//! probability, failing and taking time as its arm's distribution says, judged after every request by
+//! the real decision code and every 60 s by a Flagger-style check.
+
+use crate::rng::Rng;
+use switchyard_core::rollout::{Analysis, Decision, Plan, Rollout, Schedule, Side};
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub rps: f64,
+    pub seconds: f64,
+    pub canary_share: f64,
+    pub control_error: f64,
+    pub canary_error: f64,
+    /// Canary latency = control's distribution times this.
+    pub latency_factor: f64,
+    /// Log-normal latency: median and log-space spread.
+    pub median_seconds: f64,
+    pub sigma: f64,
+    /// Rare outliers on both arms: this share of requests is this much slower.
+    pub outlier_rate: f64,
+    pub outlier_factor: f64,
+    /// At the start both arms are slower (cold caches), by this factor for this long.
+    pub warmup_seconds: f64,
+    pub warmup_factor: f64,
+    pub alpha: f64,
+    pub analysis: Analysis,
+    /// Flagger-style check: fixed p99 bound and minimum success rate per 60 s interval.
+    pub flagger_p99_seconds: f64,
+    pub flagger_min_success: f64,
+    pub flagger_failed_checks: u32,
+}
+
+impl Scenario {
+    pub fn baseline(seconds: f64) -> Self {
+        let (median_seconds, sigma): (f64, f64) = (0.020, 0.6);
+        let healthy_p99 = median_seconds * (2.326 * sigma).exp();
+        let alpha = 0.01;
+        Self {
+            rps: 200.0,
+            seconds,
+            canary_share: 0.2,
+            control_error: 0.001,
+            canary_error: 0.001,
+            latency_factor: 1.0,
+            median_seconds,
+            sigma,
+            outlier_rate: 0.002,
+            outlier_factor: 10.0,
+            warmup_seconds: 30.0,
+            warmup_factor: 2.0,
+            alpha,
+            analysis: Analysis {
+                min_requests: 200,
+                error_max_ratio: 2.0,
+                error_min_increase: 0.001,
+                latency_quantile: 0.95,
+                latency_max_ratio: 1.5,
+                alpha,
+            },
+            flagger_p99_seconds: 2.0 * healthy_p99,
+            flagger_min_success: 0.99,
+            flagger_failed_checks: 5,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        let a = &self.analysis;
+        format!(
+            "Canary share {:.0} %, {} s per run, checked after every request. Control: {:.1} % errors, log-normal latency \
+             (median {:.0} ms, sigma {}), {:.1} % outliers x{}, both arms x{} slower for the first {} s. Ours: alpha {}, \
+             error rate max_ratio {} with min_increase {}, latency p{} max_ratio {}. Flagger-style: every 60 s, canary \
+             success rate < {:.0} % or p99 > {:.0} ms (2x the healthy p99) fails a check; {} failed checks roll back.",
+            100.0 * self.canary_share,
+            self.seconds,
+            100.0 * self.control_error,
+            1000.0 * self.median_seconds,
+            self.sigma,
+            100.0 * self.outlier_rate,
+            self.outlier_factor,
+            self.warmup_factor,
+            self.warmup_seconds,
+            a.alpha,
+            a.error_max_ratio,
+            a.error_min_increase,
+            100.0 * a.latency_quantile,
+            a.latency_max_ratio,
+            100.0 * self.flagger_min_success,
+            1000.0 * self.flagger_p99_seconds,
+            self.flagger_failed_checks
+        )
+    }
+
+    /// The regressions to measure at `rps`.
+    pub fn regressions(&self, rps: f64) -> Vec<(String, Scenario)> {
+        let mut out = Vec::new();
+        for e in [0.005, 0.01, 0.05, 0.2] {
+            let s = Scenario { rps, canary_error: e, ..self.clone() };
+            out.push((format!("errors {:.1} % -> {} %", 100.0 * self.control_error, 100.0 * e), s));
+        }
+        for f in [1.5, 2.0, 4.0] {
+            out.push((format!("latency x{f}"), Scenario { rps, latency_factor: f, ..self.clone() }));
+        }
+        out
+    }
+
+    /// How many times worse the canary is, on its worse dimension.
+    pub fn severity(&self) -> f64 {
+        (self.canary_error / self.control_error).max(self.latency_factor)
+    }
+
+    /// Whether the canary is outside what the analysis allows (else it sits at or inside the threshold).
+    pub fn is_regression(&self) -> bool {
+        let a = &self.analysis;
+        let allowed = (a.error_max_ratio * self.control_error).max(self.control_error + a.error_min_increase);
+        self.canary_error > allowed || self.latency_factor > a.latency_max_ratio
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judge {
+    Ours,
+    Flagger,
+}
+
+impl Judge {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ours => "Switchyard (sequential)",
+            Self::Flagger => "Flagger-style (60 s checks)",
+        }
+    }
+}
+
+/// When a judge rolled back: (requests so far, seconds so far).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outcome {
+    pub rollback: Option<(u64, f64)>,
+}
+
+/// One seeded run through both judges.
+pub fn run(s: &Scenario, seed: u64) -> (Outcome, Outcome) {
+    let mut rng = Rng::new(seed);
+    let plan = Plan { schedule: Schedule::Fixed((s.canary_share * 10_000.0) as u32), analysis: s.analysis };
+    let mut ours = Rollout::new(plan, 0);
+    let (mut mine, mut theirs) = (Outcome::default(), Outcome::default());
+    let mut window: Vec<f64> = Vec::new();
+    let (mut window_errors, mut failed_checks, mut next_check) = (0u64, 0u32, 60.0);
+    let total = (s.rps * s.seconds) as u64;
+    for i in 0..total {
+        let t = i as f64 / s.rps;
+        let canary = rng.bernoulli(s.canary_share);
+        let failed = rng.bernoulli(if canary { s.canary_error } else { s.control_error });
+        let mut latency = s.median_seconds * (s.sigma * rng.normal()).exp();
+        if rng.bernoulli(s.outlier_rate) {
+            latency *= s.outlier_factor;
+        }
+        if t < s.warmup_seconds {
+            latency *= s.warmup_factor;
+        }
+        if canary {
+            latency *= s.latency_factor;
+        }
+        if mine.rollback.is_none() {
+            ours.record(if canary { Side::Canary } else { Side::Control }, failed, latency);
+            if let Some(Decision::RolledBack(_)) = ours.evaluate((t * 1000.0) as u64) {
+                mine.rollback = Some((i + 1, t));
+            }
+        }
+        if theirs.rollback.is_none() {
+            if t >= next_check {
+                next_check += 60.0;
+                if !window.is_empty() {
+                    let n = window.len() as f64;
+                    window.sort_by(f64::total_cmp);
+                    let p99 = window[((n * 0.99).ceil() as usize).clamp(1, window.len()) - 1];
+                    let success = 1.0 - window_errors as f64 / n;
+                    if success < s.flagger_min_success || p99 > s.flagger_p99_seconds {
+                        failed_checks += 1;
+                    }
+                }
+                window.clear();
+                window_errors = 0;
+                if failed_checks >= s.flagger_failed_checks {
+                    theirs.rollback = Some((i + 1, t));
+                }
+            }
+            if canary {
+                window.push(latency);
+                window_errors += u64::from(failed);
+            }
+        }
+        if mine.rollback.is_some() && theirs.rollback.is_some() {
+            break;
+        }
+    }
+    (mine, theirs)
+}
