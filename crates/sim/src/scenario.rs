@@ -163,7 +163,7 @@ pub fn run(s: &Scenario, seed: u64) -> (Outcome, Outcome) {
         }
         if mine.rollback.is_none() {
             ours.record(if canary { Side::Canary } else { Side::Control }, failed, latency);
-            if let Some(Decision::RolledBack(_)) = ours.evaluate((t * 1000.0) as u64) {
+            if let Some(Decision::RolledBack { .. }) = ours.evaluate((t * 1000.0) as u64) {
                 mine.rollback = Some((i + 1, t));
             }
         }

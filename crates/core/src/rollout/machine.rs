@@ -9,7 +9,8 @@ use super::latency::LatencyTest;
 use super::plan::{FULL_WEIGHT, Plan, Schedule};
 
 /// Where a rollout stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// At step `n` (0-based) of a progressive schedule.
     Step(usize),
@@ -20,7 +21,8 @@ pub enum Phase {
 }
 
 /// The verdict on the canary so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Not enough time or requests yet to pass the current step.
     InsufficientEvidence,
@@ -31,7 +33,8 @@ pub enum Verdict {
 }
 
 /// Why a rollout was rolled back or promoted.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Reason {
     ErrorRate {
         control_rate: f64,
@@ -56,7 +59,7 @@ pub enum Reason {
     /// An operator said so.
     Admin,
     /// The canary model could not serve (failed to load).
-    CanaryUnavailable(String),
+    CanaryUnavailable { message: String },
 }
 
 impl Reason {
@@ -67,24 +70,25 @@ impl Reason {
             Self::Latency { .. } => "latency",
             Self::StepsPassed => "steps_passed",
             Self::Admin => "admin",
-            Self::CanaryUnavailable(_) => "canary_unavailable",
+            Self::CanaryUnavailable { .. } => "canary_unavailable",
         }
     }
 }
 
 /// What `evaluate` or an admin action changed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "decision")]
 pub enum Decision {
     Advanced { step: usize, weight_bp: u32 },
-    Promoted(Reason),
-    RolledBack(Reason),
+    Promoted { reason: Reason },
+    RolledBack { reason: Reason },
     Paused,
     Resumed,
 }
 
 /// The durable part of a rollout: what survives a restart (the evidence does not, and need not: a
 /// restarted test is as valid as a fresh one).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct State {
     pub phase: Phase,
     pub paused: bool,
@@ -97,7 +101,8 @@ pub struct State {
 }
 
 /// An admin action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Action {
     Promote,
     Rollback,
@@ -221,7 +226,7 @@ impl Rollout {
             Decision::Advanced { step: step + 1, weight_bp }
         } else {
             self.finish(Phase::Promoted, FULL_WEIGHT, Reason::StepsPassed);
-            Decision::Promoted(Reason::StepsPassed)
+            Decision::Promoted { reason: Reason::StepsPassed }
         };
         self.state.updated_ms = now_ms;
         Some(decision)
@@ -260,7 +265,7 @@ impl Rollout {
         self.finish(Phase::RolledBack, 0, reason.clone());
         self.state.verdict = Verdict::Regressed;
         self.state.updated_ms = now_ms;
-        Decision::RolledBack(reason)
+        Decision::RolledBack { reason }
     }
 
     fn finish(&mut self, phase: Phase, weight_bp: u32, reason: Reason) {
@@ -272,7 +277,7 @@ impl Rollout {
 
     /// The canary cannot serve: roll back (a no-op once finished).
     pub fn canary_unavailable(&mut self, why: String, now_ms: u64) -> Option<Decision> {
-        self.is_judging().then(|| self.roll_back(Reason::CanaryUnavailable(why), now_ms))
+        self.is_judging().then(|| self.roll_back(Reason::CanaryUnavailable { message: why }, now_ms))
     }
 
     /// Applies an operator's action; refused when it makes no sense in the current phase.
@@ -284,7 +289,7 @@ impl Rollout {
             Action::Rollback => return Ok(self.roll_back(Reason::Admin, now_ms)),
             Action::Promote => {
                 self.finish(Phase::Promoted, FULL_WEIGHT, Reason::Admin);
-                Decision::Promoted(Reason::Admin)
+                Decision::Promoted { reason: Reason::Admin }
             }
             Action::Pause if self.state.paused => return Err("the rollout is already paused".into()),
             Action::Pause => {
@@ -322,7 +327,7 @@ impl Rollout {
 }
 
 /// The statistics behind the verdict.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Evidence {
     pub control_requests: u64,
     pub canary_requests: u64,

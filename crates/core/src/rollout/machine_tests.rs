@@ -39,7 +39,7 @@ fn a_healthy_canary_walks_its_steps_and_is_promoted() {
     let d = drive(&mut r, 0, 25_000, 4, |_, i| i % 200 == 3, steady);
     assert_eq!(d.len(), 2, "{d:?}");
     assert_eq!(d[0], (10_000, Decision::Advanced { step: 1, weight_bp: 5_000 }));
-    assert_eq!(d[1], (20_000, Decision::Promoted(Reason::StepsPassed)));
+    assert_eq!(d[1], (20_000, Decision::Promoted { reason: Reason::StepsPassed }));
     assert_eq!((r.state().phase, r.weight_bp()), (Phase::Promoted, FULL_WEIGHT));
     assert!(r.evaluate(30_000).is_none());
 }
@@ -48,7 +48,7 @@ fn a_healthy_canary_walks_its_steps_and_is_promoted() {
 fn a_failing_canary_is_rolled_back_on_error_rate() {
     let mut r = Rollout::new(plan(), 0);
     let d = drive(&mut r, 0, 20_000, 4, |side, i| side == Side::Canary && i % 20 == 0, steady);
-    let (at, Decision::RolledBack(Reason::ErrorRate { canary_rate, control_rate, e_value, threshold, .. })) = &d[0]
+    let (at, Decision::RolledBack { reason: Reason::ErrorRate { canary_rate, control_rate, e_value, threshold, .. } }) = &d[0]
     else {
         panic!("{d:?}")
     };
@@ -64,7 +64,7 @@ fn a_slower_canary_is_rolled_back_on_latency() {
     let mut r = Rollout::new(plan(), 0);
     let slow = |side: Side, i: u64| if side == Side::Canary { 3.0 * steady(side, i) } else { steady(side, i) };
     let d = drive(&mut r, 0, 60_000, 4, |_, _| false, slow);
-    let Some((_, Decision::RolledBack(Reason::Latency { canary_seconds, control_seconds, .. }))) = d.first() else {
+    let Some((_, Decision::RolledBack { reason: Reason::Latency { canary_seconds, control_seconds, .. } })) = d.first() else {
         panic!("{d:?}")
     };
     assert!(canary_seconds > &(2.5 * control_seconds));
@@ -79,7 +79,7 @@ fn pause_holds_the_step_and_admin_actions_are_checked() {
     assert_eq!(r.state().verdict, Verdict::Healthy);
     assert_eq!(r.act(Action::Resume, 15_000), Ok(Decision::Resumed));
     assert_eq!(r.evaluate(15_001), Some(Decision::Advanced { step: 1, weight_bp: 5_000 }));
-    assert_eq!(r.act(Action::Rollback, 15_002), Ok(Decision::RolledBack(Reason::Admin)));
+    assert_eq!(r.act(Action::Rollback, 15_002), Ok(Decision::RolledBack { reason: Reason::Admin }));
     assert!(r.act(Action::Promote, 15_003).unwrap_err().contains("rolled_back"));
 }
 
@@ -91,7 +91,7 @@ fn a_fixed_split_never_promotes_but_still_rolls_back() {
     assert!(drive(&mut r, 0, 30_000, 10, |_, _| false, steady).is_empty());
     assert_eq!((r.state().phase, r.weight_bp()), (Phase::Fixed, 1_000));
     let mut r = Rollout::new(fixed, 0);
-    assert!(matches!(drive(&mut r, 0, 30_000, 10, |s, _| s == Side::Canary, steady)[0].1, Decision::RolledBack(_)));
+    assert!(matches!(drive(&mut r, 0, 30_000, 10, |s, _| s == Side::Canary, steady)[0].1, Decision::RolledBack { .. }));
 }
 
 #[test]
@@ -105,5 +105,5 @@ fn restore_keeps_the_phase_and_the_step_clock() {
     assert_eq!(back.weight_bp(), 5_000);
     assert!(back.evaluate(saved.step_started_ms + 100).is_none());
     let unavailable = back.canary_unavailable("no model.onnx".into(), 13_000);
-    assert!(matches!(unavailable, Some(Decision::RolledBack(Reason::CanaryUnavailable(_)))));
+    assert!(matches!(unavailable, Some(Decision::RolledBack { reason: Reason::CanaryUnavailable { .. } })));
 }
