@@ -5,6 +5,8 @@
 mod metrics;
 mod pool;
 mod registry;
+pub mod rollout;
+pub mod shadow;
 
 pub use metrics::{Outcome, StatsSnapshot, VersionMetrics};
 pub use pool::{DEFAULT_MAX_BATCH_SIZE, InferError, Loader, Pool, PoolOptions};

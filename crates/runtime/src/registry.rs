@@ -132,6 +132,16 @@ impl Registry {
         }
     }
 
+    /// Whether the version a request for `model` (pinned to `version`) would resolve to is still loading.
+    pub fn is_loading(&self, model: &str, version: Option<u64>) -> bool {
+        let models = self.read();
+        let Some(record) = models.get(model) else { return false };
+        record
+            .versions
+            .values()
+            .any(|e| version.is_none_or(|v| v == e.version) && matches!(e.state, ModelState::Loading))
+    }
+
     /// Every model with each version's state, and the model-wide error if any (for the repository index).
     pub fn index(&self) -> Vec<ModelIndex> {
         let models = self.read();
@@ -174,10 +184,16 @@ impl Registry {
 
     /// What stands between the server and readiness.
     pub fn readiness(&self) -> Readiness {
+        self.readiness_ignoring(|_, _| false)
+    }
+
+    /// Readiness leaving out the versions `optional` names (canaries and shadows: they never make the
+    /// server unready).
+    pub fn readiness_ignoring(&self, optional: impl Fn(&str, u64) -> bool) -> Readiness {
         let mut r = Readiness::default();
         for (name, record) in self.read().iter() {
             r.failed.extend(record.error.iter().map(|e| format!("model '{name}': {e}")));
-            for e in record.versions.values() {
+            for e in record.versions.values().filter(|e| !optional(name, e.version)) {
                 let line = format!("model '{name}' {}", describe(&e.state, e.version));
                 match e.state {
                     ModelState::Loading => r.loading.push(line),

@@ -57,6 +57,14 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_LOG", default_value = "info")]
     pub log: String,
 
+    /// Directory for rollout state files and the audit log (state survives restarts only with one).
+    #[arg(long, env = "SWITCHYARD_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Serve the admin API without a token when SWITCHYARD_ADMIN_TOKEN is not set (never in production).
+    #[arg(long, env = "SWITCHYARD_ADMIN_INSECURE")]
+    pub admin_insecure: bool,
+
     /// Seconds to let in-flight requests finish after SIGTERM or Ctrl-C before exiting anyway.
     #[arg(long, env = "SWITCHYARD_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,

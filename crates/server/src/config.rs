@@ -12,6 +12,8 @@ use switchyard_core::VersionPolicy;
 pub struct ServerConfig {
     #[serde(default)]
     pub server: ServerSection,
+    #[serde(default)]
+    pub rollouts: Vec<crate::rollout_config::RolloutConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]

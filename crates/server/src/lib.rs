@@ -7,7 +7,9 @@ pub mod config;
 mod error;
 pub mod observe;
 pub mod repository;
+pub mod rollout_config;
+pub mod rollouts;
 mod routes;
 
 pub use error::ApiError;
-pub use routes::{AppState, app};
+pub use routes::{AdminAuth, AppState, FORCE_ARM_HEADER, Rollouts, app};

@@ -9,7 +9,7 @@ use switchyard_backend_ort::{OrtEnvironment, find_library};
 use switchyard_runtime::Registry;
 use switchyard_server::cli::{Cli, Command, DEFAULT_MAX_REQUEST_BYTES, ServeArgs};
 use switchyard_server::config::ServerConfig;
-use switchyard_server::{AppState, app, observe, repository};
+use switchyard_server::{AdminAuth, AppState, app, observe, repository, rollouts};
 
 fn main() -> Result<()> {
     let Command::Serve(args) = Cli::parse().command;
@@ -40,7 +40,19 @@ async fn serve(args: ServeArgs) -> Result<()> {
 
     let registry = Arc::new(Registry::default());
     let configs = repository::scan_and_load(&args.model_repository, &registry, &env).map_err(anyhow::Error::msg)?;
-    let state = AppState::new(registry, configs, max_request_bytes, strict_readiness, Some(metrics));
+    let rollouts =
+        rollouts::build(&file.rollouts, &configs, &registry, args.state_dir.as_deref()).map_err(anyhow::Error::msg)?;
+    rollouts::watch_canaries(&rollouts, registry.clone());
+    let admin = AdminAuth {
+        token: std::env::var("SWITCHYARD_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()),
+        insecure: args.admin_insecure,
+    };
+    if !admin.enabled() {
+        tracing::warn!("admin API disabled: set SWITCHYARD_ADMIN_TOKEN (or --admin-insecure for a local trial)");
+    } else if admin.token.is_none() {
+        tracing::warn!("admin API open without a token (--admin-insecure)");
+    }
+    let state = AppState::new(registry, configs, rollouts, admin, max_request_bytes, strict_readiness, Some(metrics));
 
     let addr = format!("{}:{}", args.host, args.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;

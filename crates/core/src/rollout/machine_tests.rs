@@ -48,7 +48,8 @@ fn a_healthy_canary_walks_its_steps_and_is_promoted() {
 fn a_failing_canary_is_rolled_back_on_error_rate() {
     let mut r = Rollout::new(plan(), 0);
     let d = drive(&mut r, 0, 20_000, 4, |side, i| side == Side::Canary && i % 20 == 0, steady);
-    let (at, Decision::RolledBack { reason: Reason::ErrorRate { canary_rate, control_rate, e_value, threshold, .. } }) = &d[0]
+    let (at, Decision::RolledBack { reason: Reason::ErrorRate { canary_rate, control_rate, e_value, threshold, .. } }) =
+        &d[0]
     else {
         panic!("{d:?}")
     };
@@ -64,7 +65,8 @@ fn a_slower_canary_is_rolled_back_on_latency() {
     let mut r = Rollout::new(plan(), 0);
     let slow = |side: Side, i: u64| if side == Side::Canary { 3.0 * steady(side, i) } else { steady(side, i) };
     let d = drive(&mut r, 0, 60_000, 4, |_, _| false, slow);
-    let Some((_, Decision::RolledBack { reason: Reason::Latency { canary_seconds, control_seconds, .. } })) = d.first() else {
+    let Some((_, Decision::RolledBack { reason: Reason::Latency { canary_seconds, control_seconds, .. } })) = d.first()
+    else {
         panic!("{d:?}")
     };
     assert!(canary_seconds > &(2.5 * control_seconds));

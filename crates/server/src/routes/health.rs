@@ -14,7 +14,8 @@ pub(super) async fn live() -> Json<Value> {
 }
 
 pub(super) async fn ready(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let readiness = app.registry.readiness();
+    // Canaries and shadows never make the server unready: only what serves control traffic counts.
+    let readiness = app.registry.readiness_ignoring(crate::rollouts::optional_targets(&app.rollouts));
     if readiness.is_ready(app.strict_readiness) {
         Ok(Json(json!({ "ready": true })))
     } else {

@@ -1,6 +1,7 @@
 //! `POST /v2/models/{m}[/versions/{v}]/infer`: resolve the version, bound and read the body, decode it
 //! against the model's signature, queue it to the model's workers, encode the reply. The version is
-//! resolved before the body is read, and an oversized body is refused from its `Content-Length`.
+//! resolved before the body is read, and an oversized body is refused from its `Content-Length`. An
+//! unversioned call to a rollout's endpoint goes through the rollout (see `rollout.rs`).
 
 use super::body::read_body;
 use super::models::model_path;
@@ -10,10 +11,11 @@ use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use bytes::Bytes;
 use std::time::Instant;
-use switchyard_protocol::{HEADER_CONTENT_LENGTH, decode_request, encode_response};
-use switchyard_runtime::{Outcome, VersionMetrics};
+use switchyard_protocol::{HEADER_CONTENT_LENGTH, InferRequest, Tensor, decode_request, encode_response};
+use switchyard_runtime::{Outcome, Served, VersionMetrics};
 
 pub(super) async fn infer(
     State(app): State<AppState>,
@@ -22,29 +24,48 @@ pub(super) async fn infer(
     body: Body,
 ) -> Result<Response, ApiError> {
     let p = model_path(path)?;
+    if p.version.is_none()
+        && let Some(driver) = app.rollouts.get(&p.model)
+    {
+        return super::rollout::infer(&app, driver.clone(), &p.model, headers, body).await;
+    }
     let served = app.registry.lookup(&p.model, p.version.as_deref())?;
+    let bytes = read_body(&headers, body, app.max_request_bytes).await?;
+    let (result, _) = serve(&served, &headers, &bytes).await;
+    let (req, outputs) = result?;
+    Ok(respond(&p.model, served.version, &req, &outputs))
+}
+
+/// Decodes, runs and accounts one request on one model version. Returns the time it took.
+pub(super) async fn serve(
+    served: &Served,
+    headers: &HeaderMap,
+    bytes: &Bytes,
+) -> (Result<(InferRequest, Vec<Tensor>), ApiError>, std::time::Duration) {
     let start = Instant::now();
     let metrics = &served.metrics;
     let _in_flight = InFlight::new(metrics);
-    let result = run(&app, &p.model, &served, headers, body).await;
+    let result = async {
+        let mut req = decode(served, headers, bytes)?;
+        let names = req.outputs.iter().map(|o| o.name.clone()).collect();
+        let inputs = std::mem::take(&mut req.inputs);
+        let outputs = served.pool.infer(inputs, names).await?;
+        Ok((req, outputs))
+    }
+    .await;
     let outcome = match &result {
         Ok(_) => Outcome::Success,
         Err(ApiError::TooManyRequests(_)) => Outcome::Rejected,
         Err(e) if e.status().is_client_error() => Outcome::ClientError,
         Err(_) => Outcome::ServerError,
     };
-    metrics.record_request(outcome, start.elapsed());
-    result
+    let took = start.elapsed();
+    metrics.record_request(outcome, took);
+    (result, took)
 }
 
-async fn run(
-    app: &AppState,
-    model: &str,
-    served: &switchyard_runtime::Served,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let bytes = read_body(&headers, body, app.max_request_bytes).await?;
+/// Decodes a body against a model version's signature and batch limit.
+pub(super) fn decode(served: &Served, headers: &HeaderMap, bytes: &Bytes) -> Result<InferRequest, ApiError> {
     let header_len =
         match headers.get(HEADER_CONTENT_LENGTH) {
             None => None,
@@ -53,8 +74,7 @@ async fn run(
             })?),
         };
     let sig = served.pool.signature();
-    let req = decode_request(&bytes, header_len, &sig.inputs, &sig.outputs)?;
-    drop(bytes);
+    let req = decode_request(bytes, header_len, &sig.inputs, &sig.outputs)?;
     let max_batch = served.pool.max_batch_size();
     if max_batch > 0
         && let Some(t) = req.inputs.iter().find(|t| t.shape.first().is_some_and(|&b| b > max_batch))
@@ -64,10 +84,12 @@ async fn run(
             t.name, t.shape[0]
         )));
     }
-    let names = req.outputs.iter().map(|o| o.name.clone()).collect();
-    let outputs = served.pool.infer(req.inputs, names).await?;
-    let version = served.version.to_string();
-    let enc = encode_response(model, &version, req.id.as_deref(), &outputs, &req.outputs);
+    Ok(req)
+}
+
+/// Encodes the reply: JSON, or JSON followed by binary outputs.
+pub(super) fn respond(model: &str, version: u64, req: &InferRequest, outputs: &[Tensor]) -> Response {
+    let enc = encode_response(model, &version.to_string(), req.id.as_deref(), outputs, &req.outputs);
     let mut resp = Response::new(Body::from(enc.body));
     let h = resp.headers_mut();
     match enc.json_len {
@@ -77,7 +99,7 @@ async fn run(
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"))
         }
     };
-    Ok(resp.into_response())
+    resp
 }
 
 /// Counts a request in flight for as long as it lives, including when the client goes away.

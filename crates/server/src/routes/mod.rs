@@ -1,10 +1,15 @@
 //! The router: every V2 endpoint, the Kubernetes probes and `/metrics`, with JSON errors for unknown
 //! paths and wrong methods.
 
+mod admin;
 mod body;
 mod health;
 mod infer;
 mod models;
+mod rollout;
+
+pub use admin::AdminAuth;
+pub use rollout::FORCE_ARM_HEADER;
 
 use crate::ApiError;
 use crate::observe;
@@ -17,6 +22,9 @@ use serde::Deserialize;
 use std::sync::Arc;
 use switchyard_runtime::Registry;
 
+/// Rollouts by endpoint.
+pub type Rollouts = std::collections::BTreeMap<String, Arc<switchyard_runtime::rollout::RolloutDriver>>;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
@@ -24,6 +32,8 @@ pub struct AppState(Arc<Shared>);
 #[doc(hidden)]
 pub struct Shared {
     registry: Arc<Registry>,
+    rollouts: Rollouts,
+    admin: AdminAuth,
     configs: ModelConfigs,
     max_request_bytes: usize,
     strict_readiness: bool,
@@ -31,14 +41,17 @@ pub struct Shared {
 }
 
 impl AppState {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         registry: Arc<Registry>,
         configs: ModelConfigs,
+        rollouts: Rollouts,
+        admin: AdminAuth,
         max_request_bytes: usize,
         strict_readiness: bool,
         metrics: Option<PrometheusHandle>,
     ) -> Self {
-        Self(Arc::new(Shared { registry, configs, max_request_bytes, strict_readiness, metrics }))
+        Self(Arc::new(Shared { registry, rollouts, admin, configs, max_request_bytes, strict_readiness, metrics }))
     }
 }
 
@@ -57,7 +70,16 @@ pub(crate) struct ModelPath {
 }
 
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    if state.admin.enabled() {
+        let admin = Router::new()
+            .route("/admin/rollouts", get(admin::list))
+            .route("/admin/rollouts/{endpoint}", get(admin::show))
+            .route("/admin/rollouts/{endpoint}/{action}", post(admin::act))
+            .route_layer(axum::middleware::from_fn_with_state(state.clone(), admin::require_token));
+        router = router.merge(admin);
+    }
+    router
         .route("/health", get(health::live))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))

@@ -1,0 +1,114 @@
+//! Turns the config's `rollouts:` into running rollout drivers, checked against the model repository:
+//! every model must exist and every pinned version must be served; a canary equal to its control, a
+//! repeated endpoint or a malformed plan is refused at start with the field named. Also watches each
+//! canary while it loads, and rolls it back if it fails to.
+
+use crate::Rollouts;
+use crate::repository::ModelConfigs;
+use crate::rollout_config::{ArmConfig, OnCanaryError, RolloutConfig};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_runtime::Registry;
+use switchyard_runtime::rollout::{Fault, RolloutDriver, RolloutSpec, Target};
+
+pub fn build(
+    configs: &[RolloutConfig],
+    models: &ModelConfigs,
+    registry: &Registry,
+    state_dir: Option<&Path>,
+) -> Result<Rollouts, String> {
+    let mut out = Rollouts::new();
+    for (i, c) in configs.iter().enumerate() {
+        let at = |m: String| format!("rollouts[{i}] ({}): {m}", c.endpoint);
+        if c.endpoint.is_empty() || !c.endpoint.chars().all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch)) {
+            return Err(at("endpoint must be letters, digits, '.', '_' or '-'".into()));
+        }
+        if out.contains_key(&c.endpoint) {
+            return Err(at("endpoint is declared twice".into()));
+        }
+        let target = |field: &str, a: &ArmConfig| -> Result<Target, String> {
+            if !models.contains_key(&a.model) {
+                return Err(at(format!("{field}.model '{}' is not in the model repository", a.model)));
+            }
+            if let Some(v) = a.version
+                && !registry.versions(&a.model).contains(&v)
+            {
+                return Err(at(format!(
+                    "{field}.version {v} of '{}' is not served (check its config.yaml versions)",
+                    a.model
+                )));
+            }
+            Ok(Target { model: a.model.clone(), version: a.version })
+        };
+        let plan = c.plan()?;
+        let control = target("control", &c.control)?;
+        let canary_cfg = c.canary.as_ref().ok_or_else(|| at("canary is required".into()))?;
+        let canary = target("canary", &ArmConfig { model: canary_cfg.model.clone(), version: canary_cfg.version })?;
+        if canary == control {
+            return Err(at("canary must differ from control (another model or version)".into()));
+        }
+        let shadows = c
+            .shadows
+            .iter()
+            .enumerate()
+            .map(|(j, s)| {
+                target(&format!("shadows[{j}]"), &ArmConfig { model: s.model.clone(), version: s.version })
+                    .map(|t| (t, s.sample.0))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let fault = |f: &Option<crate::rollout_config::FaultConfig>| {
+            f.as_ref().map_or(Fault::default(), |f| Fault {
+                error_bp: f.error.map_or(0, |p| p.0),
+                delay: f.delay.map_or(Duration::ZERO, |d| d.0),
+            })
+        };
+        let spec = RolloutSpec {
+            endpoint: c.endpoint.clone(),
+            control,
+            canary,
+            plan,
+            header: c.assignment.header.as_ref().map(|h| h.to_ascii_lowercase()),
+            salt: c.assignment.salt.clone().unwrap_or_else(|| c.endpoint.clone()),
+            serve_control_on_canary_error: c.on_canary_error == OnCanaryError::ServeControl,
+            shadows,
+            faults: [fault(&c.faults.control), fault(&c.faults.canary)],
+        };
+        let driver = RolloutDriver::start(spec, state_dir).map_err(at)?;
+        out.insert(c.endpoint.clone(), Arc::new(driver));
+    }
+    Ok(out)
+}
+
+/// Model versions that serve only as canaries or shadows: they never make the server unready.
+pub fn optional_targets(rollouts: &Rollouts) -> impl Fn(&str, u64) -> bool + Send + Sync + 'static {
+    let controls: BTreeSet<(String, Option<u64>)> =
+        rollouts.values().map(|d| (d.spec.control.model.clone(), d.spec.control.version)).collect();
+    let optional: BTreeSet<(String, Option<u64>)> = rollouts
+        .values()
+        .flat_map(|d| std::iter::once(&d.spec.canary).chain(d.spec.shadows.iter().map(|(t, _)| t)))
+        .map(|t| (t.model.clone(), t.version))
+        .filter(|t| !controls.contains(t))
+        .collect();
+    move |model, version| {
+        optional.contains(&(model.to_owned(), Some(version))) || optional.contains(&(model.to_owned(), None))
+    }
+}
+
+/// Waits for each canary to finish loading and rolls back the ones that failed.
+pub fn watch_canaries(rollouts: &Rollouts, registry: Arc<Registry>) {
+    for driver in rollouts.values() {
+        let (driver, registry) = (driver.clone(), registry.clone());
+        tokio::spawn(async move {
+            let t = driver.spec.canary.clone();
+            while registry.is_loading(&t.model, t.version) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let version = t.version.map(|v| v.to_string());
+            if let Err(e) = registry.lookup(&t.model, version.as_deref()) {
+                driver.canary_unavailable(&e.to_string());
+            }
+        });
+    }
+}
