@@ -15,6 +15,9 @@ With --test, also models that must fail to load (the rest of the repository keep
   bad_config    config.yaml has an unknown field
   no_versions   no numeric version directory
   on_gpu        config.yaml asks for device cuda:0 (a load error in a CPU-only build)
+  mlp_buggy     mlp's signature; warms up fine on zeros but fails on real inputs (an out-of-range Gather
+                index computed from the data): a canary that breaks in production
+  mlp_heavy     mlp's signature with 64 -> 2048 -> 2048 -> 10 layers: a genuinely slower canary
   slow          x FP32 [batch, 1024] -> 8 x MatMul 1024x1024 -> y: a request's compute time grows with its
                 batch (about 0.1 s per 256 rows on one core), for shutdown and responsiveness tests
 """
@@ -105,6 +108,45 @@ def identity_all():
     return helper.make_model(g, opset_imports=opset(), producer_name="switchyard-make_models")
 
 
+def mlp_buggy():
+    m = mlp(1)
+    g = m.graph
+    g.output[0].name = "output"
+    for node in g.node:
+        if "output" in node.output:
+            node.output[0] = "mlp_out"
+    table = numpy_helper.from_array(np.zeros(10, np.float32), "table")
+    k = numpy_helper.from_array(np.array(1000.0, np.float32), "k")
+    g.initializer.extend([table, k])
+    g.node.extend([
+        helper.make_node("Abs", ["input"], ["absx"]),
+        helper.make_node("ReduceMax", ["absx"], ["mx"], keepdims=0),
+        helper.make_node("Mul", ["mx", "k"], ["scaled"]),
+        helper.make_node("Cast", ["scaled"], ["idx"], to=TensorProto.INT64),
+        helper.make_node("Gather", ["table", "idx"], ["picked"]),
+        helper.make_node("Add", ["mlp_out", "picked"], ["output"]),
+    ])
+    return m
+
+
+def mlp_heavy():
+    rng = np.random.default_rng(3)
+    dims = [64, 2048, 2048, 10]
+    nodes, inits, cur = [], [], "input"
+    for i in range(3):
+        w = (rng.standard_normal((dims[i], dims[i + 1])) * np.sqrt(2 / dims[i])).astype(np.float32)
+        inits.append(numpy_helper.from_array(w, f"W{i}"))
+        out = "output" if i == 2 else f"h{i}"
+        nodes.append(helper.make_node("MatMul", [cur, f"W{i}"], [out if i == 2 else f"p{i}"]))
+        if i < 2:
+            nodes.append(helper.make_node("Relu", [f"p{i}"], [out]))
+        cur = out
+    v = helper.make_tensor_value_info
+    g = helper.make_graph(nodes, "mlp_heavy", [v("input", TensorProto.FLOAT, ["batch", 64])],
+                          [v("output", TensorProto.FLOAT, ["batch", 10])], inits)
+    return helper.make_model(g, opset_imports=opset(), producer_name="switchyard-make_models")
+
+
 def slow():
     rng = np.random.default_rng(7)
     w = (rng.standard_normal((1024, 1024)) / 32.0).astype(np.float32)
@@ -136,6 +178,8 @@ def main():
         os.makedirs(os.path.join(repo, "no_versions", "latest"), exist_ok=True)
         save(slow(), repo, "slow", 1)
         save(strings(), repo, "on_gpu", 1, config="device: cuda:0\n")
+        save(mlp_buggy(), repo, "mlp_buggy", 1)
+        save(mlp_heavy(), repo, "mlp_heavy", 1)
     print(f"models written to {repo}")
 
 

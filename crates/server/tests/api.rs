@@ -1,5 +1,7 @@
 //! The V2 endpoints, probes and metrics over real HTTP against the real binary.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 mod common;
 
 use common::{Server, mlp_request};

@@ -1,6 +1,8 @@
 //! Every kind of bad request gets a 4xx with a JSON error naming the field, on a connection that stays
 //! usable, and the server keeps answering correctly afterwards.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 mod common;
 
 use common::{Conn, Server, mlp_request};

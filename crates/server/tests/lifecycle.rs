@@ -1,5 +1,7 @@
 //! Start-up, shutdown and responsiveness of the real binary.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 mod common;
 
 use common::{Conn, Server, test_repo, workspace};

@@ -19,7 +19,7 @@ pub fn test_repo() -> PathBuf {
         return PathBuf::from(p);
     }
     let repo = workspace().join("target/test-models");
-    if !repo.join("on_gpu/1/model.onnx").exists() {
+    if !repo.join("mlp_heavy/1/model.onnx").exists() {
         let status = Command::new(workspace().join(".venv/bin/python"))
             .args(["scripts/make_models.py", "target/test-models", "--test"])
             .current_dir(workspace())
@@ -42,7 +42,12 @@ impl Server {
     }
 
     pub fn start_in(repo: &std::path::Path, extra: &[&str]) -> Self {
+        Self::start_with(repo, extra, &[])
+    }
+
+    pub fn start_with(repo: &std::path::Path, extra: &[&str], envs: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .envs(envs.iter().copied())
             .arg("serve")
             .arg("--model-repository")
             .arg(repo)
