@@ -4,7 +4,7 @@
 //! machine is held for one record-and-evaluate: microseconds, never across an inference.
 
 use crate::shadow::ShadowStats;
-use metrics::{counter, gauge};
+use metrics::{counter, gauge, histogram};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::io::Write;
@@ -180,15 +180,34 @@ impl RolloutDriver {
 
     /// Records a finished request and applies whatever the evidence now decides.
     pub fn record(&self, arm: Arm, failed: bool, latency: Duration) {
+        let labels = [("endpoint", self.spec.endpoint.clone()), ("arm", arm.name().to_owned())];
+        histogram!("switchyard_rollout_request_duration_seconds", &labels).record(latency.as_secs_f64());
+        let outcome = if failed { "error" } else { "success" };
+        counter!("switchyard_rollout_requests_total", "endpoint" => self.spec.endpoint.clone(), "arm" => arm.name(), "outcome" => outcome)
+            .increment(1);
         let (decision, state) = {
             let mut m = self.lock();
             m.record(arm.side(), failed, latency.as_secs_f64());
-            match m.evaluate(now_ms()) {
+            let decision = m.evaluate(now_ms());
+            if m.requests_judged() % 64 == 0 {
+                self.publish_evidence(&m.evidence());
+            }
+            match decision {
                 Some(d) => (d, m.state().clone()),
                 None => return,
             }
         };
         self.apply(&decision, &state, "analysis");
+    }
+
+    /// The test statistics and sample sizes as gauges.
+    fn publish_evidence(&self, e: &switchyard_core::rollout::Evidence) {
+        let ep = || self.spec.endpoint.clone();
+        gauge!("switchyard_rollout_error_rate_e_value", "endpoint" => ep()).set(e.error_e_value);
+        gauge!("switchyard_rollout_latency_e_value", "endpoint" => ep()).set(e.latency_e_value);
+        gauge!("switchyard_rollout_e_value_threshold", "endpoint" => ep()).set(e.error_threshold);
+        gauge!("switchyard_rollout_sample_requests", "endpoint" => ep(), "arm" => "control").set(e.control_requests as f64);
+        gauge!("switchyard_rollout_sample_requests", "endpoint" => ep(), "arm" => "canary").set(e.canary_requests as f64);
     }
 
     /// An operator's action.

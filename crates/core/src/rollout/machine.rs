@@ -306,6 +306,11 @@ impl Rollout {
         Ok(decision)
     }
 
+    /// Requests recorded so far, both arms.
+    pub fn requests_judged(&self) -> u64 {
+        self.errors.requests(Side::Control) + self.errors.requests(Side::Canary)
+    }
+
     /// Figures for the admin API and metrics.
     pub fn evidence(&self) -> Evidence {
         let (control_latency, canary_latency) = self.latency.observed_quantiles();
