@@ -11,12 +11,17 @@ TEST_REPO := target/test-models
 .PHONY: run test setup build models test-models lint fmt clean simulate
 .DEFAULT_GOAL := run
 
+ADMIN_TOKEN ?= demo-token
+
 run: setup build models
 	@echo
 	@echo "Serving ./models on http://$(HOST):$(PORT). In another terminal try:"
 	@echo "  curl -s http://$(HOST):$(PORT)/v2/models/mlp/infer -H 'Content-Type: application/json' -d @config/mlp-request.json"
+	@echo "The demo rollout (README, 'Rollouts'): send traffic to /v2/models/scorer/infer and watch"
+	@echo "  curl -s -H 'Authorization: Bearer $(ADMIN_TOKEN)' http://$(HOST):$(PORT)/admin/rollouts/scorer"
 	@echo
-	$(BIN) serve --model-repository models --host $(HOST) --port $(PORT) --config config/switchyard.yaml
+	SWITCHYARD_ADMIN_TOKEN=$(ADMIN_TOKEN) $(BIN) serve --model-repository models --host $(HOST) --port $(PORT) \
+	  --config config/switchyard.yaml --state-dir target/switchyard-state
 
 test: setup test-models
 	cargo test --release --workspace

@@ -206,8 +206,10 @@ impl RolloutDriver {
         gauge!("switchyard_rollout_error_rate_e_value", "endpoint" => ep()).set(e.error_e_value);
         gauge!("switchyard_rollout_latency_e_value", "endpoint" => ep()).set(e.latency_e_value);
         gauge!("switchyard_rollout_e_value_threshold", "endpoint" => ep()).set(e.error_threshold);
-        gauge!("switchyard_rollout_sample_requests", "endpoint" => ep(), "arm" => "control").set(e.control_requests as f64);
-        gauge!("switchyard_rollout_sample_requests", "endpoint" => ep(), "arm" => "canary").set(e.canary_requests as f64);
+        gauge!("switchyard_rollout_sample_requests", "endpoint" => ep(), "arm" => "control")
+            .set(e.control_requests as f64);
+        gauge!("switchyard_rollout_sample_requests", "endpoint" => ep(), "arm" => "canary")
+            .set(e.canary_requests as f64);
     }
 
     /// An operator's action.

@@ -207,7 +207,9 @@ impl Rollout {
         let Schedule::Steps(steps) = &self.plan.schedule else { return None };
         let held = now_ms.saturating_sub(self.state.step_started_ms) >= steps[step].hold_ms;
         let min = self.plan.analysis.min_requests;
-        let enough = self.step_requests.iter().all(|&n| n >= min);
+        // At full weight (blue-green) control gets no traffic: only the canary's count applies.
+        let control_needed = if self.state.weight_bp >= FULL_WEIGHT { 0 } else { min };
+        let enough = self.step_requests[1] >= min && self.step_requests[0] >= control_needed;
         if !(held && enough) {
             self.state.verdict = Verdict::InsufficientEvidence;
             return None;

@@ -109,3 +109,14 @@ fn restore_keeps_the_phase_and_the_step_clock() {
     let unavailable = back.canary_unavailable("no model.onnx".into(), 13_000);
     assert!(matches!(unavailable, Some(Decision::RolledBack { reason: Reason::CanaryUnavailable { .. } })));
 }
+
+#[test]
+fn blue_green_promotes_on_canary_traffic_alone() {
+    let bg = Plan {
+        schedule: Schedule::Steps(vec![Step { weight_bp: FULL_WEIGHT, hold_ms: 1_000 }]),
+        analysis: Analysis { min_requests: 10, ..Analysis::default() },
+    };
+    let mut r = Rollout::new(bg, 0);
+    let d = drive(&mut r, 0, 2_000, 1, |_, _| false, steady);
+    assert_eq!(d, vec![(1_000, Decision::Promoted { reason: Reason::StepsPassed })]);
+}
