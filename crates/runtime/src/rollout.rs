@@ -189,7 +189,7 @@ impl RolloutDriver {
             let mut m = self.lock();
             m.record(arm.side(), failed, latency.as_secs_f64());
             let decision = m.evaluate(now_ms());
-            if m.requests_judged() % 64 == 0 {
+            if m.requests_judged().is_multiple_of(64) {
                 self.publish_evidence(&m.evidence());
             }
             match decision {
