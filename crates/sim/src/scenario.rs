@@ -53,7 +53,7 @@ impl Scenario {
             analysis: Analysis {
                 min_requests: 200,
                 error_max_ratio: 2.0,
-                error_min_increase: 0.001,
+                error_min_increase: 0.0,
                 latency_quantile: 0.95,
                 latency_max_ratio: 1.5,
                 alpha,

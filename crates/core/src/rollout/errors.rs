@@ -121,6 +121,42 @@ impl ErrorRateTest {
     }
 }
 
+/// The errors-only test (after Lindon et al.): when requests go to the canary with probability `w`
+/// independently of their outcome, an error comes from the canary with probability
+/// `w p1 / (w p1 + (1 - w) p0)`, at most `rho0 = w r / (w r + 1 - w)` under `p1 <= r p0`. Over the
+/// sequence of errors, a plug-in e-process against `rho0` needs no estimate of either rate, so it is much
+/// quicker when errors are rare. It tests the ratio alone: it runs only when `min_increase` is 0.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorsOnlyTest {
+    ratio: f64,
+    errors: u64,
+    canary_errors: u64,
+    log_e: f64,
+}
+
+impl ErrorsOnlyTest {
+    pub fn new(ratio: f64) -> Self {
+        Self { ratio: ratio.max(1.0), errors: 0, canary_errors: 0, log_e: 0.0 }
+    }
+
+    /// Records an error; `share` is the canary's share of traffic when it happened.
+    pub fn observe_error(&mut self, side: Side, share: f64) {
+        if !(share > 0.0 && share < 1.0) {
+            return;
+        }
+        let rho0 = share * self.ratio / (share * self.ratio + 1.0 - share);
+        let rho = ((self.canary_errors as f64 + 1.0) / (self.errors as f64 + 1.5)).clamp(rho0, 0.999);
+        let from_canary = side == Side::Canary;
+        self.log_e += if from_canary { (rho / rho0).ln() } else { ((1.0 - rho) / (1.0 - rho0)).ln() };
+        self.errors += 1;
+        self.canary_errors += u64::from(from_canary);
+    }
+
+    pub fn log_e_value(&self) -> f64 {
+        self.log_e
+    }
+}
+
 /// Bernoulli log-likelihood of `e` failures in `n`, with `0 ln 0 = 0`.
 fn ll(e: u64, n: u64, p: f64) -> f64 {
     let (e, s) = (e as f64, (n - e) as f64);
@@ -196,6 +232,19 @@ mod tests {
         let mut t = ErrorRateTest::new(2.0, 0.005);
         run(&mut t, 200_000, 1000, 250);
         assert!(t.log_e_value() < 1.0, "{}", t.log_e_value());
+    }
+
+    #[test]
+    fn errors_only_test_catches_a_canary_with_most_errors_and_spares_a_fair_one() {
+        let mut bad = ErrorsOnlyTest::new(2.0);
+        let mut fair = ErrorsOnlyTest::new(2.0);
+        for i in 0..200u64 {
+            // At a 20 % share a fair canary has 20 % of the errors; this one has 60 %.
+            bad.observe_error(if i % 5 < 3 { Side::Canary } else { Side::Control }, 0.2);
+            fair.observe_error(if i % 5 == 0 { Side::Canary } else { Side::Control }, 0.2);
+        }
+        assert!(bad.log_e_value() > (400.0f64).ln(), "{}", bad.log_e_value());
+        assert!(fair.log_e_value() < 1.0, "{}", fair.log_e_value());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! `min_requests`, promote after the last step, otherwise wait. Admin actions go through here too, so
 //! every change of weight has one place and one record.
 
-use super::errors::{ErrorRateTest, Side};
+use super::errors::{ErrorRateTest, ErrorsOnlyTest, Side};
 use super::latency::LatencyTest;
 use super::plan::{FULL_WEIGHT, Plan, Schedule};
 
@@ -116,6 +116,8 @@ pub struct Rollout {
     plan: Plan,
     state: State,
     errors: ErrorRateTest,
+    /// Runs only when `min_increase` is 0 (it tests the ratio alone).
+    errors_only: Option<ErrorsOnlyTest>,
     latency: LatencyTest,
     step_requests: [u64; 2],
 }
@@ -144,6 +146,7 @@ impl Rollout {
         let a = plan.analysis;
         Self {
             errors: ErrorRateTest::new(a.error_max_ratio, a.error_min_increase),
+            errors_only: (a.error_min_increase == 0.0).then(|| ErrorsOnlyTest::new(a.error_max_ratio)),
             latency: LatencyTest::new(a.latency_quantile, a.latency_max_ratio),
             plan,
             state,
@@ -176,8 +179,11 @@ impl Rollout {
         }
         self.errors.observe(side, failed);
         self.step_requests[side as usize] += 1;
+        let share = f64::from(self.state.weight_bp) / f64::from(FULL_WEIGHT);
+        if failed && let Some(t) = &mut self.errors_only {
+            t.observe_error(side, share);
+        }
         if !failed {
-            let share = f64::from(self.state.weight_bp) / f64::from(FULL_WEIGHT);
             match side {
                 Side::Control => self.latency.observe_control(latency_seconds, share),
                 Side::Canary => self.latency.observe_canary(latency_seconds, share),
@@ -185,9 +191,11 @@ impl Rollout {
         }
     }
 
-    /// The error-rate test's threshold: half the false-rollback budget.
+    /// The error-rate test's threshold: half the false-rollback budget, split in two again when the
+    /// errors-only test runs beside it.
     pub fn error_threshold(&self) -> f64 {
-        (2.0 / self.plan.analysis.alpha).ln()
+        let share = if self.errors_only.is_some() { 4.0 } else { 2.0 };
+        (share / self.plan.analysis.alpha).ln()
     }
 
     /// The latency test's threshold: the other half of the budget.
@@ -235,8 +243,9 @@ impl Rollout {
     }
 
     fn regression(&mut self) -> Option<Reason> {
-        if self.errors.crosses(self.error_threshold()) {
-            let e = self.errors.log_e_value();
+        let errors_only = self.errors_only.as_ref().map_or(f64::NEG_INFINITY, ErrorsOnlyTest::log_e_value);
+        if errors_only >= self.error_threshold() || self.errors.crosses(self.error_threshold()) {
+            let e = self.errors.log_e_value().max(errors_only);
             return Some(Reason::ErrorRate {
                 control_rate: self.errors.rate(Side::Control),
                 canary_rate: self.errors.rate(Side::Canary),
@@ -321,7 +330,11 @@ impl Rollout {
             canary_requests: self.errors.requests(Side::Canary),
             control_errors: self.errors.errors(Side::Control),
             canary_errors: self.errors.errors(Side::Canary),
-            error_e_value: self.errors.log_e_value().exp(),
+            error_e_value: self
+                .errors
+                .log_e_value()
+                .max(self.errors_only.as_ref().map_or(f64::NEG_INFINITY, ErrorsOnlyTest::log_e_value))
+                .exp(),
             error_threshold: self.error_threshold().exp(),
             latency_e_value: self.latency.log_e_value().exp(),
             latency_threshold: self.latency_threshold().exp(),
