@@ -26,6 +26,7 @@ run: setup build models
 test: setup test-models
 	cargo test --release --workspace
 	SWITCHYARD_BIN=$(BIN) SWITCHYARD_TEST_REPO=$(TEST_REPO) $(PY) -m pytest -q tests/python
+	cargo run --release -q -p switchyard-sim
 
 setup: $(STAMP)
 

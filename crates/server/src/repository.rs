@@ -101,6 +101,5 @@ fn load_version(
         warmup: cfg.warmup,
         max_batch_size: cfg.max_batch_size,
     };
-    Pool::start(pool_opts, loader, metrics)
-        .map_err(|e| format!("{e} (see {}/config.yaml)", dir.parent().unwrap_or(dir).display()))
+    Pool::start(pool_opts, loader, metrics).map_err(|e| e.to_string())
 }

@@ -229,6 +229,12 @@ fn a_shadow_reports_its_agreement_without_touching_the_clients_answer() {
         "shadow",
         "  - endpoint: scorer\n    control: { model: mlp, version: 1 }\n    canary: { model: mlp, version: 2, weight: 0 }\n    shadows: [ { model: mlp_heavy, version: 1, sample: 100% } ]\n",
     );
+    // Shadows do not hold up readiness: wait for this one before counting its answers.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.get("/v2/models/mlp_heavy/ready").status != 200 {
+        assert!(Instant::now() < deadline, "shadow never loaded");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let direct = s.post_json("/v2/models/mlp/versions/1/infer", &mlp_request(2)).json();
     let mut conn = s.conn();
     for _ in 0..50 {
@@ -286,4 +292,58 @@ fn nonsense_rollout_configs_are_refused_at_start() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(needle), "{needle}: {err}");
     }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_canary_that_cannot_load_is_rolled_back_and_never_makes_the_server_unready() {
+    let dir = scratch("unloadable");
+    let repo = dir.join("models");
+    for m in ["mlp", "broken"] {
+        copy_dir(&test_repo().join(m), &repo.join(m));
+    }
+    let cfg = dir.join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "rollouts:\n  - endpoint: scorer\n    control: { model: mlp, version: 1 }\n    canary: { model: broken, version: 1, weight: 50 }\n    faults: { control: { delay: 1ms } }\n",
+    )
+    .unwrap();
+    let s = Server::start_with(
+        &repo,
+        &["--config", cfg.to_str().unwrap(), "--strict-readiness", "true"],
+        &[("SWITCHYARD_ADMIN_TOKEN", TOKEN)],
+    );
+    assert_eq!(s.get("/ready").status, 200, "{}", s.get("/ready").text());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while admin(&s, "scorer")["phase"] != "rolled_back" {
+        assert!(Instant::now() < deadline, "{:#}", admin(&s, "scorer"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(admin(&s, "scorer")["reason"]["kind"], "canary_unavailable");
+    let r = s.post_json("/v2/models/scorer/infer", &mlp_request(1));
+    assert_eq!((r.status, r.header("x-switchyard-arm")), (200, Some("control")));
+}
+
+#[test]
+fn injected_canary_faults_rehearse_a_rollback() {
+    let (s, _dir) = start(
+        "faults",
+        "  - endpoint: scorer\n    control: { model: mlp, version: 1 }\n    canary: { model: mlp, version: 2, weight: 25 }\n    faults: { canary: { error: 50% } }\n    on_canary_error: return_error\n",
+    );
+    let rolled_back = || admin(&s, "scorer")["phase"] == "rolled_back";
+    let (n, bad, _) = traffic(&s, 4, Duration::from_secs(10), rolled_back);
+    let status = admin(&s, "scorer");
+    assert_eq!(status["reason"]["kind"], "error_rate", "{status:#}");
+    assert!(bad > 0 && bad < n, "with return_error the injected failures reach clients ({bad} of {n})");
 }

@@ -146,7 +146,10 @@ fn mirror(app: &AppState, driver: &RolloutDriver, primary: Arc<Vec<Tensor>>, byt
             };
             match serve(&served, &headers, &bytes).await {
                 (Ok((_, outputs)), took) => stats.compare(&primary, &outputs, took),
-                (Err(_), _) => stats.failed(),
+                (Err(e), _) => {
+                    tracing::debug!(shadow = %target, error = %e, "shadow request failed");
+                    stats.failed();
+                }
             }
         });
     }
