@@ -4,11 +4,12 @@
 //! machine is held for one record-and-evaluate: microseconds, never across an inference.
 
 use crate::shadow::ShadowStats;
-use metrics::{counter, gauge, histogram};
+use metrics::{Counter, Histogram, counter, gauge, histogram};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use switchyard_core::rollout::{Action, Decision, FULL_WEIGHT, Phase, Plan, Rollout, Side, State, assign, phase_name};
@@ -87,6 +88,10 @@ struct Saved {
 
 pub struct RolloutDriver {
     pub spec: RolloutSpec,
+    /// The canary's weight, mirrored out of the state machine so picking an arm takes no lock.
+    weight_bp: AtomicU32,
+    /// Per arm `[control, canary]`: request time, successes, failures (registered once).
+    arm_metrics: [(Histogram, Counter, Counter); 2],
     /// One per `spec.shadows`, same order.
     pub shadow_stats: Vec<std::sync::Arc<ShadowStats>>,
     /// Bounds the shadow copies in flight; when none is free the copy is shed (and counted).
@@ -143,7 +148,25 @@ impl RolloutDriver {
             .map(|(t, _)| std::sync::Arc::new(ShadowStats::new(&spec.endpoint, &t.to_string())))
             .collect();
         let shadow_slots = std::sync::Arc::new(tokio::sync::Semaphore::new(SHADOW_SLOTS));
-        let driver = Self { spec, shadow_stats, shadow_slots, machine: Mutex::new(machine), state_file, audit };
+        let arm_metrics = [Arm::Control, Arm::Canary].map(|arm| {
+            let (e, a) = (spec.endpoint.clone(), arm.name());
+            (
+                histogram!("switchyard_rollout_request_duration_seconds", "endpoint" => e.clone(), "arm" => a),
+                counter!("switchyard_rollout_requests_total", "endpoint" => e.clone(), "arm" => a, "outcome" => "success"),
+                counter!("switchyard_rollout_requests_total", "endpoint" => e, "arm" => a, "outcome" => "error"),
+            )
+        });
+        let weight_bp = AtomicU32::new(machine.weight_bp());
+        let driver = Self {
+            spec,
+            weight_bp,
+            arm_metrics,
+            shadow_stats,
+            shadow_slots,
+            machine: Mutex::new(machine),
+            state_file,
+            audit,
+        };
         let event = if resumed { "resumed" } else { "started" };
         let state = driver.lock().state().clone();
         tracing::info!(endpoint = %driver.spec.endpoint, phase = phase_name(state.phase), weight = state.weight_bp, "rollout {event}");
@@ -163,7 +186,7 @@ impl RolloutDriver {
             Some(k) => assign::bucket(&self.spec.salt, k),
             None => assign::random_bucket(random),
         };
-        if assign::is_canary(bucket, self.lock().weight_bp()) { Arm::Canary } else { Arm::Control }
+        if assign::is_canary(bucket, self.weight_bp()) { Arm::Canary } else { Arm::Control }
     }
 
     pub fn target(&self, arm: Arm) -> &Target {
@@ -175,16 +198,14 @@ impl RolloutDriver {
 
     /// Whether the canary still takes traffic or a verdict: false once rolled back or promoted.
     pub fn weight_bp(&self) -> u32 {
-        self.lock().weight_bp()
+        self.weight_bp.load(Ordering::Relaxed)
     }
 
     /// Records a finished request and applies whatever the evidence now decides.
     pub fn record(&self, arm: Arm, failed: bool, latency: Duration) {
-        let labels = [("endpoint", self.spec.endpoint.clone()), ("arm", arm.name().to_owned())];
-        histogram!("switchyard_rollout_request_duration_seconds", &labels).record(latency.as_secs_f64());
-        let outcome = if failed { "error" } else { "success" };
-        counter!("switchyard_rollout_requests_total", "endpoint" => self.spec.endpoint.clone(), "arm" => arm.name(), "outcome" => outcome)
-            .increment(1);
+        let (duration, ok, err) = &self.arm_metrics[arm.side() as usize];
+        duration.record(latency.as_secs_f64());
+        if failed { err } else { ok }.increment(1);
         let (decision, state) = {
             let mut m = self.lock();
             m.record(arm.side(), failed, latency.as_secs_f64());
@@ -258,6 +279,7 @@ impl RolloutDriver {
     }
 
     fn publish(&self, state: &State) {
+        self.weight_bp.store(state.weight_bp, Ordering::Relaxed);
         let e = self.spec.endpoint.clone();
         gauge!("switchyard_rollout_canary_weight_ratio", "endpoint" => e.clone())
             .set(f64::from(state.weight_bp) / f64::from(FULL_WEIGHT));
