@@ -128,6 +128,14 @@ pub struct FaultConfig {
     pub delay: Option<Seconds>,
 }
 
+/// A YAML scalar that may be written as a number or with a unit (`5%`, `30s`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumberOrText {
+    Number(f64),
+    Text(String),
+}
+
 /// A percentage: `5`, `5%`, `12.5%`; stored in basis points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Percent(pub u32);
@@ -138,15 +146,9 @@ fn all() -> Percent {
 
 impl<'de> Deserialize<'de> for Percent {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(f64),
-            Text(String),
-        }
-        let value = match Raw::deserialize(d)? {
-            Raw::Number(n) => n,
-            Raw::Text(t) => t
+        let value = match NumberOrText::deserialize(d)? {
+            NumberOrText::Number(n) => n,
+            NumberOrText::Text(t) => t
                 .trim()
                 .trim_end_matches('%')
                 .trim()
@@ -166,16 +168,10 @@ pub struct Seconds(pub Duration);
 
 impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(f64),
-            Text(String),
-        }
         let bad = |t: &str| serde::de::Error::custom(format!("'{t}' is not a duration like 30s, 2m or 500ms"));
-        let secs = match Raw::deserialize(d)? {
-            Raw::Number(n) => n,
-            Raw::Text(t) => {
+        let secs = match NumberOrText::deserialize(d)? {
+            NumberOrText::Number(n) => n,
+            NumberOrText::Text(t) => {
                 let s = t.trim();
                 let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
                 let (num, unit) = s.split_at(split);
