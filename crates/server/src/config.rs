@@ -52,6 +52,9 @@ pub struct ModelConfig {
     pub warmup: bool,
     #[serde(default = "queue")]
     pub queue_capacity: usize,
+    /// Text models (a tokenizer.json beside the weights): length limit, truncation, normalisation.
+    #[serde(default)]
+    pub text: switchyard_backend_candle::TextOptions,
 }
 
 impl Default for ModelConfig {
@@ -65,6 +68,7 @@ impl Default for ModelConfig {
             versions: VersionPolicy::default(),
             warmup: true,
             queue_capacity: queue(),
+            text: Default::default(),
         }
     }
 }

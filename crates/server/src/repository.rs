@@ -1,4 +1,5 @@
-//! The model repository on disk, laid out as Triton's: `<repo>/<model>/<version>/model.onnx`, with an
+//! The model repository on disk, laid out as Triton's: `<repo>/<model>/<version>/model.onnx` (or a
+//! Hugging Face directory with `model.safetensors`), with an
 //! optional `<repo>/<model>/config.yaml`. Scanning declares every model in the registry at once (so
 //! readiness knows what to wait for); each version then loads on its own thread, and a model that fails
 //! is recorded with its reason while the rest serve.
@@ -8,8 +9,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use switchyard_backend::{Backend, LoadOptions};
+use switchyard_backend_candle::BertEmbedder;
 use switchyard_backend_ort::{OrtBackend, OrtEnvironment};
-use switchyard_runtime::{ModelState, Pool, PoolOptions, Registry, VersionMetrics};
+use switchyard_runtime::{Loader, ModelState, Pool, PoolOptions, Registry, VersionMetrics};
 
 /// Each model's settings, fixed once the repository is scanned.
 pub type ModelConfigs = BTreeMap<String, Arc<ModelConfig>>;
@@ -83,17 +85,20 @@ fn load_version(
     env: &OrtEnvironment,
     metrics: VersionMetrics,
 ) -> Result<Pool, String> {
-    let file = dir.join("model.onnx");
-    if !file.is_file() {
-        return Err(format!("no model.onnx in {}", dir.display()));
-    }
     let opts = LoadOptions {
         device: cfg.device,
         intra_op_threads: cfg.intra_op_threads,
         inter_op_threads: cfg.inter_op_threads,
     };
-    let env = env.clone();
-    let loader = Box::new(move || OrtBackend::load(&env, &file, &opts).map(|b| Box::new(b) as Box<dyn Backend>));
+    let loader: Loader = if dir.join("model.onnx").is_file() {
+        let (env, file) = (env.clone(), dir.join("model.onnx"));
+        Box::new(move || OrtBackend::load(&env, &file, &opts).map(|b| Box::new(b) as Box<dyn Backend>))
+    } else if dir.join("model.safetensors").is_file() {
+        let (dir, text) = (dir.to_path_buf(), cfg.text.clone());
+        Box::new(move || BertEmbedder::load(&dir, &opts, &text).map(|b| Box::new(b) as Box<dyn Backend>))
+    } else {
+        return Err(format!("no model.onnx or model.safetensors in {}", dir.display()));
+    };
     let pool_opts = PoolOptions {
         label: format!("{name}/{version}"),
         instances: cfg.instances,

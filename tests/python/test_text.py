@@ -1,0 +1,119 @@
+"""Text models end to end: strings in, embeddings out, compared with an independent numpy (fp64) BERT
+built from the same safetensors weights and the Python `tokenizers` package."""
+import json
+import math
+import struct
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+from tokenizers import Tokenizer
+from tritonclient.utils import InferenceServerException
+
+SENTENCES = ["A man is playing a guitar.", "Someone is playing an instrument.", "The stock market fell sharply today."]
+EDGE = ["", "héllo wörld — ünïcode ✓ 日本語", "word " * 400, "a"]
+
+
+def read_safetensors(path):
+    raw = open(path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    out = {}
+    for name, meta in header.items():
+        if name == "__metadata__" or meta["dtype"] != "F32":
+            continue
+        s, e = meta["data_offsets"]
+        out[name.removeprefix("bert.")] = np.frombuffer(raw[8 + n + s:8 + n + e], np.float32).reshape(meta["shape"]).astype(np.float64)
+    return out
+
+
+def reference(model_dir, texts, max_length):
+    cfg = json.load(open(model_dir / "config.json"))
+    w = read_safetensors(model_dir / "model.safetensors")
+    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(max_length)
+    erf = np.vectorize(math.erf)
+    eps = cfg.get("layer_norm_eps", 1e-12)
+    ln = lambda x, p: (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + eps) * w[p + ".weight"] + w[p + ".bias"]
+    lin = lambda x, p: x @ w[p + ".weight"].T + w[p + ".bias"]
+    heads = cfg["num_attention_heads"]
+    out = []
+    for text in texts:
+        enc = tok.encode(text)
+        ids, types = np.array(enc.ids), np.array(enc.type_ids)
+        t = len(ids)
+        x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:t] + w["embeddings.token_type_embeddings.weight"][types]
+        x = ln(x, "embeddings.LayerNorm")
+        for i in range(cfg["num_hidden_layers"]):
+            p = f"encoder.layer.{i}."
+            split = lambda y: y.reshape(t, heads, -1).transpose(1, 0, 2)
+            q, k, v = (split(lin(x, p + f"attention.self.{n}")) for n in ("query", "key", "value"))
+            s = q @ k.transpose(0, 2, 1) / math.sqrt(q.shape[-1])
+            a = np.exp(s - s.max(-1, keepdims=True))
+            a /= a.sum(-1, keepdims=True)
+            ctx = (a @ v).transpose(1, 0, 2).reshape(t, -1)
+            x = ln(x + lin(ctx, p + "attention.output.dense"), p + "attention.output.LayerNorm")
+            hmid = lin(x, p + "intermediate.dense")
+            hmid = 0.5 * hmid * (1 + erf(hmid / math.sqrt(2)))
+            x = ln(x + lin(hmid, p + "output.dense"), p + "output.LayerNorm")
+        e = x.mean(0)
+        out.append(e / np.linalg.norm(e))
+    return np.array(out)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    c = httpclient.InferenceServerClient(url=server.url)
+    yield c
+    c.close()
+
+
+def embed(client, model, texts, binary=True):
+    arr = np.array([t.encode() for t in texts], dtype=np.object_)
+    i = httpclient.InferInput("text", [len(texts)], "BYTES")
+    i.set_data_from_numpy(arr, binary_data=binary)
+    return client.infer(model, [i]).as_numpy("embedding")
+
+
+def cosines(a, b):
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+def test_model_metadata_describes_text_in_and_embeddings_out(client):
+    m = client.get_model_metadata("tiny_bert")
+    assert m["platform"] == "candle_safetensors"
+    assert m["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+    assert m["outputs"] == [{"name": "embedding", "datatype": "FP32", "shape": [-1, 32]}]
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_tiny_bert_matches_the_numpy_reference_on_edge_cases(client, test_repo, binary):
+    texts = SENTENCES + EDGE
+    got = embed(client, "tiny_bert", texts, binary)
+    want = reference(test_repo / "tiny_bert" / "1", texts, 16)
+    assert got.shape == (len(texts), 32)
+    assert cosines(got, want).min() >= 0.9999, cosines(got, want)
+    # Each text alone gives the same embedding as in the padded batch.
+    for i, text in enumerate(texts):
+        alone = embed(client, "tiny_bert", [text], binary)[0]
+        assert cosines(alone, got[i]) >= 0.99999
+
+
+def test_empty_batch_and_rejected_lengths(client):
+    assert embed(client, "tiny_bert", []).shape == (0, 32)
+    with pytest.raises(InferenceServerException) as e:
+        embed(client, "tiny_bert_reject", ["word " * 40])
+    assert e.value.status() == "400" and "text 0" in e.value.message() and "tokens long" in e.value.message()
+    assert embed(client, "tiny_bert_reject", ["short text"]).shape == (1, 32)
+
+
+def test_minilm_embeds_like_the_reference_and_ranks_paraphrases(client, test_repo):
+    model_dir = test_repo / "minilm" / "1"
+    if not (model_dir / "model.safetensors").exists():
+        pytest.skip("the all-MiniLM-L6-v2 package is not installed (make setup installs it)")
+    got = embed(client, "minilm", SENTENCES + EDGE[:2])
+    want = reference(model_dir, SENTENCES + EDGE[:2], 256)
+    assert cosines(got, want).min() >= 0.9999, cosines(got, want)
+    sim = got @ got.T
+    assert sim[0, 1] > 0.6 and sim[0, 2] < 0.1 and sim[1, 2] < 0.1, sim
