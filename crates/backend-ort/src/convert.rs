@@ -31,7 +31,7 @@ pub(crate) fn spec_of(outlet: &Outlet) -> Result<TensorSpec, String> {
         ValueType::Tensor { ty, shape, .. } => {
             let datatype =
                 datatype_of(*ty).ok_or_else(|| format!("'{name}' has element type {ty:?}, which V2 cannot carry"))?;
-            Ok(TensorSpec { name: name.to_owned(), datatype, shape: shape.iter().map(|&d| d.max(-1)).collect() })
+            Ok(TensorSpec::new(name, datatype, shape.iter().map(|&d| d.max(-1)).collect()))
         }
         other => Err(format!("'{name}' is a {other:?}, not a tensor; only tensor inputs and outputs are served")),
     }

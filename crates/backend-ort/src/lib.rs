@@ -4,8 +4,10 @@
 
 mod convert;
 mod library;
+mod text;
 
 pub use library::{OrtEnvironment, find_library};
+pub use text::OrtTextModel;
 
 use convert::{extract, spec_of, to_value};
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};

@@ -15,11 +15,13 @@ pub struct TensorMetadata {
     pub name: String,
     pub datatype: DataType,
     pub shape: Vec<i64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
 
 impl From<&TensorSpec> for TensorMetadata {
     fn from(s: &TensorSpec) -> Self {
-        Self { name: s.name.clone(), datatype: s.datatype, shape: s.shape.clone() }
+        Self { name: s.name.clone(), datatype: s.datatype, shape: s.shape.clone(), optional: s.optional }
     }
 }
 

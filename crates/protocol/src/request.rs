@@ -152,7 +152,7 @@ pub fn decode_request(
             bin.len()
         )));
     }
-    if let Some(missing) = inputs.iter().find(|s| !decoded.iter().any(|t| t.name == s.name)) {
+    if let Some(missing) = inputs.iter().find(|s| !s.optional && !decoded.iter().any(|t| t.name == s.name)) {
         return Err(ProtocolError::input(&missing.name, "is required but missing from the request"));
     }
 

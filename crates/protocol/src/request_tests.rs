@@ -2,7 +2,7 @@ use super::*;
 use crate::TensorData;
 
 fn spec(name: &str, dt: DataType, shape: &[i64]) -> TensorSpec {
-    TensorSpec { name: name.into(), datatype: dt, shape: shape.to_vec() }
+    TensorSpec::new(name, dt, shape.to_vec())
 }
 
 fn mlp() -> (Vec<TensorSpec>, Vec<TensorSpec>) {
@@ -165,4 +165,17 @@ fn invalid_utf8_is_refused() {
     body.extend_from_slice(&[0xff, 0xfe]);
     body.extend_from_slice(br#"","inputs":[]}"#);
     assert!(decode_request(&body, None, &i, &o).is_err());
+}
+
+#[test]
+fn optional_inputs_may_be_left_out() {
+    let inputs = [spec("text", DataType::Bytes, &[-1]).optional(), spec("ids", DataType::Int64, &[-1, -1]).optional()];
+    let r = decode_request(
+        br#"{"inputs":[{"name":"text","shape":[1],"datatype":"BYTES","data":["hi"]}]}"#,
+        None,
+        &inputs,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(r.inputs.len(), 1);
 }

@@ -105,12 +105,24 @@ pub struct Tensor {
     pub data: TensorData,
 }
 
-/// What a model declares for one input or output: `-1` marks a dynamic dimension.
+/// What a model declares for one input or output: `-1` marks a dynamic dimension. An optional input
+/// may be left out (a text model takes either `text` or the token ids).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorSpec {
     pub name: String,
     pub datatype: DataType,
     pub shape: Vec<i64>,
+    pub optional: bool,
+}
+
+impl TensorSpec {
+    pub fn new(name: impl Into<String>, datatype: DataType, shape: Vec<i64>) -> Self {
+        Self { name: name.into(), datatype, shape, optional: false }
+    }
+
+    pub fn optional(self) -> Self {
+        Self { optional: true, ..self }
+    }
 }
 
 /// Product of a shape's dimensions, refusing negative dimensions and overflow.

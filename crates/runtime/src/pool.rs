@@ -7,7 +7,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 use switchyard_backend::{Backend, BackendError, Signature};
-use switchyard_protocol::{Tensor, TensorData};
+use switchyard_protocol::{Tensor, TensorData, TensorSpec};
 use tokio::sync::oneshot;
 
 /// Creates one backend instance; called once on each worker thread.
@@ -163,9 +163,11 @@ fn resolve_max_batch_size(configured: Option<usize>, sig: &Signature) -> Result<
 /// One real inference on zeros (dynamic dimensions as 1), so the first client does not pay for it.
 fn warm_up(backend: &mut dyn Backend) -> Result<(), BackendError> {
     let sig = backend.signature().clone();
-    let inputs = sig
-        .inputs
-        .iter()
+    // Every required input; when all are optional (a text model), the first one.
+    let required: Vec<&TensorSpec> = sig.inputs.iter().filter(|s| !s.optional).collect();
+    let chosen = if required.is_empty() { sig.inputs.iter().take(1).collect() } else { required };
+    let inputs = chosen
+        .into_iter()
         .map(|s| {
             let shape: Vec<usize> = s.shape.iter().map(|&d| if d < 0 { 1 } else { d as usize }).collect();
             let n = shape.iter().product();
@@ -182,10 +184,10 @@ fn warm_up(backend: &mut dyn Backend) -> Result<(), BackendError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchyard_protocol::{DataType, TensorSpec};
+    use switchyard_protocol::DataType;
 
     fn sig(first: i64) -> Signature {
-        let spec = |name: &str| TensorSpec { name: name.into(), datatype: DataType::Fp32, shape: vec![first, 4] };
+        let spec = |name: &str| TensorSpec::new(name, DataType::Fp32, vec![first, 4]);
         Signature { platform: "test", inputs: vec![spec("x")], outputs: vec![spec("y")] }
     }
 

@@ -54,7 +54,7 @@ pub struct ModelConfig {
     pub queue_capacity: usize,
     /// Text models (a tokenizer.json beside the weights): length limit, truncation, normalisation.
     #[serde(default)]
-    pub text: switchyard_backend_candle::TextOptions,
+    pub text: switchyard_text::TextOptions,
 }
 
 impl Default for ModelConfig {

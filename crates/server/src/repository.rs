@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use switchyard_backend::{Backend, LoadOptions};
 use switchyard_backend_candle::BertEmbedder;
-use switchyard_backend_ort::{OrtBackend, OrtEnvironment};
+use switchyard_backend_ort::{OrtBackend, OrtEnvironment, OrtTextModel};
 use switchyard_runtime::{Loader, ModelState, Pool, PoolOptions, Registry, VersionMetrics};
 
 /// Each model's settings, fixed once the repository is scanned.
@@ -90,7 +90,10 @@ fn load_version(
         intra_op_threads: cfg.intra_op_threads,
         inter_op_threads: cfg.inter_op_threads,
     };
-    let loader: Loader = if dir.join("model.onnx").is_file() {
+    let loader: Loader = if dir.join("model.onnx").is_file() && dir.join("tokenizer.json").is_file() {
+        let (env, dir, text) = (env.clone(), dir.to_path_buf(), cfg.text.clone());
+        Box::new(move || OrtTextModel::load(&env, &dir, &opts, &text).map(|b| Box::new(b) as Box<dyn Backend>))
+    } else if dir.join("model.onnx").is_file() {
         let (env, file) = (env.clone(), dir.join("model.onnx"));
         Box::new(move || OrtBackend::load(&env, &file, &opts).map(|b| Box::new(b) as Box<dyn Backend>))
     } else if dir.join("model.safetensors").is_file() {
