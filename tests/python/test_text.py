@@ -28,6 +28,11 @@ def read_safetensors(path):
 
 
 def reference(model_dir, texts, max_length):
+    return np.array([e / np.linalg.norm(e) for e in (h.mean(0) for h in hidden_states(model_dir, texts, max_length)[0])])
+
+
+def hidden_states(model_dir, texts, max_length):
+    """Last hidden states per text, and the weights (fp64)."""
     cfg = json.load(open(model_dir / "config.json"))
     w = read_safetensors(model_dir / "model.safetensors")
     tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
@@ -57,9 +62,8 @@ def reference(model_dir, texts, max_length):
             hmid = lin(x, p + "intermediate.dense")
             hmid = 0.5 * hmid * (1 + erf(hmid / math.sqrt(2)))
             x = ln(x + lin(hmid, p + "output.dense"), p + "output.LayerNorm")
-        e = x.mean(0)
-        out.append(e / np.linalg.norm(e))
-    return np.array(out)
+        out.append(x)
+    return out, w
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +164,20 @@ def test_clients_that_tokenize_themselves_still_send_token_ids(client, test_repo
     with pytest.raises(InferenceServerException) as e:
         client.infer("minilm_onnx", inputs[:1])
     assert e.value.status() == "400" and "attention_mask" in e.value.message()
+
+
+def test_a_checkpoint_with_a_classifier_head_returns_logits_and_labels(client, test_repo):
+    model_dir = test_repo / "tiny_classifier" / "1"
+    m = client.get_model_metadata("tiny_classifier")
+    assert {"name": "logits", "datatype": "FP32", "shape": [-1, 3]} in m["outputs"]
+    texts = SENTENCES + ["good food", "bad car"]
+    arr = np.array([t.encode() for t in texts], dtype=np.object_)
+    i = httpclient.InferInput("text", [len(texts)], "BYTES")
+    i.set_data_from_numpy(arr)
+    r = client.infer("tiny_classifier", [i], outputs=[httpclient.InferRequestedOutput(n) for n in ("logits", "label")])
+    hs, w = hidden_states(model_dir, texts, 16)
+    want = np.array([np.tanh(h[0] @ w["pooler.dense.weight"].T + w["pooler.dense.bias"]) for h in hs])
+    want = want @ w["classifier.weight"].T + w["classifier.bias"]
+    np.testing.assert_allclose(r.as_numpy("logits"), want, atol=1e-4)
+    names = ["negative", "neutral", "positive"]
+    assert [x.decode() if isinstance(x, bytes) else x for x in r.as_numpy("label")] == [names[k] for k in want.argmax(1)]
