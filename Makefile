@@ -11,7 +11,7 @@ HOST    ?= 127.0.0.1
 PORT    ?= 8000
 TEST_REPO := target/test-models
 
-.PHONY: run test setup build models test-models lint fmt clean simulate
+.PHONY: run test setup build models test-models lint fmt clean simulate bench-text
 .DEFAULT_GOAL := run
 
 ADMIN_TOKEN ?= demo-token
@@ -65,6 +65,14 @@ fmt:
 
 clean:
 	rm -rf target $(VENV) models/*/
+
+# MiniLM embeddings through HTTP: Switchyard's candle and ONNX Runtime paths beside a FastAPI peer.
+.venv-bench/bin/python:
+	python3 -m venv .venv-bench
+	.venv-bench/bin/pip install -q --disable-pip-version-check fastapi uvicorn onnxruntime==1.31.1 tokenizers==0.23.3 numpy
+
+bench-text: build models .venv-bench/bin/python
+	$(PY) loadtest/text_bench.py
 
 # The rollout decision simulation (README table): A/A false rollbacks and time to rollback vs Flagger.
 simulate:
