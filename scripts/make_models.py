@@ -18,6 +18,7 @@ With --test, also models that must fail to load (the rest of the repository keep
   mlp_buggy     mlp's signature; warms up fine on zeros but fails on real inputs (an out-of-range Gather
                 index computed from the data): a canary that breaks in production
   mlp_heavy     mlp's signature with 64 -> 2048 -> 2048 -> 10 layers: a genuinely slower canary
+  mlp_batched, multi_io_batched   mlp version 1 and multi_io with dynamic batching (2 ms queue delay)
   slow          x FP32 [batch, 1024] -> 8 x MatMul 1024x1024 -> y: a request's compute time grows with its
                 batch (about 0.1 s per 256 rows on one core), for shutdown and responsiveness tests
 """
@@ -180,6 +181,9 @@ def main():
         save(strings(), repo, "on_gpu", 1, config="device: cuda:0\n")
         save(mlp_buggy(), repo, "mlp_buggy", 1)
         save(mlp_heavy(), repo, "mlp_heavy", 1)
+        batching = "max_batch_size: 64\ndynamic_batching: { max_queue_delay: 2ms }\n"
+        save(mlp(1), repo, "mlp_batched", 1, config=batching)
+        save(multi_io(), repo, "multi_io_batched", 1, config=batching)
     print(f"models written to {repo}")
 
 

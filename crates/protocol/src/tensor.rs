@@ -76,6 +76,32 @@ impl TensorData {
         self.len() == 0
     }
 
+    /// Appends `other`'s elements; `other` must hold the same datatype.
+    pub fn append(&mut self, other: TensorData) -> Result<(), String> {
+        macro_rules! cat {
+            ($($v:ident),*) => {
+                match (self, other) {
+                    $((Self::$v(a), Self::$v(b)) => a.extend(b),)*
+                    (a, b) => return Err(format!("cannot join {} and {} data", a.datatype(), b.datatype())),
+                }
+            };
+        }
+        cat!(Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp16, Bf16, Fp32, Fp64, Bytes);
+        Ok(())
+    }
+
+    /// Splits off everything from element `at` on, leaving the first `at` elements here.
+    pub fn split_off(&mut self, at: usize) -> TensorData {
+        macro_rules! split {
+            ($($v:ident),*) => {
+                match self {
+                    $(Self::$v(a) => Self::$v(a.split_off(at.min(a.len()))),)*
+                }
+            };
+        }
+        split!(Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp16, Bf16, Fp32, Fp64, Bytes)
+    }
+
     /// `len` zero (or empty-string) elements of `dt`: used for warm-up inputs.
     pub fn zeros(dt: DataType, len: usize) -> Self {
         match dt {
@@ -145,6 +171,15 @@ mod tests {
         assert!(element_count(&[-1, 4]).unwrap_err().contains("negative"));
         let err = element_count(&[i64::MAX, i64::MAX, 4]).unwrap_err();
         assert!(err.contains("more elements"), "{err}");
+    }
+
+    #[test]
+    fn append_and_split_off_are_inverse() {
+        let mut a = TensorData::Fp32(vec![1.0, 2.0]);
+        a.append(TensorData::Fp32(vec![3.0])).unwrap();
+        assert!(a.append(TensorData::Int8(vec![1])).is_err());
+        let rest = a.split_off(1);
+        assert_eq!((a, rest), (TensorData::Fp32(vec![1.0]), TensorData::Fp32(vec![2.0, 3.0])));
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //! fed by a bounded channel, so inference never touches the async executor; and the registry of every
 //! model version's state (loading, ready, failed) that the HTTP side reads.
 
+mod batch;
 mod metrics;
 mod pool;
 mod registry;
 pub mod rollout;
 pub mod shadow;
 
+pub use batch::BatchPolicy;
 pub use metrics::{Outcome, StatsSnapshot, VersionMetrics};
 pub use pool::{DEFAULT_MAX_BATCH_SIZE, InferError, Loader, Pool, PoolOptions};
 pub use registry::{LookupError, ModelIndex, ModelState, Readiness, Registry, Served, VersionEntry};

@@ -105,11 +105,15 @@ impl VersionMetrics {
         }
     }
 
-    /// The model ran once on `rows` inferences.
-    pub(crate) fn record_execution(&self, queued: Duration, computed: Duration, rows: u64) {
+    /// A request waited this long for an instance.
+    pub(crate) fn record_queue(&self, queued: Duration) {
         self.queue.record(queued.as_secs_f64());
-        self.compute.record(computed.as_secs_f64());
         add(&self.stats.queue, queued);
+    }
+
+    /// The model ran once on `rows` inferences (one request, or several batched).
+    pub(crate) fn record_compute(&self, computed: Duration, rows: u64) {
+        self.compute.record(computed.as_secs_f64());
         add(&self.stats.compute, computed);
         self.stats.inferences.fetch_add(rows, Relaxed);
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
@@ -145,7 +149,8 @@ mod tests {
         m.record_request(Outcome::Success, Duration::from_nanos(10));
         m.record_request(Outcome::ClientError, Duration::from_nanos(5));
         m.record_request(Outcome::Rejected, Duration::from_nanos(1));
-        m.record_execution(Duration::from_nanos(3), Duration::from_nanos(7), 4);
+        m.record_queue(Duration::from_nanos(3));
+        m.record_compute(Duration::from_nanos(7), 4);
         let s = m.stats();
         assert_eq!((s.success, s.fail, s.queue, s.compute), ((1, 10), (2, 6), (1, 3), (1, 7)));
         assert_eq!((s.inference_count, s.execution_count), (4, 1));

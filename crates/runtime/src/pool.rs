@@ -3,6 +3,7 @@
 //! caller has gone away is dropped before it reaches the model.
 
 use crate::VersionMetrics;
+use crate::batch::{self, BatchPolicy};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
@@ -23,6 +24,8 @@ pub struct PoolOptions {
     /// Largest first dimension a request may have; `None` picks [`DEFAULT_MAX_BATCH_SIZE`] for models whose
     /// inputs and outputs all have a dynamic first dimension, else 0 (no batch dimension).
     pub max_batch_size: Option<usize>,
+    /// Merge queued requests into one model call (for models with a batch dimension).
+    pub batching: Option<BatchPolicy>,
 }
 
 /// The largest batch of a batchable model whose configuration sets none.
@@ -68,6 +71,7 @@ impl Pool {
         for i in 0..opts.instances.max(1) {
             let (rx, ready_tx, loader, metrics, warmup) =
                 (rx.clone(), ready_tx.clone(), loader.clone(), metrics.clone(), opts.warmup);
+            let (batching, configured_max) = (opts.batching.clone(), opts.max_batch_size);
             std::thread::Builder::new()
                 .name(format!("{}#{i}", opts.label))
                 .spawn(move || {
@@ -77,7 +81,8 @@ impl Pool {
                         Ok(b) => {
                             let _ = ready_tx.send(Ok(b.signature().clone()));
                             drop(ready_tx);
-                            serve(b, rx, metrics);
+                            let max = resolve_max_batch_size(configured_max, b.signature()).unwrap_or(0);
+                            serve(b, rx, metrics, batching.filter(|_| max > 0).map(|p| (p, max)));
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
@@ -93,6 +98,11 @@ impl Pool {
         }
         let signature = signature.ok_or_else(|| BackendError::Load("no worker started".into()))?;
         let max_batch_size = resolve_max_batch_size(opts.max_batch_size, &signature).map_err(BackendError::Load)?;
+        if opts.batching.is_some() && max_batch_size == 0 {
+            return Err(BackendError::Load(
+                "dynamic batching needs a model with a batch dimension (max_batch_size > 0)".into(),
+            ));
+        }
         Ok(Self { label: opts.label, tx, signature, max_batch_size })
     }
 
@@ -131,20 +141,98 @@ impl Pool {
     }
 }
 
-fn serve(mut backend: Box<dyn Backend>, rx: Receiver<Job>, metrics: VersionMetrics) {
-    while let Ok(job) = rx.recv() {
+fn serve(
+    mut backend: Box<dyn Backend>,
+    rx: Receiver<Job>,
+    metrics: VersionMetrics,
+    batching: Option<(BatchPolicy, usize)>,
+) {
+    let mut held: Option<Job> = None;
+    loop {
+        let first = match held.take() {
+            Some(job) => job,
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        if first.reply.is_closed() {
+            metrics.record_cancelled();
+            continue;
+        }
+        let mut group = vec![first];
+        if let Some((policy, max)) = &batching {
+            held = gather(&rx, &mut group, policy, *max, &metrics);
+        }
+        run(backend.as_mut(), group, &metrics);
+    }
+}
+
+/// Adds to `group` the queued jobs that can join it, up to `max` rows; returns a job that could not.
+fn gather(
+    rx: &Receiver<Job>,
+    group: &mut Vec<Job>,
+    policy: &BatchPolicy,
+    max: usize,
+    metrics: &VersionMetrics,
+) -> Option<Job> {
+    let Some(mut rows) = batch::rows(&group[0].inputs) else { return None };
+    let deadline = Instant::now() + policy.max_queue_delay;
+    while rows < max && !policy.preferred.contains(&rows) {
+        let next = if policy.max_queue_delay.is_zero() { rx.try_recv().ok() } else { rx.recv_deadline(deadline).ok() };
+        let job = next?;
         if job.reply.is_closed() {
             metrics.record_cancelled();
             continue;
         }
-        let queue_time = job.enqueued.elapsed();
-        let start = Instant::now();
-        let names: Vec<&str> = job.outputs.iter().map(String::as_str).collect();
-        let result = catch_unwind(AssertUnwindSafe(|| backend.infer(job.inputs, &names)))
-            .unwrap_or_else(|_| Err(BackendError::Inference("the model panicked".into())));
-        let compute_time = start.elapsed();
-        metrics.record_execution(queue_time, compute_time, job.rows);
+        let head = &group[0];
+        match batch::rows(&job.inputs) {
+            Some(r) if rows + r <= max && batch::compatible(&head.inputs, &head.outputs, &job.inputs, &job.outputs) => {
+                rows += r;
+                group.push(job);
+            }
+            _ => return Some(job),
+        }
+    }
+    None
+}
+
+/// Runs one model call for `group` (one job, or several merged) and answers each job.
+fn run(backend: &mut dyn Backend, group: Vec<Job>, metrics: &VersionMetrics) {
+    let start = Instant::now();
+    for job in &group {
+        metrics.record_queue(start.duration_since(job.enqueued));
+    }
+    let output_names = group[0].outputs.clone();
+    let names: Vec<&str> = output_names.iter().map(String::as_str).collect();
+    let total_rows: u64 = group.iter().map(|j| j.rows).sum();
+    let mut call = |inputs: Vec<Tensor>| {
+        catch_unwind(AssertUnwindSafe(|| backend.infer(inputs, &names)))
+            .unwrap_or_else(|_| Err(BackendError::Inference("the model panicked".into())))
+    };
+    if group.len() == 1 {
+        let mut group = group;
+        let job = group.remove(0);
+        let result = call(job.inputs);
+        metrics.record_compute(start.elapsed(), total_rows);
         let _ = job.reply.send(result.map_err(InferError::from));
+        return;
+    }
+    let rows: Vec<usize> = group.iter().map(|j| batch::rows(&j.inputs).unwrap_or(0)).collect();
+    let (inputs, replies): (Vec<Vec<Tensor>>, Vec<_>) = group.into_iter().map(|j| (j.inputs, j.reply)).unzip();
+    let result = batch::merge(inputs).and_then(|merged| call(merged)).and_then(|outputs| batch::split(outputs, &rows));
+    metrics.record_compute(start.elapsed(), total_rows);
+    match result {
+        Ok(per_job) => {
+            for (reply, outputs) in replies.into_iter().zip(per_job) {
+                let _ = reply.send(Ok(outputs));
+            }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(InferError::from(e.clone())));
+            }
+        }
     }
 }
 

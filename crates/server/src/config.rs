@@ -52,6 +52,8 @@ pub struct ModelConfig {
     pub warmup: bool,
     #[serde(default = "queue")]
     pub queue_capacity: usize,
+    /// Merge queued requests into one model call (Triton's `dynamic_batching`); off when absent.
+    pub dynamic_batching: Option<BatchingConfig>,
     /// Text models (a tokenizer.json beside the weights): length limit, truncation, normalisation.
     #[serde(default)]
     pub text: switchyard_text::TextOptions,
@@ -69,6 +71,28 @@ impl Default for ModelConfig {
             warmup: true,
             queue_capacity: queue(),
             text: Default::default(),
+            dynamic_batching: None,
+        }
+    }
+}
+
+/// `dynamic_batching:` in a model's config.yaml.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchingConfig {
+    /// How long a request may wait for others to join it (`100us`, `2ms`); default 0: take only what is
+    /// already queued when an instance frees up.
+    pub max_queue_delay: Option<crate::rollout_config::Seconds>,
+    /// Batch sizes to run at as soon as they are reached.
+    #[serde(default)]
+    pub preferred_batch_size: Vec<usize>,
+}
+
+impl BatchingConfig {
+    pub fn policy(&self) -> switchyard_runtime::BatchPolicy {
+        switchyard_runtime::BatchPolicy {
+            max_queue_delay: self.max_queue_delay.map_or(std::time::Duration::ZERO, |s| s.0),
+            preferred: self.preferred_batch_size.clone(),
         }
     }
 }

@@ -108,6 +108,7 @@ fn load_version(
         queue_capacity: cfg.queue_capacity,
         warmup: cfg.warmup,
         max_batch_size: cfg.max_batch_size,
+        batching: cfg.dynamic_batching.as_ref().map(crate::config::BatchingConfig::policy),
     };
     Pool::start(pool_opts, loader, metrics).map_err(|e| e.to_string())
 }

@@ -162,7 +162,7 @@ impl<'de> Deserialize<'de> for Percent {
     }
 }
 
-/// A duration: `30s`, `2m`, `500ms`, `1h`, or a number of seconds.
+/// A duration: `30s`, `2m`, `500ms`, `100us`, `1h`, or a number of seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seconds(pub Duration);
 
@@ -179,6 +179,7 @@ impl<'de> Deserialize<'de> for Seconds {
                 let scale = match unit.trim() {
                     "" | "s" => 1.0,
                     "ms" => 0.001,
+                    "us" | "µs" => 0.000_001,
                     "m" => 60.0,
                     "h" => 3600.0,
                     _ => return Err(bad(&t)),
