@@ -57,7 +57,7 @@ pub(crate) fn split(outputs: Vec<Tensor>, rows: &[usize]) -> Result<Vec<Vec<Tens
                 out.name, out.shape
             )));
         }
-        let per_row = if total == 0 { 0 } else { out.data.len() / total };
+        let per_row = out.data.len().checked_div(total).unwrap_or(0);
         for (i, &r) in rows.iter().enumerate() {
             let rest = out.data.split_off(r * per_row);
             let mut shape = out.shape.clone();

@@ -176,7 +176,7 @@ fn gather(
     max: usize,
     metrics: &VersionMetrics,
 ) -> Option<Job> {
-    let Some(mut rows) = batch::rows(&group[0].inputs) else { return None };
+    let mut rows = batch::rows(&group[0].inputs)?;
     let deadline = Instant::now() + policy.max_queue_delay;
     while rows < max && !policy.preferred.contains(&rows) {
         let next = if policy.max_queue_delay.is_zero() { rx.try_recv().ok() } else { rx.recv_deadline(deadline).ok() };
