@@ -220,7 +220,7 @@ fn run(backend: &mut dyn Backend, group: Vec<Job>, metrics: &VersionMetrics) {
     }
     let rows: Vec<usize> = group.iter().map(|j| batch::rows(&j.inputs).unwrap_or(0)).collect();
     let (inputs, replies): (Vec<Vec<Tensor>>, Vec<_>) = group.into_iter().map(|j| (j.inputs, j.reply)).unzip();
-    let result = batch::merge(inputs).and_then(|merged| call(merged)).and_then(|outputs| batch::split(outputs, &rows));
+    let result = batch::merge(inputs).and_then(&mut call).and_then(|outputs| batch::split(outputs, &rows));
     metrics.record_compute(start.elapsed(), total_rows);
     match result {
         Ok(per_job) => {
