@@ -19,6 +19,7 @@ With --test, also models that must fail to load (the rest of the repository keep
                 index computed from the data): a canary that breaks in production
   mlp_heavy     mlp's signature with 64 -> 2048 -> 2048 -> 10 layers: a genuinely slower canary
   mlp_batched, multi_io_batched   mlp version 1 and multi_io with dynamic batching (2 ms queue delay)
+  slow_queue1   the slow model with a queue of one: overload answers 429
   slow          x FP32 [batch, 1024] -> 8 x MatMul 1024x1024 -> y: a request's compute time grows with its
                 batch (about 0.1 s per 256 rows on one core), for shutdown and responsiveness tests
 """
@@ -184,6 +185,7 @@ def main():
         batching = "max_batch_size: 64\ndynamic_batching: { max_queue_delay: 2ms }\n"
         save(mlp(1), repo, "mlp_batched", 1, config=batching)
         save(multi_io(), repo, "multi_io_batched", 1, config=batching)
+        save(slow(), repo, "slow_queue1", 1, config="# One request computing, one waiting; the rest get 429.\nqueue_capacity: 1\n")
     print(f"models written to {repo}")
 
 

@@ -38,6 +38,8 @@ pub enum InferError {
     QueueFull(String),
     #[error("{0} is shutting down")]
     Stopped(String),
+    #[error("the request timed out after {0:?} before {1} could answer it")]
+    TimedOut(std::time::Duration, String),
     #[error(transparent)]
     Backend(#[from] BackendError),
 }
@@ -135,9 +137,19 @@ impl Pool {
     }
 
     /// Runs a job and waits for it.
-    pub async fn infer(&self, inputs: Vec<Tensor>, outputs: Vec<String>) -> Result<Vec<Tensor>, InferError> {
+    /// Runs a job and waits for it, at most `timeout`: a job still queued then is dropped by the worker
+    /// without computing it.
+    pub async fn infer(
+        &self,
+        inputs: Vec<Tensor>,
+        outputs: Vec<String>,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<Tensor>, InferError> {
         let rx = self.submit(inputs, outputs)?;
-        rx.await.unwrap_or_else(|_| Err(InferError::Stopped(self.label.clone())))
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(reply) => reply.unwrap_or_else(|_| Err(InferError::Stopped(self.label.clone()))),
+            Err(_) => Err(InferError::TimedOut(timeout, self.label.clone())),
+        }
     }
 }
 

@@ -40,6 +40,10 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
 
+    /// Milliseconds a request may wait for its model when it sets no V2 `timeout` parameter [default: 60000].
+    #[arg(long, env = "SWITCHYARD_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
+
     /// Report ready only when every model loaded (true, as Triton), or once loading finished even if some
     /// failed (false) [default: true].
     #[arg(long, env = "SWITCHYARD_STRICT_READINESS")]

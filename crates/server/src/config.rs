@@ -20,6 +20,7 @@ pub struct ServerConfig {
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
     pub max_request_bytes: Option<usize>,
+    pub request_timeout_ms: Option<u64>,
     pub strict_readiness: Option<bool>,
 }
 

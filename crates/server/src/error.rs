@@ -29,6 +29,8 @@ pub enum ApiError {
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
     Internal(String),
 }
 
@@ -44,6 +46,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -69,6 +72,7 @@ impl From<InferError> for ApiError {
         match e {
             InferError::QueueFull(_) => Self::TooManyRequests(e.to_string()),
             InferError::Stopped(_) => Self::Unavailable(e.to_string()),
+            InferError::TimedOut(..) => Self::Timeout(e.to_string()),
             InferError::Backend(BackendError::InvalidInput(m)) => Self::BadRequest(m),
             InferError::Backend(b) => Self::Internal(format!("inference failed: {b}")),
         }

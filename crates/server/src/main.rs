@@ -9,7 +9,7 @@ use switchyard_backend_ort::{OrtEnvironment, find_library};
 use switchyard_runtime::Registry;
 use switchyard_server::cli::{Cli, Command, DEFAULT_MAX_REQUEST_BYTES, ServeArgs};
 use switchyard_server::config::ServerConfig;
-use switchyard_server::{AdminAuth, AppState, app, observe, repository, rollouts};
+use switchyard_server::{AdminAuth, AppState, Limits, app, observe, repository, rollouts};
 
 fn main() -> Result<()> {
     let Command::Serve(args) = Cli::parse().command;
@@ -52,7 +52,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
     } else if admin.token.is_none() {
         tracing::warn!("admin API open without a token (--admin-insecure)");
     }
-    let state = AppState::new(registry, configs, rollouts, admin, max_request_bytes, strict_readiness, Some(metrics));
+    let limits = Limits {
+        max_request_bytes,
+        request_timeout: Duration::from_millis(
+            args.request_timeout_ms.or(file.server.request_timeout_ms).unwrap_or(60_000),
+        ),
+    };
+    let state = AppState::new(registry, configs, rollouts, admin, limits, strict_readiness, Some(metrics));
 
     let addr = format!("{}:{}", args.host, args.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;

@@ -31,7 +31,7 @@ pub(super) async fn infer(
     }
     let served = app.registry.lookup(&p.model, p.version.as_deref())?;
     let bytes = read_body(&headers, body, app.max_request_bytes).await?;
-    let (result, _) = serve(&served, &headers, &bytes).await;
+    let (result, _) = serve(&served, &headers, &bytes, app.request_timeout).await;
     let (req, outputs) = result?;
     Ok(respond(&p.model, served.version, &req, &outputs))
 }
@@ -41,6 +41,7 @@ pub(super) async fn serve(
     served: &Served,
     headers: &HeaderMap,
     bytes: &Bytes,
+    default_timeout: std::time::Duration,
 ) -> (Result<(InferRequest, Vec<Tensor>), ApiError>, std::time::Duration) {
     let start = Instant::now();
     let metrics = &served.metrics;
@@ -49,13 +50,15 @@ pub(super) async fn serve(
         let mut req = decode(served, headers, bytes)?;
         let names = req.outputs.iter().map(|o| o.name.clone()).collect();
         let inputs = std::mem::take(&mut req.inputs);
-        let outputs = served.pool.infer(inputs, names).await?;
+        // The V2 `timeout` parameter (microseconds, as Triton reads it) wins over the server default.
+        let timeout = req.timeout_us.map_or(default_timeout, std::time::Duration::from_micros);
+        let outputs = served.pool.infer(inputs, names, timeout).await?;
         Ok((req, outputs))
     }
     .await;
     let outcome = match &result {
         Ok(_) => Outcome::Success,
-        Err(ApiError::TooManyRequests(_)) => Outcome::Rejected,
+        Err(ApiError::TooManyRequests(_) | ApiError::Timeout(_)) => Outcome::Rejected,
         Err(e) if e.status().is_client_error() => Outcome::ClientError,
         Err(_) => Outcome::ServerError,
     };

@@ -22,6 +22,14 @@ use serde::Deserialize;
 use std::sync::Arc;
 use switchyard_runtime::Registry;
 
+/// Per-request limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_request_bytes: usize,
+    /// How long a request may wait for its model when it does not say (V2 `timeout`).
+    pub request_timeout: std::time::Duration,
+}
+
 /// Rollouts by endpoint.
 pub type Rollouts = std::collections::BTreeMap<String, Arc<switchyard_runtime::rollout::RolloutDriver>>;
 
@@ -36,6 +44,7 @@ pub struct Shared {
     admin: AdminAuth,
     configs: ModelConfigs,
     max_request_bytes: usize,
+    request_timeout: std::time::Duration,
     strict_readiness: bool,
     metrics: Option<PrometheusHandle>,
 }
@@ -47,11 +56,21 @@ impl AppState {
         configs: ModelConfigs,
         rollouts: Rollouts,
         admin: AdminAuth,
-        max_request_bytes: usize,
+        limits: Limits,
         strict_readiness: bool,
         metrics: Option<PrometheusHandle>,
     ) -> Self {
-        Self(Arc::new(Shared { registry, rollouts, admin, configs, max_request_bytes, strict_readiness, metrics }))
+        let (max_request_bytes, request_timeout) = (limits.max_request_bytes, limits.request_timeout);
+        Self(Arc::new(Shared {
+            registry,
+            rollouts,
+            admin,
+            configs,
+            max_request_bytes,
+            request_timeout,
+            strict_readiness,
+            metrics,
+        }))
     }
 }
 

@@ -38,7 +38,7 @@ pub(super) async fn infer(
     if arm == Arm::Canary
         && let Ok(canary) = lookup(app, driver.target(Arm::Canary))
     {
-        let (result, took) = with_fault(&canary, &headers, &bytes, driver.spec.faults[1]).await;
+        let (result, took) = with_fault(app, &canary, &headers, &bytes, driver.spec.faults[1]).await;
         let failed = match &result {
             Ok(_) => false,
             Err(e) => canary_fault(app, &driver, e, &headers, &bytes),
@@ -55,7 +55,7 @@ pub(super) async fn infer(
         }
     }
     let control = lookup(app, driver.target(Arm::Control))?;
-    let (result, took) = with_fault(&control, &headers, &bytes, driver.spec.faults[0]).await;
+    let (result, took) = with_fault(app, &control, &headers, &bytes, driver.spec.faults[0]).await;
     if counted && arm == Arm::Control {
         let failed = result.as_ref().is_err_and(|e| e.status().is_server_error());
         driver.record(Arm::Control, failed, took);
@@ -86,7 +86,7 @@ fn canary_fault(app: &AppState, driver: &RolloutDriver, e: &ApiError, headers: &
 }
 
 /// Serves with the arm's injected faults (for rehearsals): added delay, then a share of failures.
-async fn with_fault(served: &Served, headers: &HeaderMap, bytes: &Bytes, fault: Fault) -> Outcome {
+async fn with_fault(app: &AppState, served: &Served, headers: &HeaderMap, bytes: &Bytes, fault: Fault) -> Outcome {
     let start = Instant::now();
     if !fault.delay.is_zero() {
         tokio::time::sleep(fault.delay).await;
@@ -94,7 +94,7 @@ async fn with_fault(served: &Served, headers: &HeaderMap, bytes: &Bytes, fault: 
     if fault.error_bp > 0 && assign::random_bucket(random()) < fault.error_bp {
         return (Err(ApiError::Internal("injected fault".into())), start.elapsed());
     }
-    let (result, _) = serve(served, headers, bytes).await;
+    let (result, _) = serve(served, headers, bytes, app.request_timeout).await;
     (result, start.elapsed())
 }
 
@@ -133,8 +133,14 @@ fn mirror(app: &AppState, driver: &RolloutDriver, primary: Arc<Vec<Tensor>>, byt
             stats.shed();
             continue;
         };
-        let (registry, target, bytes, headers, primary) =
-            (app.registry.clone(), target.clone(), bytes.clone(), headers.clone(), primary.clone());
+        let (registry, target, bytes, headers, primary, timeout) = (
+            app.registry.clone(),
+            target.clone(),
+            bytes.clone(),
+            headers.clone(),
+            primary.clone(),
+            app.request_timeout,
+        );
         // The client's answer does not wait for this: the copy runs on its own task and the shadow's
         // own workers, and is shed when too many are in flight.
         tokio::spawn(async move {
@@ -144,7 +150,7 @@ fn mirror(app: &AppState, driver: &RolloutDriver, primary: Arc<Vec<Tensor>>, byt
                 stats.failed();
                 return;
             };
-            match serve(&served, &headers, &bytes).await {
+            match serve(&served, &headers, &bytes, timeout).await {
                 (Ok((_, outputs)), took) => stats.compare(&primary, &outputs, took),
                 (Err(e), _) => {
                     tracing::debug!(shadow = %target, error = %e, "shadow request failed");

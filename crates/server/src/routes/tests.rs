@@ -10,7 +10,15 @@ fn state() -> AppState {
     let registry = Arc::new(Registry::default());
     registry.declare("loading", &[1], None);
     registry.declare("bad", &[], Some("config.yaml: unknown field `x`".into()));
-    AppState::new(registry, ModelConfigs::new(), Rollouts::new(), AdminAuth::default(), 1000, true, None)
+    AppState::new(
+        registry,
+        ModelConfigs::new(),
+        Rollouts::new(),
+        AdminAuth::default(),
+        Limits { max_request_bytes: 1000, request_timeout: std::time::Duration::from_secs(1) },
+        true,
+        None,
+    )
 }
 
 async fn call(method: &str, uri: &str, body: &'static str) -> (StatusCode, String) {

@@ -1,0 +1,100 @@
+//! Bounded work: a full queue answers 429 at once and recovers, timeouts fire, and a request whose
+//! client has gone away is never computed.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{Conn, Server};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+fn slow_body(rows: usize, timeout_us: Option<u64>) -> Vec<u8> {
+    let mut body = json!({"inputs": [{"name": "x", "shape": [rows, 1024], "datatype": "FP32", "data": vec![0.01f32; rows * 1024]}]});
+    if let Some(t) = timeout_us {
+        body["parameters"] = json!({"timeout": t});
+    }
+    body.to_string().into_bytes()
+}
+
+/// Sends a big request as a raw binary body (cheap to decode, slow to compute) without waiting.
+fn send(port: u16, model: &str, rows: usize) -> Conn {
+    let body: Vec<u8> = (0..rows * 1024).flat_map(|_| 0.01f32.to_le_bytes()).collect();
+    let mut c = Conn::open(port);
+    let head = format!(
+        "POST /v2/models/{model}/infer HTTP/1.1\r\nHost: x\r\nInference-Header-Content-Length: 0\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    c.send(head.as_bytes());
+    c.send(&body);
+    c
+}
+
+/// Waits until `n` requests to `model` are in flight.
+fn in_flight(s: &Server, model: &str, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counter(s, &format!(r#"switchyard_requests_in_flight{{model="{model}",version="1"}}"#)) < n {
+        assert!(Instant::now() < deadline, "requests never went in flight");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(30));
+}
+
+fn counter(s: &Server, needle: &str) -> u64 {
+    s.get("/metrics")
+        .text()
+        .lines()
+        .find(|l| l.starts_with(needle))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_full_queue_answers_429_at_once_and_recovers() {
+    let s = Server::start(&[]);
+    // One computing, one queued: the queue of one is full.
+    let mut busy: Vec<Conn> = (0..2).map(|_| send(s.port, "slow_queue1", 1024)).collect();
+    in_flight(&s, "slow_queue1", 2);
+    let started = Instant::now();
+    let r = s.conn().request("POST", "/v2/models/slow_queue1/infer", &[], &slow_body(1, None));
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(started.elapsed() < Duration::from_millis(500), "429 must not wait for the queue");
+    for c in &mut busy {
+        assert_eq!(c.read_response().unwrap().status, 200);
+    }
+    assert_eq!(s.conn().request("POST", "/v2/models/slow_queue1/infer", &[], &slow_body(1, None)).status, 200);
+    assert!(counter(&s, r#"switchyard_requests_total{model="slow_queue1",version="1",outcome="rejected"}"#) >= 1);
+}
+
+#[test]
+fn the_timeout_parameter_is_honoured() {
+    let s = Server::start(&[]);
+    let mut first = send(s.port, "slow", 1024);
+    in_flight(&s, "slow", 1);
+    let r = s.conn().request("POST", "/v2/models/slow/infer", &[], &slow_body(1, Some(20_000)));
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(r.error().contains("timed out after 20ms"), "{}", r.text());
+    assert_eq!(first.read_response().unwrap().status, 200);
+}
+
+#[test]
+fn requests_whose_clients_left_are_not_computed() {
+    let s = Server::start(&[]);
+    let mut first = send(s.port, "slow", 1024);
+    in_flight(&s, "slow", 1);
+    // Five more wait in the queue behind it; then their clients hang up.
+    let waiting: Vec<Conn> = (0..5).map(|_| send(s.port, "slow", 8)).collect();
+    in_flight(&s, "slow", 6);
+    drop(waiting);
+    assert_eq!(first.read_response().unwrap().status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counter(&s, r#"switchyard_requests_total{model="slow",version="1",outcome="cancelled"}"#) < 5 {
+        assert!(Instant::now() < deadline, "dropped requests were computed: {}", s.get("/metrics").text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stats = s.get("/v2/models/slow/stats").json()["model_stats"][0].clone();
+    // Warm-up aside, only the first request ran.
+    assert_eq!(stats["execution_count"], 1, "{stats}");
+    assert_eq!(stats["inference_count"], 1024, "{stats}");
+    assert_eq!(counter(&s, r#"switchyard_requests_in_flight{model="slow",version="1"}"#), 0);
+}
