@@ -5,6 +5,7 @@
 mod batch;
 mod metrics;
 mod pool;
+mod queue;
 mod registry;
 pub mod rollout;
 pub mod shadow;
@@ -12,4 +13,5 @@ pub mod shadow;
 pub use batch::BatchPolicy;
 pub use metrics::{Outcome, StatsSnapshot, VersionMetrics};
 pub use pool::{DEFAULT_MAX_BATCH_SIZE, InferError, Loader, Pool, PoolOptions};
+pub use queue::Priority;
 pub use registry::{LookupError, ModelIndex, ModelState, Readiness, Registry, Served, VersionEntry};

@@ -4,7 +4,8 @@
 
 use crate::VersionMetrics;
 use crate::batch::{self, BatchPolicy};
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crate::queue::{Priority, Queues, Receivers, queues};
+use crossbeam_channel::TrySendError;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 use switchyard_backend::{Backend, BackendError, Signature};
@@ -58,7 +59,7 @@ struct Job {
 #[derive(Debug)]
 pub struct Pool {
     label: String,
-    tx: Sender<Job>,
+    tx: Queues<Job>,
     signature: Signature,
     max_batch_size: usize,
 }
@@ -67,7 +68,7 @@ impl Pool {
     /// Starts `instances` workers and waits (blocking) until each has loaded and warmed up its backend.
     /// Any failure stops the others and is returned.
     pub fn start(opts: PoolOptions, loader: Loader, metrics: VersionMetrics) -> Result<Self, BackendError> {
-        let (tx, rx) = crossbeam_channel::bounded::<Job>(opts.queue_capacity.max(1));
+        let (tx, rx) = queues::<Job>(opts.queue_capacity);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let loader = std::sync::Arc::new(loader);
         for i in 0..opts.instances.max(1) {
@@ -122,6 +123,7 @@ impl Pool {
         &self,
         inputs: Vec<Tensor>,
         outputs: Vec<String>,
+        priority: Priority,
     ) -> Result<oneshot::Receiver<Result<Vec<Tensor>, InferError>>, InferError> {
         let (reply, rx) = oneshot::channel();
         let rows = match self.max_batch_size {
@@ -129,7 +131,7 @@ impl Pool {
             _ => inputs.first().and_then(|t| t.shape.first()).map_or(1, |&b| b as u64),
         };
         let job = Job { rows, inputs, outputs, enqueued: Instant::now(), reply };
-        match self.tx.try_send(job) {
+        match self.tx.try_send(job, priority) {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => Err(InferError::QueueFull(self.label.clone())),
             Err(TrySendError::Disconnected(_)) => Err(InferError::Stopped(self.label.clone())),
@@ -144,8 +146,9 @@ impl Pool {
         inputs: Vec<Tensor>,
         outputs: Vec<String>,
         timeout: std::time::Duration,
+        priority: Priority,
     ) -> Result<Vec<Tensor>, InferError> {
-        let rx = self.submit(inputs, outputs)?;
+        let rx = self.submit(inputs, outputs, priority)?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(reply) => reply.unwrap_or_else(|_| Err(InferError::Stopped(self.label.clone()))),
             Err(_) => Err(InferError::TimedOut(timeout, self.label.clone())),
@@ -155,7 +158,7 @@ impl Pool {
 
 fn serve(
     mut backend: Box<dyn Backend>,
-    rx: Receiver<Job>,
+    rx: Receivers<Job>,
     metrics: VersionMetrics,
     batching: Option<(BatchPolicy, usize)>,
 ) {
@@ -163,9 +166,9 @@ fn serve(
     loop {
         let first = match held.take() {
             Some(job) => job,
-            None => match rx.recv() {
-                Ok(job) => job,
-                Err(_) => return,
+            None => match rx.take(None) {
+                Some(job) => job,
+                None => return,
             },
         };
         if first.reply.is_closed() {
@@ -182,7 +185,7 @@ fn serve(
 
 /// Adds to `group` the queued jobs that can join it, up to `max` rows; returns a job that could not.
 fn gather(
-    rx: &Receiver<Job>,
+    rx: &Receivers<Job>,
     group: &mut Vec<Job>,
     policy: &BatchPolicy,
     max: usize,
@@ -191,7 +194,8 @@ fn gather(
     let mut rows = batch::rows(&group[0].inputs)?;
     let deadline = Instant::now() + policy.max_queue_delay;
     while rows < max && !policy.preferred.contains(&rows) {
-        let next = if policy.max_queue_delay.is_zero() { rx.try_recv().ok() } else { rx.recv_deadline(deadline).ok() };
+        let next =
+            if policy.max_queue_delay.is_zero() { rx.try_take().ok().flatten() } else { rx.take(Some(deadline)) };
         let job = next?;
         if job.reply.is_closed() {
             metrics.record_cancelled();

@@ -15,7 +15,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use std::time::Instant;
 use switchyard_protocol::{HEADER_CONTENT_LENGTH, InferRequest, Tensor, decode_request, encode_response};
-use switchyard_runtime::{Outcome, Served, VersionMetrics};
+use switchyard_runtime::{Outcome, Priority, Served, VersionMetrics};
 
 pub(super) async fn infer(
     State(app): State<AppState>,
@@ -31,7 +31,7 @@ pub(super) async fn infer(
     }
     let served = app.registry.lookup(&p.model, p.version.as_deref())?;
     let bytes = read_body(&headers, body, app.max_request_bytes).await?;
-    let (result, _) = serve(&served, &headers, &bytes, app.request_timeout).await;
+    let (result, _) = serve(&served, &headers, &bytes, app.request_timeout, Priority::Control).await;
     let (req, outputs) = result?;
     Ok(respond(&p.model, served.version, &req, &outputs))
 }
@@ -42,6 +42,7 @@ pub(super) async fn serve(
     headers: &HeaderMap,
     bytes: &Bytes,
     default_timeout: std::time::Duration,
+    priority: Priority,
 ) -> (Result<(InferRequest, Vec<Tensor>), ApiError>, std::time::Duration) {
     let start = Instant::now();
     let metrics = &served.metrics;
@@ -52,7 +53,7 @@ pub(super) async fn serve(
         let inputs = std::mem::take(&mut req.inputs);
         // The V2 `timeout` parameter (microseconds, as Triton reads it) wins over the server default.
         let timeout = req.timeout_us.map_or(default_timeout, std::time::Duration::from_micros);
-        let outputs = served.pool.infer(inputs, names, timeout).await?;
+        let outputs = served.pool.infer(inputs, names, timeout, priority).await?;
         Ok((req, outputs))
     }
     .await;

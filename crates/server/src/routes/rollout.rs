@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use switchyard_core::rollout::assign;
 use switchyard_protocol::{InferRequest, Tensor};
-use switchyard_runtime::Served;
 use switchyard_runtime::rollout::{Arm, Fault, RolloutDriver, Target};
+use switchyard_runtime::{Priority, Served};
 
 /// Header that forces an arm (`control` or `canary`), honoured only with the admin bearer token.
 pub const FORCE_ARM_HEADER: &str = "x-switchyard-force-arm";
@@ -38,7 +38,7 @@ pub(super) async fn infer(
     if arm == Arm::Canary
         && let Ok(canary) = lookup(app, driver.target(Arm::Canary))
     {
-        let (result, took) = with_fault(app, &canary, &headers, &bytes, driver.spec.faults[1]).await;
+        let (result, took) = with_fault(app, &canary, &headers, &bytes, driver.spec.faults[1], Priority::Canary).await;
         let failed = match &result {
             Ok(_) => false,
             Err(e) => canary_fault(app, &driver, e, &headers, &bytes),
@@ -55,7 +55,7 @@ pub(super) async fn infer(
         }
     }
     let control = lookup(app, driver.target(Arm::Control))?;
-    let (result, took) = with_fault(app, &control, &headers, &bytes, driver.spec.faults[0]).await;
+    let (result, took) = with_fault(app, &control, &headers, &bytes, driver.spec.faults[0], Priority::Control).await;
     if counted && arm == Arm::Control {
         let failed = result.as_ref().is_err_and(|e| e.status().is_server_error());
         driver.record(Arm::Control, failed, took);
@@ -86,7 +86,14 @@ fn canary_fault(app: &AppState, driver: &RolloutDriver, e: &ApiError, headers: &
 }
 
 /// Serves with the arm's injected faults (for rehearsals): added delay, then a share of failures.
-async fn with_fault(app: &AppState, served: &Served, headers: &HeaderMap, bytes: &Bytes, fault: Fault) -> Outcome {
+async fn with_fault(
+    app: &AppState,
+    served: &Served,
+    headers: &HeaderMap,
+    bytes: &Bytes,
+    fault: Fault,
+    priority: Priority,
+) -> Outcome {
     let start = Instant::now();
     if !fault.delay.is_zero() {
         tokio::time::sleep(fault.delay).await;
@@ -94,7 +101,7 @@ async fn with_fault(app: &AppState, served: &Served, headers: &HeaderMap, bytes:
     if fault.error_bp > 0 && assign::random_bucket(random()) < fault.error_bp {
         return (Err(ApiError::Internal("injected fault".into())), start.elapsed());
     }
-    let (result, _) = serve(served, headers, bytes, app.request_timeout).await;
+    let (result, _) = serve(served, headers, bytes, app.request_timeout, priority).await;
     (result, start.elapsed())
 }
 
@@ -150,7 +157,7 @@ fn mirror(app: &AppState, driver: &RolloutDriver, primary: Arc<Vec<Tensor>>, byt
                 stats.failed();
                 return;
             };
-            match serve(&served, &headers, &bytes, timeout).await {
+            match serve(&served, &headers, &bytes, timeout, Priority::Shadow).await {
                 (Ok((_, outputs)), took) => stats.compare(&primary, &outputs, took),
                 (Err(e), _) => {
                     tracing::debug!(shadow = %target, error = %e, "shadow request failed");
