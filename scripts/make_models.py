@@ -17,7 +17,7 @@ With --test, also models that must fail to load (the rest of the repository keep
   on_gpu        config.yaml asks for device cuda:0 (a load error in a CPU-only build)
   mlp_buggy     mlp's signature; warms up fine on zeros but fails on real inputs (an out-of-range Gather
                 index computed from the data): a canary that breaks in production
-  mlp_heavy     mlp's signature with 64 -> 2048 -> 2048 -> 10 layers: a genuinely slower canary
+  mlp_heavy     mlp's signature with 64 -> 4096 -> 4096 -> 10 layers: a genuinely slower canary
   mlp_batched, multi_io_batched   mlp version 1 and multi_io with dynamic batching (2 ms queue delay)
   slow_queue1   the slow model with a queue of one: overload answers 429
   slow          x FP32 [batch, 1024] -> 8 x MatMul 1024x1024 -> y: a request's compute time grows with its
@@ -133,7 +133,7 @@ def mlp_buggy():
 
 def mlp_heavy():
     rng = np.random.default_rng(3)
-    dims = [64, 2048, 2048, 10]
+    dims = [64, 4096, 4096, 10]
     nodes, inits, cur = [], [], "input"
     for i in range(3):
         w = (rng.standard_normal((dims[i], dims[i + 1])) * np.sqrt(2 / dims[i])).astype(np.float32)

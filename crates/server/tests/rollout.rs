@@ -11,6 +11,13 @@ use std::time::{Duration, Instant};
 
 const TOKEN: &str = "test-token";
 
+/// These tests drive steady traffic and judge latency: one at a time, so they do not slow each other down.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("switchyard-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -79,6 +86,7 @@ fn traffic(s: &Server, threads: usize, limit: Duration, done: impl Fn() -> bool 
 
 #[test]
 fn a_canary_failing_on_real_requests_is_rolled_back_fast_and_clients_see_no_errors() {
+    let _serial = serial();
     let (s, dir) = start(
         "buggy",
         "  - endpoint: scorer\n    control: { model: mlp, version: 1 }\n    canary: { model: mlp_buggy, version: 1, steps: [ { weight: 20, hold: 60s } ] }\n",
@@ -109,6 +117,7 @@ fn a_canary_failing_on_real_requests_is_rolled_back_fast_and_clients_see_no_erro
 
 #[test]
 fn a_slower_canary_is_rolled_back_on_latency() {
+    let _serial = serial();
     let (s, _dir) = start(
         "heavy",
         "  - endpoint: scorer\n    control: { model: mlp, version: 1 }\n    canary: { model: mlp_heavy, version: 1, weight: 30 }\n    analysis: { latency: { quantile: 0.9, max_ratio: 2.0 } }\n",
@@ -122,9 +131,10 @@ fn a_slower_canary_is_rolled_back_on_latency() {
 
 #[test]
 fn a_healthy_canary_walks_its_steps_keys_stay_sticky_and_it_is_promoted() {
+    let _serial = serial();
     let (s, _dir) = start(
         "healthy",
-        "  - endpoint: scorer\n    control: { model: mlp, version: 1 }\n    canary: { model: mlp, version: 2, steps: [ { weight: 20, hold: 1s }, { weight: 60, hold: 1s } ] }\n    assignment: { header: x-user-id }\n    analysis: { min_requests: 30 }\n",
+        "  - endpoint: scorer\n    control: { model: mlp, version: 1 }\n    canary: { model: mlp, version: 2, steps: [ { weight: 20, hold: 3s }, { weight: 60, hold: 1s } ] }\n    assignment: { header: x-user-id }\n    analysis: { min_requests: 30 }\n",
     );
     let body = mlp_request(1).to_string();
     let arm_of = |conn: &mut Conn, user: usize| {
@@ -141,7 +151,10 @@ fn a_healthy_canary_walks_its_steps_keys_stay_sticky_and_it_is_promoted() {
     let canary_share = first.iter().filter(|a| *a == "canary").count();
     assert!((20..=70).contains(&canary_share), "{canary_share} of 200 keys on the canary at 20 %");
     // The same key lands on the same arm while the weight holds.
-    assert_eq!((0..200).map(|u| arm_of(&mut conn, u)).collect::<Vec<_>>(), first);
+    let again: Vec<String> = (0..200).map(|u| arm_of(&mut conn, u)).collect();
+    if admin(&s, "scorer")["step"] == 0 {
+        assert_eq!(again, first);
+    }
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut seen_step_1 = false;
     while admin(&s, "scorer")["phase"] != "promoted" {
@@ -166,6 +179,7 @@ fn a_healthy_canary_walks_its_steps_keys_stay_sticky_and_it_is_promoted() {
 
 #[test]
 fn state_survives_kill_9_and_admin_actions_need_the_token() {
+    let _serial = serial();
     let yaml = "  - endpoint: scorer\n    control: { model: mlp, version: 1 }\n    canary: { model: mlp, version: 2, steps: [ { weight: 10, hold: 1h } ] }\n";
     let (mut s, dir) = start("restart", yaml);
     for (headers, status) in [(vec![], 401), (vec![("Authorization", "Bearer wrong")], 401)] {
@@ -225,6 +239,7 @@ fn state_survives_kill_9_and_admin_actions_need_the_token() {
 
 #[test]
 fn a_shadow_reports_its_agreement_without_touching_the_clients_answer() {
+    let _serial = serial();
     let (s, _dir) = start(
         "shadow",
         "  - endpoint: scorer\n    control: { model: mlp, version: 1 }\n    canary: { model: mlp, version: 2, weight: 0 }\n    shadows: [ { model: mlp_heavy, version: 1, sample: 100% } ]\n",
@@ -262,6 +277,7 @@ fn a_shadow_reports_its_agreement_without_touching_the_clients_answer() {
 
 #[test]
 fn nonsense_rollout_configs_are_refused_at_start() {
+    let _serial = serial();
     let dir = scratch("bad-config");
     for (yaml, needle) in [
         (
@@ -308,6 +324,7 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 
 #[test]
 fn a_canary_that_cannot_load_is_rolled_back_and_never_makes_the_server_unready() {
+    let _serial = serial();
     let dir = scratch("unloadable");
     let repo = dir.join("models");
     for m in ["mlp", "broken"] {
@@ -337,6 +354,7 @@ fn a_canary_that_cannot_load_is_rolled_back_and_never_makes_the_server_unready()
 
 #[test]
 fn injected_canary_faults_rehearse_a_rollback() {
+    let _serial = serial();
     let (s, _dir) = start(
         "faults",
         "  - endpoint: scorer\n    control: { model: mlp, version: 1 }\n    canary: { model: mlp, version: 2, weight: 25 }\n    faults: { canary: { error: 50% } }\n    on_canary_error: return_error\n",
