@@ -20,6 +20,7 @@ With --test, also models that must fail to load (the rest of the repository keep
   mlp_heavy     mlp's signature with 64 -> 4096 -> 4096 -> 10 layers: a genuinely slower canary
   mlp_batched, multi_io_batched   mlp version 1 and multi_io with dynamic batching (2 ms queue delay)
   slow_queue1   the slow model with a queue of one: overload answers 429
+  triton_style  mlp version 1 configured only by a Triton config.pbtxt
   slow          x FP32 [batch, 1024] -> 8 x MatMul 1024x1024 -> y: a request's compute time grows with its
                 batch (about 0.1 s per 256 rows on one core), for shutdown and responsiveness tests
 """
@@ -186,6 +187,14 @@ def main():
         save(mlp(1), repo, "mlp_batched", 1, config=batching)
         save(multi_io(), repo, "multi_io_batched", 1, config=batching)
         save(slow(), repo, "slow_queue1", 1, config="# One request computing, one waiting; the rest get 429.\nqueue_capacity: 1\n")
+        save(mlp(1), repo, "triton_style", 1)
+        with open(os.path.join(repo, "triton_style", "config.pbtxt"), "w") as f:
+            f.write('name: "triton_style"\nbackend: "onnxruntime"\nmax_batch_size: 8\n'
+                    'input [ { name: "input" data_type: TYPE_FP32 dims: [ 64 ] } ]\n'
+                    'output [ { name: "output" data_type: TYPE_FP32 dims: [ 10 ] } ]\n'
+                    'instance_group [ { count: 2 kind: KIND_CPU } ]\n'
+                    'dynamic_batching { max_queue_delay_microseconds: 100 }\n'
+                    'optimization { execution_accelerators { cpu_execution_accelerator: [ { name: "openvino" } ] } }\n')
     print(f"models written to {repo}")
 
 

@@ -99,12 +99,29 @@ impl BatchingConfig {
 }
 
 impl ModelConfig {
-    /// Reads `<model dir>/config.yaml`; a missing file means every default.
+    /// Reads `<model dir>/config.yaml`, else Triton's `config.pbtxt` (fields Switchyard does not
+    /// support are named in a warning), else every default.
     pub fn load(model_dir: &Path) -> Result<Self, String> {
         let path = model_dir.join("config.yaml");
+        let pbtxt = model_dir.join("config.pbtxt");
         let cfg: Self = match std::fs::read_to_string(&path) {
-            Ok(text) => parse_yaml(&text).map_err(|e| format!("config.yaml: {e}"))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::default(),
+            Ok(text) => {
+                if pbtxt.exists() {
+                    tracing::info!(model = %model_dir.display(), "config.yaml wins over config.pbtxt");
+                }
+                parse_yaml(&text).map_err(|e| format!("config.yaml: {e}"))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::read_to_string(&pbtxt) {
+                Ok(text) => {
+                    let (cfg, ignored) = crate::pbtxt::model_config(&text)?;
+                    if !ignored.is_empty() {
+                        tracing::warn!(model = %model_dir.display(), ignored = ?ignored, "config.pbtxt fields Switchyard does not support");
+                    }
+                    cfg
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::default(),
+                Err(e) => return Err(format!("config.pbtxt: {e}")),
+            },
             Err(e) => return Err(format!("config.yaml: {e}")),
         };
         for (field, value) in [

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 mod error;
 pub mod observe;
+mod pbtxt;
 pub mod repository;
 pub mod rollout_config;
 pub mod rollouts;

@@ -189,3 +189,20 @@ fn metrics_count_requests_by_model_version_and_outcome() {
     }
     assert!(!text.contains("route=\"/v2/models/mlp"), "raw paths must not become labels");
 }
+
+#[test]
+fn a_triton_config_pbtxt_is_honoured() {
+    let s = Server::start(&[]);
+    let cfg = s.get("/v2/models/triton_style/config").json();
+    assert_eq!(cfg["max_batch_size"], 8);
+    assert_eq!(cfg["instance_group"][0]["count"], 2);
+    assert_eq!(s.post_json("/v2/models/triton_style/infer", &mlp_request(8)).status, 200);
+    let r = s.post_json("/v2/models/triton_style/infer", &mlp_request(9));
+    assert_eq!(r.status, 400);
+    assert!(r.error().contains("max_batch_size 8"), "{}", r.text());
+    assert!(
+        s.log().contains("config.pbtxt fields Switchyard does not support") && s.log().contains("optimization"),
+        "{}",
+        s.log()
+    );
+}
