@@ -119,7 +119,7 @@ fn scalar<T: std::str::FromStr>(v: &Value, field: &str) -> Result<T, String> {
     }
 }
 
-fn message<'v>(v: &'v Value) -> &'v [(String, Value)] {
+fn message(v: &Value) -> &[(String, Value)] {
     match v {
         Value::Message(f) => f,
         _ => &[],
