@@ -11,7 +11,7 @@ HOST    ?= 127.0.0.1
 PORT    ?= 8000
 TEST_REPO := target/test-models
 
-.PHONY: run test setup build models test-models lint fmt clean simulate bench-text
+.PHONY: run test setup build models test-models lint fmt clean simulate bench bench-text
 .DEFAULT_GOAL := run
 
 ADMIN_TOKEN ?= demo-token
@@ -65,6 +65,13 @@ fmt:
 
 clean:
 	rm -rf target $(VENV) models/*/
+
+# Every benchmark: Criterion hot paths, the side-by-side peer matrix (installs the peers on first use),
+# and the text benchmark. Not part of `make test`.
+bench: build models .venv-bench/bin/python
+	cargo bench -p switchyard-protocol -p switchyard-core --bench codec --bench routing
+	loadtest/peers.sh --matrix quick
+	$(PY) loadtest/text_bench.py
 
 # MiniLM embeddings through HTTP: Switchyard's candle and ONNX Runtime paths beside a FastAPI peer.
 .venv-bench/bin/python:
