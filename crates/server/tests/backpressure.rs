@@ -51,8 +51,11 @@ fn counter(s: &Server, needle: &str) -> u64 {
 #[test]
 fn a_full_queue_answers_429_at_once_and_recovers() {
     let s = Server::start(&[]);
-    // One computing, one queued: the queue of one is full.
-    let mut busy: Vec<Conn> = (0..2).map(|_| send(s.port, "slow_queue1", 1024)).collect();
+    // One computing, one queued: the queue of one is full. (The second is sent once the worker has
+    // taken the first off the queue, or it would find the queue full itself.)
+    let mut busy = vec![send(s.port, "slow_queue1", 1024)];
+    in_flight(&s, "slow_queue1", 1);
+    busy.push(send(s.port, "slow_queue1", 1024));
     in_flight(&s, "slow_queue1", 2);
     let started = Instant::now();
     let r = s.conn().request("POST", "/v2/models/slow_queue1/infer", &[], &slow_body(1, None));
