@@ -60,10 +60,6 @@ impl TextEncoder {
         Ok(Self { tokenizer, max_length, truncation })
     }
 
-    pub fn max_length(&self) -> usize {
-        self.max_length
-    }
-
     pub fn encode(&self, texts: &[String]) -> Result<Encoded, BackendError> {
         let encodings = self
             .tokenizer

@@ -158,10 +158,6 @@ impl Rollout {
         &self.state
     }
 
-    pub fn plan(&self) -> &Plan {
-        &self.plan
-    }
-
     /// The canary's share of traffic now, in basis points.
     pub fn weight_bp(&self) -> u32 {
         self.state.weight_bp
