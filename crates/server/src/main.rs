@@ -11,6 +11,11 @@ use switchyard_server::cli::{Cli, Command, DEFAULT_MAX_REQUEST_BYTES, ServeArgs}
 use switchyard_server::config::ServerConfig;
 use switchyard_server::{AdminAuth, AppState, Limits, app, observe, repository, rollouts};
 
+// A request allocates many small, short-lived buffers across threads: mimalloc serves them faster than
+// glibc's allocator (malloc and free were a tenth of the server's time under load).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     let Command::Serve(args) = Cli::parse().command;
     observe::init_logging(args.log_format, &args.log);
