@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, header};
 use bytes::Bytes;
 use flate2::read::{GzDecoder, ZlibDecoder};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use std::io::Read;
 
 pub(super) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
@@ -32,11 +32,10 @@ pub(super) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> 
     {
         return Err(too_large(&len));
     }
-    let raw = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<LengthLimitError>() => return Err(too_large(&format!("more than {limit}"))),
-        Err(e) => return Err(ApiError::BadRequest(format!("could not read the request body: {e}"))),
-    };
+    let raw = collect(body, limit).await.map_err(|e| match e {
+        Overflow::TooLarge => too_large(&format!("more than {limit}")),
+        Overflow::Broken(m) => ApiError::BadRequest(format!("could not read the request body: {m}")),
+    })?;
     let Some(encoding) = encoding else { return Ok(raw) };
     // Decompression is CPU work: keep it off the async executor.
     let out = tokio::task::spawn_blocking(move || decompress(&raw, encoding, limit))
@@ -46,6 +45,55 @@ pub(super) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> 
         return Err(too_large(&format!("more than {limit} (decompressed)")));
     }
     Ok(out.into())
+}
+
+enum Overflow {
+    TooLarge,
+    Broken(String),
+}
+
+/// Most a refused body (one without a Content-Length that grew past the limit) is read and thrown away,
+/// and for how long, so the client finishes sending and reads its 413 instead of a broken pipe.
+const DRAIN_BYTES: usize = 256 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads the body up to `limit` bytes. Past the limit, the rest is drained (within bounds) and
+/// discarded, never kept.
+async fn collect(mut body: Body, limit: usize) -> Result<Bytes, Overflow> {
+    // A body in one frame (the usual case) is kept as it came, without a copy.
+    let mut one: Option<Bytes> = None;
+    let mut many: Option<bytes::BytesMut> = None;
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Overflow::Broken(e.to_string()))?;
+        let Ok(data) = frame.into_data() else { continue };
+        total += data.len();
+        if total > limit {
+            drop((one, many));
+            let drain = async {
+                let mut drained = 0usize;
+                while drained < DRAIN_BYTES
+                    && let Some(Ok(frame)) = body.frame().await
+                {
+                    drained += frame.data_ref().map_or(0, |d| d.len());
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+            return Err(Overflow::TooLarge);
+        }
+        match (&mut one, &mut many) {
+            (None, None) => one = Some(data),
+            (Some(first), None) => {
+                let mut buf = bytes::BytesMut::with_capacity(first.len() + data.len());
+                buf.extend_from_slice(first);
+                buf.extend_from_slice(&data);
+                one = None;
+                many = Some(buf);
+            }
+            (_, Some(buf)) => buf.extend_from_slice(&data),
+        }
+    }
+    Ok(many.map(bytes::BytesMut::freeze).or(one).unwrap_or_default())
 }
 
 /// Decompresses at most `limit + 1` bytes (one more than allowed, to tell "over the limit" apart).
