@@ -16,9 +16,6 @@ pub enum ProtocolError {
     /// A requested output is unknown or its parameters are wrong.
     #[error("output '{output}': {message}")]
     Output { output: String, message: String },
-    /// A request-level field is wrong.
-    #[error("{field}: {message}")]
-    Field { field: &'static str, message: String },
 }
 
 impl ProtocolError {

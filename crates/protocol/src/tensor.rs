@@ -25,25 +25,23 @@ pub enum TensorData {
 }
 
 /// Expands `$body` once per variant with `$v` bound to the inner Vec.
-#[macro_export]
-#[doc(hidden)]
 macro_rules! each_variant {
     ($data:expr, $v:ident => $body:expr) => {
         match $data {
-            $crate::TensorData::Bool($v) => $body,
-            $crate::TensorData::Uint8($v) => $body,
-            $crate::TensorData::Uint16($v) => $body,
-            $crate::TensorData::Uint32($v) => $body,
-            $crate::TensorData::Uint64($v) => $body,
-            $crate::TensorData::Int8($v) => $body,
-            $crate::TensorData::Int16($v) => $body,
-            $crate::TensorData::Int32($v) => $body,
-            $crate::TensorData::Int64($v) => $body,
-            $crate::TensorData::Fp16($v) => $body,
-            $crate::TensorData::Bf16($v) => $body,
-            $crate::TensorData::Fp32($v) => $body,
-            $crate::TensorData::Fp64($v) => $body,
-            $crate::TensorData::Bytes($v) => $body,
+            TensorData::Bool($v) => $body,
+            TensorData::Uint8($v) => $body,
+            TensorData::Uint16($v) => $body,
+            TensorData::Uint32($v) => $body,
+            TensorData::Uint64($v) => $body,
+            TensorData::Int8($v) => $body,
+            TensorData::Int16($v) => $body,
+            TensorData::Int32($v) => $body,
+            TensorData::Int64($v) => $body,
+            TensorData::Fp16($v) => $body,
+            TensorData::Bf16($v) => $body,
+            TensorData::Fp32($v) => $body,
+            TensorData::Fp64($v) => $body,
+            TensorData::Bytes($v) => $body,
         }
     };
 }
