@@ -13,7 +13,9 @@ fn specs() -> (Vec<TensorSpec>, Vec<TensorSpec>) {
 }
 
 fn json_body(rows: usize) -> Vec<u8> {
-    let data: Vec<String> = (0..rows * 64).map(|i| format!("{:.6}", (i % 97) as f32 * 0.013 - 0.6)).collect();
+    // As Python clients write float32 data: the shortest text of the value widened to f64 (~17 digits).
+    let data: Vec<String> =
+        (0..rows * 64).map(|i| format!("{}", f64::from(((i % 97) as f32).mul_add(0.013, -0.6)))).collect();
     format!(r#"{{"inputs":[{{"name":"input","shape":[{rows},64],"datatype":"FP32","data":[{}]}}]}}"#, data.join(","))
         .into_bytes()
 }

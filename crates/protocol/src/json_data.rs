@@ -38,6 +38,10 @@ pub(crate) fn decode(raw: &str, dt: DataType, shape: &[usize], count: usize) -> 
 }
 
 fn read<T: JsonElement>(raw: &str, shape: &[usize], count: usize, out: &mut Vec<T>) -> Result<(), String> {
+    if read_flat(raw.as_bytes(), count, out).is_some() {
+        return Ok(());
+    }
+    out.clear();
     let mut de = serde_json::Deserializer::from_str(raw);
     let mut state = State { out, shape, count, layout: Layout::Unknown };
     Level { state: &mut state, depth: 0 }.deserialize(&mut de).map_err(|e| e.to_string())?;
@@ -46,6 +50,45 @@ fn read<T: JsonElement>(raw: &str, shape: &[usize], count: usize, out: &mut Vec<
         return Err(format!("data has {} elements but shape {shape:?} needs {count}", state.out.len()));
     }
     Ok(())
+}
+
+/// The common case, a flat array of plain numbers, read in one pass: each number is scanned and parsed
+/// at once (correctly rounded, by `fast-float2`), about twice as fast as serde's visitor path. `raw` is
+/// already known to be valid JSON. Anything else (nesting, strings, a value out of range, a wrong count)
+/// answers `None`, and the serde path reads it again to give its precise error.
+fn read_flat<T: JsonElement>(raw: &[u8], count: usize, out: &mut Vec<T>) -> Option<()> {
+    if !T::SCANNABLE {
+        return None;
+    }
+    let skip_ws = |mut i: usize| {
+        while raw.get(i).is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = skip_ws(0);
+    if raw.get(i) != Some(&b'[') {
+        return None;
+    }
+    i = skip_ws(i + 1);
+    if raw.get(i) == Some(&b']') {
+        return (count == 0).then_some(());
+    }
+    loop {
+        if out.len() == count {
+            return None;
+        }
+        let (value, used) = T::from_prefix(&raw[i..])?;
+        out.push(value);
+        i += used;
+        i = skip_ws(i);
+        match raw.get(i) {
+            Some(b',') => i = skip_ws(i + 1),
+            Some(b']') => break,
+            _ => return None,
+        }
+    }
+    (out.len() == count).then_some(())
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -159,6 +202,13 @@ impl<'de, T: JsonElement> Visitor<'de> for Level<'_, '_, T> {
 /// How one JSON scalar becomes an element of a datatype; anything out of range is refused, never wrapped.
 trait JsonElement: Sized {
     const NAME: &'static str;
+    /// Whether [`read_flat`] may read this type (numbers only).
+    const SCANNABLE: bool = true;
+    /// The number at the start of `text` and the bytes it took; `None` sends the whole array down the
+    /// serde path.
+    fn from_prefix(_text: &[u8]) -> Option<(Self, usize)> {
+        None
+    }
     fn wrong(what: impl fmt::Display) -> Result<Self, String> {
         Err(format!("{what} is not a valid {} value", Self::NAME))
     }
@@ -181,6 +231,7 @@ trait JsonElement: Sized {
 
 impl JsonElement for bool {
     const NAME: &'static str = "BOOL";
+    const SCANNABLE: bool = false;
     fn from_bool(v: bool) -> Result<Self, String> {
         Ok(v)
     }
@@ -188,6 +239,7 @@ impl JsonElement for bool {
 
 impl JsonElement for String {
     const NAME: &'static str = "BYTES";
+    const SCANNABLE: bool = false;
     fn from_str(v: &str) -> Result<Self, String> {
         Ok(v.to_owned())
     }
@@ -197,6 +249,10 @@ macro_rules! int_element {
     ($t:ty, $name:literal) => {
         impl JsonElement for $t {
             const NAME: &'static str = $name;
+            fn from_prefix(text: &[u8]) -> Option<(Self, usize)> {
+                let (value, used) = read_integer(text)?;
+                Some((<$t>::try_from(value).ok()?, used))
+            }
             fn from_u64(v: u64) -> Result<Self, String> {
                 <$t>::try_from(v).map_err(|_| format!("{v} is out of range for {}", $name))
             }
@@ -209,6 +265,21 @@ macro_rules! int_element {
         }
     };
 }
+/// A JSON integer at the start of `text` (valid JSON), widened to i128; `None` for a fraction or exponent.
+fn read_integer(text: &[u8]) -> Option<(i128, usize)> {
+    let negative = text.first() == Some(&b'-');
+    let mut i = usize::from(negative);
+    let mut value: i128 = 0;
+    while let Some(&d @ b'0'..=b'9') = text.get(i) {
+        value = value.checked_mul(10)?.checked_add(i128::from(d - b'0'))?;
+        i += 1;
+    }
+    if i == usize::from(negative) || matches!(text.get(i), Some(b'.' | b'e' | b'E')) {
+        return None;
+    }
+    Some((if negative { -value } else { value }, i))
+}
+
 int_element!(u8, "UINT8");
 int_element!(u16, "UINT16");
 int_element!(u32, "UINT32");
@@ -219,9 +290,13 @@ int_element!(i32, "INT32");
 int_element!(i64, "INT64");
 
 macro_rules! float_element {
-    ($t:ty, $name:literal, $from:expr) => {
+    ($t:ty, $name:literal, $from:expr, $token:expr) => {
         impl JsonElement for $t {
             const NAME: &'static str = $name;
+            fn from_prefix(text: &[u8]) -> Option<(Self, usize)> {
+                let (x, used): ($t, usize) = $token(text)?;
+                f64::from(x).is_finite().then_some((x, used))
+            }
             fn from_u64(v: u64) -> Result<Self, String> {
                 <Self as JsonElement>::from_f64(v as f64)
             }
@@ -238,10 +313,19 @@ macro_rules! float_element {
         }
     };
 }
-float_element!(f32, "FP32", |v| v as f32);
-float_element!(f64, "FP64", |v| v);
-float_element!(f16, "FP16", f16::from_f64);
-float_element!(bf16, "BF16", bf16::from_f64);
+float_element!(f32, "FP32", |v| v as f32, number::<f32>);
+float_element!(f64, "FP64", |v| v, number::<f64>);
+float_element!(f16, "FP16", f16::from_f64, |t| number::<f64>(t).map(|(x, n)| (f16::from_f64(x), n)));
+float_element!(bf16, "BF16", bf16::from_f64, |t| number::<f64>(t).map(|(x, n)| (bf16::from_f64(x), n)));
+
+/// A JSON number at the start of `text`, correctly rounded to `F`. Only a sign or digit may start one
+/// (fast-float2 would also take `inf` and `nan`, which JSON has not).
+fn number<F: fast_float2::FastFloat>(text: &[u8]) -> Option<(F, usize)> {
+    match text.first() {
+        Some(b'-' | b'0'..=b'9') => fast_float2::parse_partial(text).ok(),
+        _ => None,
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -321,6 +405,69 @@ mod tests {
             decode("[0.9577587029597641]", DataType::Fp64, &[1], 1).unwrap(),
             TensorData::Fp64(vec![0.957_758_702_959_764_1])
         );
+    }
+
+    /// The flat scanner and the serde path (taken by nested data) must read every value alike.
+    #[test]
+    fn the_flat_scanner_agrees_with_the_serde_path() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut texts: Vec<String> =
+            ["0", "-0", "1e5", "1E-5", "-2.5e+3", "0.1", "3.4028235e38", "1e-45", "123456789012345678901234567890"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        for _ in 0..3000 {
+            let bits = next();
+            let f = f64::from_bits(bits);
+            if f.is_finite() {
+                texts.push(format!("{f}"));
+                texts.push(format!("{f:e}"));
+            }
+            let g = f32::from_bits(bits as u32);
+            if g.is_finite() {
+                texts.push(format!("{}", f64::from(g)));
+            }
+            texts.push(format!("{}", bits as i64 >> (bits % 60)));
+        }
+        let n = texts.len();
+        let flat = format!("[ {} ]", texts.join(" , "));
+        let nested = format!("[[{}]]", texts.join(","));
+        for dt in [DataType::Fp64, DataType::Fp16, DataType::Bf16, DataType::Int64] {
+            let a = decode(&flat, dt, &[1, n], n);
+            let b = decode(&nested, dt, &[1, n], n);
+            assert_eq!(a.is_ok(), b.is_ok(), "{dt}");
+            if let (Ok(a), Ok(b)) = (a, b) {
+                assert_eq!(format!("{a:?}"), format!("{b:?}"), "{dt}");
+            }
+        }
+        // FP32 is read directly (correctly rounded); the values of f32 round-trip either way.
+        let f32_texts: Vec<String> = (0..3000)
+            .map(|_| f32::from_bits(next() as u32))
+            .filter(|g| g.is_finite())
+            .map(|g| format!("{}", f64::from(g)))
+            .collect();
+        let n = f32_texts.len();
+        let flat = decode(&format!("[{}]", f32_texts.join(",")), DataType::Fp32, &[n], n).unwrap();
+        let nested = decode(&format!("[[{}]]", f32_texts.join(",")), DataType::Fp32, &[1, n], n).unwrap();
+        assert_eq!(flat, nested);
+        // Integers of every width, in and out of range, give the same answers and errors both ways.
+        for raw in ["[127,-128]", "[128,0]", "[1.0,2]", "[-1,0]", "[18446744073709551615,0]", "[9223372036854775808,1]"]
+        {
+            for dt in [DataType::Int8, DataType::Uint8, DataType::Uint64, DataType::Int64, DataType::Int32] {
+                // Errors name the same value; only the column differs.
+                let strip =
+                    |r: Result<TensorData, String>| r.map_err(|e| e.split(" at line").next().map(str::to_owned));
+                let flat = strip(decode(raw, dt, &[2], 2));
+                let nested = strip(decode(&format!("[{raw}]"), dt, &[1, 2], 2));
+                assert_eq!(flat, nested, "{raw} as {dt}");
+            }
+        }
     }
 
     #[test]
