@@ -91,16 +91,7 @@ pub fn decode_request(
         Some(n) => body.split_at(n),
         None => (body, &[][..]),
     };
-    let mut de = serde_json::Deserializer::from_slice(json);
-    let wire: WireRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        ProtocolError::Json(if path == "." {
-            e.into_inner().to_string()
-        } else {
-            format!("{path}: {}", e.into_inner())
-        })
-    })?;
-    de.end().map_err(|e| ProtocolError::Json(e.to_string()))?;
+    let wire = parse_header(json)?;
     let params = wire.parameters.unwrap_or(RequestParams { binary_data_output: None, timeout: None });
 
     let mut decoded: Vec<Tensor> = Vec::with_capacity(wire.inputs.len());
@@ -162,6 +153,25 @@ pub fn decode_request(
         Some(wanted) => select_outputs(wanted, outputs, default_binary)?,
     };
     Ok(InferRequest { id: wire.id, inputs: decoded, outputs, timeout_us: params.timeout })
+}
+
+/// Parses the JSON header. The fast path parses plainly; only a header that fails is parsed again with
+/// path tracking, so that the error names the field (`inputs[0].shape: ...`) at no cost to good requests.
+fn parse_header(json: &[u8]) -> Result<WireRequest<'_>, ProtocolError> {
+    if let Ok(wire) = serde_json::from_slice(json) {
+        return Ok(wire);
+    }
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let wire: WireRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        ProtocolError::Json(if path == "." {
+            e.into_inner().to_string()
+        } else {
+            format!("{path}: {}", e.into_inner())
+        })
+    })?;
+    de.end().map_err(|e| ProtocolError::Json(e.to_string()))?;
+    Ok(wire)
 }
 
 fn select_outputs(

@@ -4,7 +4,10 @@
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 use std::time::Instant;
 
 /// Log line format on stderr.
@@ -67,7 +70,7 @@ pub fn install_metrics() -> Result<PrometheusHandle, String> {
 
 /// Middleware: counts and times every request by its route template (never the raw path).
 pub async fn http_metrics(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let handles = route_handles(req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()));
     let method: &'static str = match req.method().as_str() {
         "GET" => "GET",
         "POST" => "POST",
@@ -78,10 +81,49 @@ pub async fn http_metrics(req: Request, next: Next) -> Response {
     };
     let start = Instant::now();
     let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
-    metrics::histogram!("switchyard_http_request_duration_seconds", "route" => route.clone())
-        .record(start.elapsed().as_secs_f64());
-    metrics::counter!("switchyard_http_requests_total", "route" => route, "method" => method, "status" => status)
-        .increment(1);
+    handles.duration.record(start.elapsed().as_secs_f64());
+    handles.requests(method, resp.status().as_u16()).increment(1);
     resp
+}
+
+/// One route's Prometheus handles, registered on first use, so that a request takes a read lock and
+/// touches atomics instead of building and hashing label sets (routes, methods and statuses are all
+/// bounded sets).
+struct RouteHandles {
+    route: String,
+    duration: Histogram,
+    requests: RwLock<HashMap<(&'static str, u16), Counter>>,
+}
+
+static ROUTES: LazyLock<RwLock<HashMap<String, Arc<RouteHandles>>>> = LazyLock::new(RwLock::default);
+
+fn route_handles(route: &str) -> Arc<RouteHandles> {
+    if let Some(h) = ROUTES.read().unwrap_or_else(PoisonError::into_inner).get(route) {
+        return Arc::clone(h);
+    }
+    let mut routes = ROUTES.write().unwrap_or_else(PoisonError::into_inner);
+    let h = routes.entry(route.to_owned()).or_insert_with(|| {
+        Arc::new(RouteHandles {
+            route: route.to_owned(),
+            duration: metrics::histogram!("switchyard_http_request_duration_seconds", "route" => route.to_owned()),
+            requests: RwLock::default(),
+        })
+    });
+    Arc::clone(h)
+}
+
+impl RouteHandles {
+    fn requests(&self, method: &'static str, status: u16) -> Counter {
+        let key = (method, status);
+        if let Some(c) = self.requests.read().unwrap_or_else(PoisonError::into_inner).get(&key) {
+            return c.clone();
+        }
+        let mut map = self.requests.write().unwrap_or_else(PoisonError::into_inner);
+        map.entry(key)
+            .or_insert_with(|| {
+                metrics::counter!("switchyard_http_requests_total", "route" => self.route.clone(), "method" => method,
+                    "status" => status.to_string())
+            })
+            .clone()
+    }
 }
