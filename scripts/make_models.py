@@ -21,6 +21,7 @@ With --test, also models that must fail to load (the rest of the repository keep
   mlp_batched, multi_io_batched   mlp version 1 and multi_io with dynamic batching (2 ms queue delay)
   slow_queue1   the slow model with a queue of one: overload answers 429
   triton_style  mlp version 1 configured only by a Triton config.pbtxt
+  triton_wrong_io  mlp with a config.pbtxt naming an input the model lacks: fails to load, naming it
   slow          x FP32 [batch, 1024] -> 8 x MatMul 1024x1024 -> y: a request's compute time grows with its
                 batch (about 0.1 s per 256 rows on one core), for shutdown and responsiveness tests
 """
@@ -195,6 +196,9 @@ def main():
                     'instance_group [ { count: 2 kind: KIND_CPU } ]\n'
                     'dynamic_batching { max_queue_delay_microseconds: 100 }\n'
                     'optimization { execution_accelerators { cpu_execution_accelerator: [ { name: "openvino" } ] } }\n')
+        save(mlp(1), repo, "triton_wrong_io", 1)
+        with open(os.path.join(repo, "triton_wrong_io", "config.pbtxt"), "w") as f:
+            f.write('max_batch_size: 8\ninput [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 64 ] } ]\n')
     print(f"models written to {repo}")
 
 

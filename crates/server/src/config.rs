@@ -58,6 +58,9 @@ pub struct ModelConfig {
     /// Text models (a tokenizer.json beside the weights): length limit, truncation, normalisation.
     #[serde(default)]
     pub text: switchyard_text::TextOptions,
+    /// Inputs and outputs a Triton `config.pbtxt` declares, checked against the model once it loads.
+    #[serde(skip)]
+    pub declared: Vec<crate::pbtxt::Declared>,
 }
 
 impl Default for ModelConfig {
@@ -73,6 +76,7 @@ impl Default for ModelConfig {
             queue_capacity: queue(),
             text: Default::default(),
             dynamic_batching: None,
+            declared: Vec::new(),
         }
     }
 }

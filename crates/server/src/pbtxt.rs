@@ -1,11 +1,25 @@
 //! Triton's `config.pbtxt` (protobuf text format), so a Triton model repository serves unchanged: the
 //! fields Switchyard supports become a `ModelConfig`, and the ones it ignores are named once in the log.
+//! Declared inputs and outputs are checked against the loaded model as Triton does: a name the model
+//! lacks, or a datatype or dims that differ, fails the load with the field named.
 
 use crate::config::{BatchingConfig, ModelConfig};
 use crate::rollout_config::Seconds;
 use std::time::Duration;
-use switchyard_backend::Device;
+use switchyard_backend::{Device, Signature};
 use switchyard_core::VersionPolicy;
+use switchyard_protocol::DataType;
+
+/// An `input` or `output` entry of a config.pbtxt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Declared {
+    /// `input` or `output`.
+    pub kind: &'static str,
+    pub name: String,
+    pub datatype: Option<DataType>,
+    /// Without the batch dimension when `max_batch_size` > 0, as Triton writes them.
+    pub dims: Option<Vec<i64>>,
+}
 
 /// A parsed text-format value.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,7 +147,8 @@ pub fn model_config(text: &str) -> Result<(ModelConfig, Vec<String>), String> {
     let mut ignored = Vec::new();
     for (name, value) in &fields {
         match name.as_str() {
-            "name" | "platform" | "backend" | "input" | "output" => {}
+            "name" | "platform" | "backend" => {}
+            "input" | "output" => {}
             "max_batch_size" => cfg.max_batch_size = Some(scalar(value, "max_batch_size")?),
             "dynamic_batching" => {
                 let d = message(value);
@@ -192,7 +207,78 @@ pub fn model_config(text: &str) -> Result<(ModelConfig, Vec<String>), String> {
             }
         }
     }
+    for kind in ["input", "output"] {
+        for entry in all(&fields, kind) {
+            cfg.declared.push(declared(kind, message(entry))?);
+        }
+    }
     Ok((cfg, ignored))
+}
+
+fn declared(kind: &'static str, fields: &[(String, Value)]) -> Result<Declared, String> {
+    let name: String =
+        all(fields, "name").first().map(|v| scalar(v, &format!("{kind}.name"))).ok_or(format!("{kind}: no name"))??;
+    let datatype = match all(fields, "data_type").first() {
+        None => None,
+        Some(v) => {
+            let t: String = scalar(v, &format!("{kind} '{name}' data_type"))?;
+            let v2 = match t.strip_prefix("TYPE_") {
+                Some("STRING") => Some(DataType::Bytes),
+                Some(rest) => DataType::parse(rest),
+                None => None,
+            };
+            Some(
+                v2.ok_or_else(|| format!("{kind} '{name}': data_type {t} is not a Triton datatype Switchyard serves"))?,
+            )
+        }
+    };
+    let dims = all(fields, "dims");
+    let dims = if dims.is_empty() {
+        None
+    } else {
+        Some(dims.into_iter().map(|v| scalar(v, &format!("{kind} '{name}' dims"))).collect::<Result<_, _>>()?)
+    };
+    Ok(Declared { kind, name, datatype, dims })
+}
+
+/// Checks the config's declared inputs and outputs against the loaded model. `batched`: the model's
+/// first dimension is the batch (max_batch_size > 0), which Triton's `dims` leave out. Tensors the config
+/// does not declare are taken from the model, as Triton's auto-complete does.
+pub fn check_declared(declared: &[Declared], sig: &Signature, batched: bool) -> Result<(), String> {
+    for d in declared {
+        let specs = if d.kind == "input" { &sig.inputs } else { &sig.outputs };
+        let names = || specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+        let spec = specs.iter().find(|s| s.name == d.name).ok_or_else(|| {
+            format!(
+                "config.pbtxt: {} '{}' is not an {} of the model ({}s: {})",
+                d.kind,
+                d.name,
+                d.kind,
+                d.kind,
+                names()
+            )
+        })?;
+        if let Some(dt) = d.datatype.filter(|&dt| dt != spec.datatype) {
+            return Err(format!(
+                "config.pbtxt: {} '{}' has data_type {dt} but the model's is {}",
+                d.kind, d.name, spec.datatype
+            ));
+        }
+        let model_dims = if batched { spec.shape.get(1..).unwrap_or_default() } else { &spec.shape[..] };
+        if let Some(dims) = &d.dims {
+            let fits =
+                dims.len() == model_dims.len() && dims.iter().zip(model_dims).all(|(&a, &b)| a == b || a < 0 || b < 0);
+            if !fits {
+                return Err(format!(
+                    "config.pbtxt: {} '{}' has dims {dims:?} but the model's are {model_dims:?}{}",
+                    d.kind,
+                    d.name,
+                    if batched { " (without the batch dimension, as max_batch_size > 0)" } else { "" }
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -208,6 +294,38 @@ mod tests {
         .unwrap();
         assert_eq!((c.max_batch_size, c.instances, c.device), (Some(64), 2, Device::Cpu));
         assert!(ignored.is_empty());
+        assert_eq!(c.declared.len(), 2);
+        assert_eq!(
+            c.declared[0],
+            Declared { kind: "input", name: "input".into(), datatype: Some(DataType::Fp32), dims: Some(vec![64]) }
+        );
+    }
+
+    #[test]
+    fn declared_tensors_are_checked_against_the_model() {
+        use switchyard_protocol::TensorSpec;
+        let sig = Signature {
+            platform: "onnxruntime_onnx",
+            inputs: vec![TensorSpec::new("input", DataType::Fp32, vec![-1, 64])],
+            outputs: vec![TensorSpec::new("output", DataType::Fp32, vec![-1, 10])],
+        };
+        let check =
+            |pbtxt: &str, batched: bool| check_declared(&model_config(pbtxt).unwrap().0.declared, &sig, batched);
+        check("input [ { name: \"input\" data_type: TYPE_FP32 dims: [ 64 ] } ]", true).unwrap();
+        check("input [ { name: \"input\" dims: [ -1, 64 ] } ]", false).unwrap();
+        check("output { name: \"output\" data_type: TYPE_FP32 dims: [ -1 ] }", true).unwrap();
+        let err = check("input [ { name: \"x\" data_type: TYPE_FP32 dims: [ 64 ] } ]", true).unwrap_err();
+        assert!(err.contains("input 'x' is not an input of the model (inputs: input)"), "{err}");
+        let err = check("input [ { name: \"input\" data_type: TYPE_INT64 dims: [ 64 ] } ]", true).unwrap_err();
+        assert!(err.contains("data_type INT64 but the model's is FP32"), "{err}");
+        let err = check("output [ { name: \"output\" dims: [ 12 ] } ]", true).unwrap_err();
+        assert!(err.contains("dims [12] but the model's are [10]"), "{err}");
+        let err = check("input [ { name: \"input\" dims: [ 64 ] } ]", false).unwrap_err();
+        assert!(err.contains("dims [64] but the model's are [-1, 64]"), "{err}");
+        assert!(model_config("input [ { data_type: TYPE_FP32 } ]").unwrap_err().contains("input: no name"));
+        assert!(model_config("input [ { name: \"a\" data_type: TYPE_QUAT } ]").unwrap_err().contains("TYPE_QUAT"));
+        let (s, _) = model_config("input [ { name: \"t\" data_type: TYPE_STRING dims: [ 1 ] } ]").unwrap();
+        assert_eq!(s.declared[0].datatype, Some(DataType::Bytes));
     }
 
     #[test]

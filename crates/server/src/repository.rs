@@ -110,5 +110,7 @@ fn load_version(
         max_batch_size: cfg.max_batch_size,
         batching: cfg.dynamic_batching.as_ref().map(crate::config::BatchingConfig::policy),
     };
-    Pool::start(pool_opts, loader, metrics).map_err(|e| e.to_string())
+    let pool = Pool::start(pool_opts, loader, metrics).map_err(|e| e.to_string())?;
+    crate::pbtxt::check_declared(&cfg.declared, pool.signature(), pool.max_batch_size() > 0)?;
+    Ok(pool)
 }

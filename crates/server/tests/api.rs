@@ -205,4 +205,8 @@ fn a_triton_config_pbtxt_is_honoured() {
         "{}",
         s.log()
     );
+    // Declared inputs and outputs are checked against the model, as Triton does.
+    let wrong = s.get("/v2/models/triton_wrong_io/ready");
+    assert_eq!(wrong.status, 503);
+    assert!(wrong.error().contains("input 'INPUT0' is not an input of the model (inputs: input)"), "{}", wrong.text());
 }

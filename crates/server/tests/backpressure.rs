@@ -8,6 +8,14 @@ use common::{Conn, Server};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
+/// These tests time the server under load, so they run one at a time (the overload test would starve the
+/// others on a small machine).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn slow_body(rows: usize, timeout_us: Option<u64>) -> Vec<u8> {
     let mut body = json!({"inputs": [{"name": "x", "shape": [rows, 1024], "datatype": "FP32", "data": vec![0.01f32; rows * 1024]}]});
     if let Some(t) = timeout_us {
@@ -50,6 +58,7 @@ fn counter(s: &Server, needle: &str) -> u64 {
 
 #[test]
 fn a_full_queue_answers_429_at_once_and_recovers() {
+    let _serial = serial();
     let s = Server::start(&[]);
     // One computing, one queued: the queue of one is full. (The second is sent once the worker has
     // taken the first off the queue, or it would find the queue full itself.)
@@ -71,6 +80,7 @@ fn a_full_queue_answers_429_at_once_and_recovers() {
 
 #[test]
 fn the_timeout_parameter_is_honoured() {
+    let _serial = serial();
     let s = Server::start(&[]);
     let mut first = send(s.port, "slow", 1024);
     in_flight(&s, "slow", 1);
@@ -82,6 +92,7 @@ fn the_timeout_parameter_is_honoured() {
 
 #[test]
 fn requests_whose_clients_left_are_not_computed() {
+    let _serial = serial();
     let s = Server::start(&[]);
     let mut first = send(s.port, "slow", 1024);
     in_flight(&s, "slow", 1);
@@ -114,6 +125,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn memory_stays_bounded_under_overload_and_the_server_recovers_at_once() {
+    let _serial = serial();
     const CLIENTS: usize = 20; // 10x the two requests `slow_queue1` admits (one computing, one queued)
     const ROWS: usize = 16; // a 64 KiB body and a few ms of compute per request
     let s = Server::start(&[]);

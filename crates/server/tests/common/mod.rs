@@ -19,7 +19,7 @@ pub fn test_repo() -> PathBuf {
         return PathBuf::from(p);
     }
     let repo = workspace().join("target/test-models");
-    if !repo.join("triton_style/config.pbtxt").exists() {
+    if !repo.join("triton_wrong_io/config.pbtxt").exists() {
         let status = Command::new(workspace().join(".venv/bin/python"))
             .args(["scripts/make_models.py", "target/test-models", "--test"])
             .current_dir(workspace())
