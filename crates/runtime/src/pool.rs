@@ -192,6 +192,17 @@ fn gather(
     metrics: &VersionMetrics,
 ) -> Option<Job> {
     let mut rows = batch::rows(&group[0].inputs)?;
+    // Let the threads that decode requests (on a busy core, the same one) finish what they have started:
+    // yield while the queue still grows, so the batch holds every request already on its way.
+    let mut queued = rx.len();
+    for _ in 0..16 {
+        std::thread::yield_now();
+        let now = rx.len();
+        if now <= queued {
+            break;
+        }
+        queued = now;
+    }
     let deadline = Instant::now() + policy.max_queue_delay;
     while rows < max && !policy.preferred.contains(&rows) {
         let next =

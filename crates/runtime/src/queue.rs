@@ -54,6 +54,11 @@ impl<T> Receivers<T> {
         if open { Ok(None) } else { Err(()) }
     }
 
+    /// Items waiting, all priorities together.
+    pub(crate) fn len(&self) -> usize {
+        self.receivers.iter().map(Receiver::len).sum()
+    }
+
     /// Waits for the highest-priority item, until `deadline` if given; `None` at the deadline or when
     /// every sender is gone.
     pub(crate) fn take(&self, deadline: Option<Instant>) -> Option<T> {
