@@ -66,11 +66,13 @@ fmt:
 clean:
 	rm -rf target $(VENV) models/*/
 
-# Every benchmark: Criterion hot paths, the side-by-side peer matrix (installs the peers on first use),
-# and the text benchmark. Not part of `make test`.
+# Every benchmark: Criterion hot paths, the side-by-side peer run at the throughput issue's points
+# (installs the peers on first use), perf_analyzer with binary tensors beside the floor, and the text
+# benchmark. Not part of `make test`.
 bench: build models .venv-bench/bin/python
 	cargo bench -p switchyard-protocol -p switchyard-core --bench codec --bench routing
-	loadtest/peers.sh --matrix quick
+	loadtest/peers.sh
+	loadtest/binary.sh
 	$(PY) loadtest/text_bench.py
 
 # MiniLM embeddings through HTTP: Switchyard's candle and ONNX Runtime paths beside a FastAPI peer.
