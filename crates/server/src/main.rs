@@ -6,6 +6,7 @@ use clap::Parser;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_backend_ort::{OrtEnvironment, find_library};
+use axum::serve::ListenerExt;
 use switchyard_runtime::Registry;
 use switchyard_server::cli::{Cli, Command, DEFAULT_MAX_REQUEST_BYTES, ServeArgs};
 use switchyard_server::config::ServerConfig;
@@ -72,6 +73,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
     eprintln!("switchyard listening on http://{local}  (try: curl http://{local}/v2/models/mlp)");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Replies go out as soon as they are written (no Nagle wait behind an unacknowledged segment).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: no new connections, finishing requests in flight");
