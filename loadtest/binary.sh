@@ -6,9 +6,9 @@
 set -euo pipefail
 source "$(dirname "$0")/overlay.sh"
 points=("$@")
-[ ${#points[@]} -eq 0 ] && points=(mlp_small:1:1 mlp_small:1:32 mlp_large:1:32 mlp_large:8:32)
+[ ${#points[@]} -eq 0 ] && points=(mlp_small:1:1 mlp_small:1:32 mlp_large:1:32 mlp_large:8:32 mlp_large:64:1)
 port=18431
-taskset -c 0 "$ROOT/target/release/switchyard" serve --model-repository "$OVERLAY" --port $port --log warn &
+taskset -c 0 "$ROOT/target/release/switchyard" serve --model-repository "$OVERLAY" --port $port --log error &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
