@@ -57,9 +57,6 @@ fn read<T: JsonElement>(raw: &str, shape: &[usize], count: usize, out: &mut Vec<
 /// already known to be valid JSON. Anything else (nesting, strings, a value out of range, a wrong count)
 /// answers `None`, and the serde path reads it again to give its precise error.
 fn read_flat<T: JsonElement>(raw: &[u8], count: usize, out: &mut Vec<T>) -> Option<()> {
-    if !T::SCANNABLE {
-        return None;
-    }
     let skip_ws = |mut i: usize| {
         while raw.get(i).is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
             i += 1;
@@ -202,10 +199,8 @@ impl<'de, T: JsonElement> Visitor<'de> for Level<'_, '_, T> {
 /// How one JSON scalar becomes an element of a datatype; anything out of range is refused, never wrapped.
 trait JsonElement: Sized {
     const NAME: &'static str;
-    /// Whether [`read_flat`] may read this type (numbers only).
-    const SCANNABLE: bool = true;
-    /// The number at the start of `text` and the bytes it took; `None` sends the whole array down the
-    /// serde path.
+    /// The number at the start of `text` and the bytes it took; `None` (always, for BOOL and BYTES) sends
+    /// the whole array down the serde path.
     fn from_prefix(_text: &[u8]) -> Option<(Self, usize)> {
         None
     }
@@ -231,7 +226,6 @@ trait JsonElement: Sized {
 
 impl JsonElement for bool {
     const NAME: &'static str = "BOOL";
-    const SCANNABLE: bool = false;
     fn from_bool(v: bool) -> Result<Self, String> {
         Ok(v)
     }
@@ -239,7 +233,6 @@ impl JsonElement for bool {
 
 impl JsonElement for String {
     const NAME: &'static str = "BYTES";
-    const SCANNABLE: bool = false;
     fn from_str(v: &str) -> Result<Self, String> {
         Ok(v.to_owned())
     }
