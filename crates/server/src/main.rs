@@ -2,11 +2,11 @@
 //! listener, and shuts down gracefully on SIGTERM or Ctrl-C.
 
 use anyhow::{Context, Result};
+use axum::serve::ListenerExt;
 use clap::Parser;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_backend_ort::{OrtEnvironment, find_library};
-use axum::serve::ListenerExt;
 use switchyard_runtime::Registry;
 use switchyard_server::cli::{Cli, Command, DEFAULT_MAX_REQUEST_BYTES, ServeArgs};
 use switchyard_server::config::ServerConfig;

@@ -273,6 +273,16 @@ fn a_shadow_reports_its_agreement_without_touching_the_clients_answer() {
         metrics.contains(r#"switchyard_shadow_exact_agreement_ratio{endpoint="scorer",shadow="mlp_heavy/1"} 0"#),
         "{metrics}"
     );
+    // Traffic faster than the shadow can follow: copies beyond its slots are shed (counted), never queued
+    // without end, and every client still gets control's answer.
+    let shed = || admin(&s, "scorer")["shadows"][0]["agreement"]["shed"].as_u64().unwrap_or(0);
+    let (n, bad, arms) = traffic(&s, 16, Duration::from_secs(15), || shed() > 0);
+    assert_eq!(bad, 0, "clients saw errors while the shadow shed");
+    assert!(arms.iter().all(|a| a == "control"));
+    assert!(shed() > 0, "no shadow copy was shed in {n} requests: {:#}", admin(&s, "scorer")["shadows"]);
+    assert!(
+        s.get("/metrics").text().contains(r#"switchyard_shadow_shed_total{endpoint="scorer",shadow="mlp_heavy/1"}"#)
+    );
 }
 
 #[test]
