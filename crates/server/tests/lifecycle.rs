@@ -108,6 +108,13 @@ fn settings_come_from_the_environment_too() {
     let s = Server::start(&["--config", cfg.to_str().unwrap()]);
     let r = s.post_json("/v2/models/mlp/infer", &common::mlp_request(1));
     assert_eq!(r.status, 413);
+    // A body far over the limit but of a plausible size is read to its end first, so the client
+    // finishes sending and reads the 413 (not a reset) on a connection that stays usable.
+    let mut c = s.conn();
+    let big = vec![b' '; 8 << 20];
+    let r = c.request("POST", "/v2/models/mlp/infer", &[], &big);
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(r.error().contains("8388608 bytes is over the limit of 100"), "{}", r.text());
     std::fs::write(&cfg, "server:\n  max_body: 100\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(["serve", "--port", "0", "--model-repository"])

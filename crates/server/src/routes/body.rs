@@ -30,6 +30,11 @@ pub(super) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> 
     if let Some(len) = declared
         && len > limit as u64
     {
+        // A plausible size is read and thrown away (bounded), so the client finishes sending and reads
+        // its 413 instead of a reset; an absurd one is refused at once.
+        if len <= DRAIN_BYTES as u64 {
+            drain(body).await;
+        }
         return Err(too_large(&len));
     }
     let raw = collect(body, limit).await.map_err(|e| match e {
@@ -52,10 +57,23 @@ enum Overflow {
     Broken(String),
 }
 
-/// Most a refused body (one without a Content-Length that grew past the limit) is read and thrown away,
-/// and for how long, so the client finishes sending and reads its 413 instead of a broken pipe.
+/// Most a refused body is read and thrown away, and for how long, so the client finishes sending and
+/// reads its 413 instead of a broken pipe.
 const DRAIN_BYTES: usize = 256 << 20;
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads and discards what is left of a refused body, within [`DRAIN_BYTES`] and [`DRAIN_TIME`].
+async fn drain(mut body: Body) {
+    let discard = async {
+        let mut drained = 0usize;
+        while drained < DRAIN_BYTES
+            && let Some(Ok(frame)) = body.frame().await
+        {
+            drained += frame.data_ref().map_or(0, |d| d.len());
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
+}
 
 /// Reads the body up to `limit` bytes. Past the limit, the rest is drained (within bounds) and
 /// discarded, never kept.
@@ -70,15 +88,7 @@ async fn collect(mut body: Body, limit: usize) -> Result<Bytes, Overflow> {
         total += data.len();
         if total > limit {
             drop((one, many));
-            let drain = async {
-                let mut drained = 0usize;
-                while drained < DRAIN_BYTES
-                    && let Some(Ok(frame)) = body.frame().await
-                {
-                    drained += frame.data_ref().map_or(0, |d| d.len());
-                }
-            };
-            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+            drain(body).await;
             return Err(Overflow::TooLarge);
         }
         match (&mut one, &mut many) {
