@@ -20,9 +20,13 @@ echo "|---|---|---:|---:|---:|---:|---:|"
 for p in "${points[@]}"; do
   IFS=: read -r model batch conc <<<"$p"
   out="$(taskset -c 1 timeout 120 "$BENCH_TOOLS/bin/perf_analyzer" -m "$model" -i http -u "127.0.0.1:$port" \
-    -b "$batch" --concurrency-range "$conc" --measurement-interval 2000 \
-    --input-tensor-format binary --output-tensor-format binary 2>&1)"
-  tput="$(grep -oP 'Throughput: \K[0-9.]+' <<<"$out" | tail -1)"
+    -b "$batch" --concurrency-range "$conc" --measurement-interval 2000 --stability-percentage 100 --max-trials 6 \
+    --input-tensor-format binary --output-tensor-format binary 2>&1)" || true
+  tput="$(grep -oP 'Throughput: \K[0-9.]+' <<<"$out" | tail -1)" || true
+  if [ -z "$tput" ]; then
+    printf '| switchyard (binary) | %s | %s | %s | failed: %s | | |\n' "$model" "$batch" "$conc" "$(tail -1 <<<"$out")"
+    continue
+  fi
   p50="$(grep -oP 'p50 latency: \K[0-9]+' <<<"$out" | tail -1)"
   p99="$(grep -oP 'p99 latency: \K[0-9]+' <<<"$out" | tail -1)"
   printf '| switchyard (binary) | %s | %s | %s | %.0f | %.2f | %.2f |\n' "$model" "$batch" "$conc" "$tput" "$((p50))e-3" "$((p99))e-3"
