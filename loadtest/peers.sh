@@ -2,7 +2,7 @@
 # Side-by-side benchmark against Triton (PyTriton), MLServer, KServe, FastAPI, a null nginx server and the
 # in-process ONNX Runtime floor, using the shared harness in ../shared/bench (servers on core 0, client on
 # core 1; read its README). Usage:
-#   loadtest/peers.sh                     # the points (~15 min); the first run installs the peers (~5 min)
+#   loadtest/peers.sh                     # the points (~8 min); the first run installs the peers (~5 min)
 #   loadtest/peers.sh --matrix standard   # any compare.py flag passes through
 # Switchyard serves the same model files with dynamic batching on (see overlay.sh); nothing else differs.
 set -euo pipefail

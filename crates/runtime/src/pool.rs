@@ -192,16 +192,8 @@ fn gather(
     metrics: &VersionMetrics,
 ) -> Option<Job> {
     let mut rows = batch::rows(&group[0].inputs)?;
-    // Let the threads that decode requests (on a busy core, the same one) finish what they have started:
-    // yield while the queue still grows, so the batch holds every request already on its way.
-    let mut queued = rx.len();
-    for _ in 0..16 {
-        std::thread::yield_now();
-        let now = rx.len();
-        if now <= queued {
-            break;
-        }
-        queued = now;
+    if rows < max {
+        yield_while_growing(rx);
     }
     let deadline = Instant::now() + policy.max_queue_delay;
     while rows < max && !policy.preferred.contains(&rows) {
@@ -222,6 +214,21 @@ fn gather(
         }
     }
     None
+}
+
+/// Lets the threads that decode requests (on a busy core, the same one) finish what they have started:
+/// yields while the queue still grows, so that a batch holds every request already on its way. With a
+/// core to itself, the first yield returns at once and the queue has not grown.
+fn yield_while_growing(rx: &Receivers<Job>) {
+    let mut queued = rx.len();
+    for _ in 0..16 {
+        std::thread::yield_now();
+        let now = rx.len();
+        if now <= queued {
+            return;
+        }
+        queued = now;
+    }
 }
 
 /// Runs one model call for `group` (one job, or several merged) and answers each job.

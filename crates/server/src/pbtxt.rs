@@ -147,8 +147,8 @@ pub fn model_config(text: &str) -> Result<(ModelConfig, Vec<String>), String> {
     let mut ignored = Vec::new();
     for (name, value) in &fields {
         match name.as_str() {
-            "name" | "platform" | "backend" => {}
-            "input" | "output" => {}
+            // `input` and `output` are read after this loop, once every field is known.
+            "name" | "platform" | "backend" | "input" | "output" => {}
             "max_batch_size" => cfg.max_batch_size = Some(scalar(value, "max_batch_size")?),
             "dynamic_batching" => {
                 let d = message(value);

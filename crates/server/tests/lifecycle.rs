@@ -115,6 +115,7 @@ fn settings_come_from_the_environment_too() {
     let r = c.request("POST", "/v2/models/mlp/infer", &[], &big);
     assert_eq!(r.status, 413, "{}", r.text());
     assert!(r.error().contains("8388608 bytes is over the limit of 100"), "{}", r.text());
+    assert_eq!(c.request("GET", "/v2/health/live", &[], b"").status, 200);
     std::fs::write(&cfg, "server:\n  max_body: 100\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(["serve", "--port", "0", "--model-repository"])
