@@ -43,8 +43,25 @@ mod tests {
         let differ =
             (0..100).filter(|i| bucket("a", format!("u{i}").as_bytes()) != bucket("b", format!("u{i}").as_bytes()));
         assert!(differ.count() > 90);
-        // Pinned: a change of hash would move every user.
-        assert_eq!(bucket("scorer", b"user-42"), bucket("scorer", b"user-42"));
+    }
+
+    /// Pinned values, computed by an independent implementation of the same hash (Python): a change of
+    /// code or dependency that moved them would silently move users between arms across an upgrade.
+    #[test]
+    fn buckets_are_pinned() {
+        let table: [(&str, &[u8], u32); 7] = [
+            ("scorer", b"user-42", 2941),
+            ("scorer", b"user-1", 8820),
+            ("mlp", b"user-42", 3906),
+            ("", b"", 4141),
+            ("salt", b"key-0", 5712),
+            ("checkout-v2", b"9f1c2e", 2890),
+            ("scorer", b"\xff\x00bin", 8538),
+        ];
+        for (salt, key, expected) in table {
+            assert_eq!(bucket(salt, key), expected, "salt {salt:?}, key {key:?}");
+        }
+        assert_eq!([0, 1, 12_345].map(random_bucket), [0, 8789, 5873]);
     }
 
     #[test]

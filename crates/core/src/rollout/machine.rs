@@ -3,9 +3,18 @@
 //! either test has the evidence, advance a step once its hold has passed and both arms saw
 //! `min_requests`, promote after the last step, otherwise wait. Admin actions go through here too, so
 //! every change of weight has one place and one record.
+//!
+//! A step at 100 % (blue-green, or a last step of a progressive plan) leaves no live control to compare
+//! with: on entering it, control's figures so far are frozen into a [`Baseline`] and the canary is judged
+//! against that (see `baseline.rs`). A plan with such a step gives half of `alpha` to the live tests and
+//! half to the baseline tests, so the whole rollout stays within `alpha`.
+//!
+//! Restoring a saved state takes only what the current plan can hold: the same kind of schedule and a
+//! step that exists. Anything else starts the new plan and says why (see [`Rollout::resume`]).
 
+use super::baseline::{Baseline, BaselineTests};
 use super::errors::{ErrorRateTest, ErrorsOnlyTest, Side};
-use super::latency::LatencyTest;
+use super::latency::{LatencyTest, LogHistogram};
 use super::plan::{FULL_WEIGHT, Plan, Schedule};
 
 /// Where a rollout stands.
@@ -98,6 +107,20 @@ pub struct State {
     pub updated_ms: u64,
     pub verdict: Verdict,
     pub reason: Option<Reason>,
+    /// Control's figures frozen when the canary took all traffic (absent before, and in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
+}
+
+/// Why a saved state cannot be resumed under the current plan.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResumeRefused {
+    #[error("it was saved at step {saved} of a plan that now has {steps} step(s)")]
+    StepGone { saved: usize, steps: usize },
+    #[error("it was saved as a fixed split and the plan now has steps")]
+    NowSteps,
+    #[error("it was saved as a progressive plan and the plan is now a fixed split")]
+    NowFixed,
 }
 
 /// An admin action.
@@ -120,6 +143,10 @@ pub struct Rollout {
     errors_only: Option<ErrorsOnlyTest>,
     latency: LatencyTest,
     step_requests: [u64; 2],
+    /// Control's successful latencies, kept only when the plan has a 100 % step (for its baseline).
+    control_latencies: Option<LogHistogram>,
+    /// The canary against control's frozen figures, once it takes all traffic.
+    baseline: Option<BaselineTests>,
 }
 
 impl Rollout {
@@ -137,21 +164,47 @@ impl Rollout {
             updated_ms: now_ms,
             verdict: Verdict::InsufficientEvidence,
             reason: None,
+            baseline: None,
         };
-        Self::restore(plan, state)
+        Self::build(plan, state)
     }
 
-    /// Resumes from a saved state; a running step's hold restarts from its saved start.
-    pub fn restore(plan: Plan, state: State) -> Self {
+    fn build(plan: Plan, state: State) -> Self {
         let a = plan.analysis;
+        let baseline = state.baseline.map(|b| BaselineTests::new(b, a.latency_quantile, a.latency_max_ratio));
         Self {
             errors: ErrorRateTest::new(a.error_max_ratio, a.error_min_increase),
             errors_only: (a.error_min_increase == 0.0).then(|| ErrorsOnlyTest::new(a.error_max_ratio)),
             latency: LatencyTest::new(a.latency_quantile, a.latency_max_ratio),
+            control_latencies: plan.has_full_step().then(LogHistogram::default),
+            baseline,
             plan,
             state,
             step_requests: [0; 2],
         }
+    }
+
+    /// Resumes a saved state under `plan` when the plan can hold it: a progressive rollout at a step the
+    /// plan still has (at that step's weight as the plan now says), a fixed split under a fixed split (at
+    /// the plan's weight), a finished rollout as it finished. A running step's hold restarts from its
+    /// saved start; the evidence starts afresh (a restarted test is as valid as a new one).
+    pub fn resume(plan: Plan, mut state: State) -> Result<Self, ResumeRefused> {
+        match (state.phase, &plan.schedule) {
+            (Phase::Step(n), Schedule::Steps(steps)) => {
+                let step = steps.get(n).ok_or(ResumeRefused::StepGone { saved: n, steps: steps.len() })?;
+                if !state.paused {
+                    state.weight_bp = step.weight_bp;
+                }
+                if step.weight_bp < FULL_WEIGHT {
+                    state.baseline = None;
+                }
+            }
+            (Phase::Step(_), Schedule::Fixed(_)) => return Err(ResumeRefused::NowFixed),
+            (Phase::Fixed, Schedule::Fixed(w)) => state.weight_bp = if state.paused { state.weight_bp } else { *w },
+            (Phase::Fixed, Schedule::Steps(_)) => return Err(ResumeRefused::NowSteps),
+            (Phase::Promoted | Phase::RolledBack, _) => {}
+        }
+        Ok(Self::build(plan, state))
     }
 
     pub fn state(&self) -> &State {
@@ -180,23 +233,66 @@ impl Rollout {
             t.observe_error(side, share);
         }
         if !failed {
-            match side {
-                Side::Control => self.latency.observe_control(latency_seconds, share),
-                Side::Canary => self.latency.observe_canary(latency_seconds, share),
-            }
+            self.observe_latency(side, latency_seconds, share);
+        }
+        if side == Side::Canary
+            && let Some(b) = &mut self.baseline
+        {
+            b.observe(Some(failed), latency_seconds);
         }
     }
 
-    /// The error-rate test's threshold: half the false-rollback budget, split in two again when the
-    /// errors-only test runs beside it.
-    pub fn error_threshold(&self) -> f64 {
-        let share = if self.errors_only.is_some() { 4.0 } else { 2.0 };
-        (share / self.plan.analysis.alpha).ln()
+    /// Records a request that ran past a deadline its client chose: not an error of the arm, but its
+    /// latency is known to be at least `latency_seconds`. A tail event is judged on that lower bound;
+    /// the client's deadline does not depend on the arm, so the latency tests stay valid.
+    pub fn record_censored(&mut self, side: Side, latency_seconds: f64) {
+        if !self.is_judging() {
+            return;
+        }
+        let share = f64::from(self.state.weight_bp) / f64::from(FULL_WEIGHT);
+        self.observe_latency(side, latency_seconds, share);
+        if side == Side::Canary
+            && let Some(b) = &mut self.baseline
+        {
+            b.observe(None, latency_seconds);
+        }
     }
 
-    /// The latency test's threshold: the other half of the budget.
+    fn observe_latency(&mut self, side: Side, seconds: f64, share: f64) {
+        match side {
+            Side::Control => {
+                self.latency.observe_control(seconds, share);
+                if let Some(h) = &mut self.control_latencies {
+                    h.record(seconds);
+                }
+            }
+            Side::Canary => self.latency.observe_canary(seconds, share),
+        }
+    }
+
+    /// The false-rollback budget of the live tests: all of `alpha`, or half when the baseline tests of a
+    /// 100 % step take the other half.
+    fn live_alpha(&self) -> f64 {
+        let a = self.plan.analysis.alpha;
+        if self.plan.has_full_step() { a / 2.0 } else { a }
+    }
+
+    /// The error-rate test's threshold: half the live budget, split in two again when the errors-only
+    /// test runs beside it.
+    pub fn error_threshold(&self) -> f64 {
+        let share = if self.errors_only.is_some() { 4.0 } else { 2.0 };
+        (share / self.live_alpha()).ln()
+    }
+
+    /// The latency test's threshold: the other half of the live budget.
     pub fn latency_threshold(&self) -> f64 {
-        (2.0 / self.plan.analysis.alpha).ln()
+        (2.0 / self.live_alpha()).ln()
+    }
+
+    /// The baseline tests' budget (half of `alpha`) in four: error bound, error e-process, latency
+    /// bound, latency e-process.
+    fn baseline_part(&self) -> f64 {
+        self.plan.analysis.alpha / 8.0
     }
 
     /// Decides what the evidence and the clock allow, applies it, and says what changed.
@@ -209,11 +305,14 @@ impl Rollout {
         }
         let Phase::Step(step) = self.state.phase else { return None };
         let Schedule::Steps(steps) = &self.plan.schedule else { return None };
-        let held = now_ms.saturating_sub(self.state.step_started_ms) >= steps[step].hold_ms;
+        let Some(current) = steps.get(step) else { return None };
+        let held = now_ms.saturating_sub(self.state.step_started_ms) >= current.hold_ms;
         let min = self.plan.analysis.min_requests;
-        // At full weight (blue-green) control gets no traffic: only the canary's count applies.
+        // At full weight control gets no traffic, at zero (a baseline) the canary none: only the arm
+        // that takes traffic needs its count.
         let control_needed = if self.state.weight_bp >= FULL_WEIGHT { 0 } else { min };
-        let enough = self.step_requests[1] >= min && self.step_requests[0] >= control_needed;
+        let canary_needed = if self.state.weight_bp == 0 { 0 } else { min };
+        let enough = self.step_requests[1] >= canary_needed && self.step_requests[0] >= control_needed;
         if !(held && enough) {
             self.state.verdict = Verdict::InsufficientEvidence;
             return None;
@@ -229,6 +328,9 @@ impl Rollout {
             self.state.step_started_ms = now_ms;
             self.step_requests = [0; 2];
             self.state.verdict = Verdict::InsufficientEvidence;
+            if weight_bp >= FULL_WEIGHT {
+                self.freeze_baseline();
+            }
             Decision::Advanced { step: step + 1, weight_bp }
         } else {
             self.finish(Phase::Promoted, FULL_WEIGHT, Reason::StepsPassed);
@@ -238,7 +340,53 @@ impl Rollout {
         Some(decision)
     }
 
+    /// The canary is about to take all traffic: freeze control's figures to judge it against.
+    fn freeze_baseline(&mut self) {
+        let a = self.plan.analysis;
+        let (ratio, min_increase) = (a.error_max_ratio, a.error_min_increase);
+        let empty = LogHistogram::default();
+        let latencies = self.control_latencies.as_ref().unwrap_or(&empty);
+        let bound = |p: f64| (ratio * p).max(p + min_increase);
+        let baseline = Baseline::freeze(&self.errors, latencies, a.latency_quantile, bound, self.baseline_part());
+        self.state.baseline = Some(baseline);
+        self.baseline = Some(BaselineTests::new(baseline, a.latency_quantile, a.latency_max_ratio));
+    }
+
+    /// The baseline tests' verdict, once the canary takes all traffic.
+    fn baseline_regression(&self) -> Option<Reason> {
+        let b = self.baseline.as_ref()?;
+        let threshold = (1.0 / self.baseline_part()).ln();
+        if b.errors.log_e_value() >= threshold {
+            let (hits, trials) = b.errors.counts();
+            return Some(Reason::ErrorRate {
+                control_rate: b.baseline.control_errors as f64 / b.baseline.control_requests.max(1) as f64,
+                canary_rate: hits as f64 / trials.max(1) as f64,
+                control_requests: b.baseline.control_requests,
+                canary_requests: trials,
+                e_value: b.errors.log_e_value().exp(),
+                threshold: threshold.exp(),
+            });
+        }
+        let (limit, test) = b.latency.as_ref()?;
+        if test.log_e_value() < threshold {
+            return None;
+        }
+        let (canary_events, events) = test.counts();
+        Some(Reason::Latency {
+            quantile: self.plan.analysis.latency_quantile,
+            control_seconds: limit / self.plan.analysis.latency_max_ratio,
+            canary_seconds: self.latency.observed_quantiles().1,
+            canary_events,
+            events,
+            e_value: test.log_e_value().exp(),
+            threshold: threshold.exp(),
+        })
+    }
+
     fn regression(&mut self) -> Option<Reason> {
+        if let Some(reason) = self.baseline_regression() {
+            return Some(reason);
+        }
         let errors_only = self.errors_only.as_ref().map_or(f64::NEG_INFINITY, ErrorsOnlyTest::log_e_value);
         if errors_only >= self.error_threshold() || self.errors.crosses(self.error_threshold()) {
             let e = self.errors.log_e_value().max(errors_only);
@@ -338,6 +486,13 @@ impl Rollout {
             canary_latency_seconds: canary_latency,
             control_latency_reference_seconds: self.latency.control_reference(),
             step_requests: self.step_requests,
+            baseline: self.baseline.as_ref().map(|b| BaselineEvidence {
+                baseline: b.baseline,
+                error_e_value: b.errors.log_e_value().exp(),
+                latency_e_value: b.latency.as_ref().map(|(_, t)| t.log_e_value().exp()),
+                canary_latency_limit_seconds: b.latency.as_ref().map(|(limit, _)| *limit),
+                threshold: (1.0 / self.baseline_part()),
+            }),
         }
     }
 }
@@ -359,6 +514,19 @@ pub struct Evidence {
     pub control_latency_reference_seconds: f64,
     /// Requests per arm `[control, canary]` in the current step.
     pub step_requests: [u64; 2],
+    /// The canary against control's frozen figures, once it takes all traffic.
+    pub baseline: Option<BaselineEvidence>,
+}
+
+/// The baseline tests' statistics (a 100 % step).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct BaselineEvidence {
+    pub baseline: Baseline,
+    pub error_e_value: f64,
+    pub latency_e_value: Option<f64>,
+    /// A canary request slower than this is a tail event (`max_ratio` times control's bound).
+    pub canary_latency_limit_seconds: Option<f64>,
+    pub threshold: f64,
 }
 
 pub fn phase_name(p: Phase) -> &'static str {

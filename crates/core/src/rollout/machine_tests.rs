@@ -102,7 +102,7 @@ fn restore_keeps_the_phase_and_the_step_clock() {
     drive(&mut r, 0, 12_000, 4, |_, _| false, steady);
     let saved = r.state().clone();
     assert_eq!(saved.phase, Phase::Step(1));
-    let mut back = Rollout::restore(plan(), saved.clone());
+    let mut back = Rollout::resume(plan(), saved.clone()).unwrap();
     assert_eq!(back.state(), &saved);
     assert_eq!(back.weight_bp(), 5_000);
     assert!(back.evaluate(saved.step_started_ms + 100).is_none());
@@ -111,12 +111,69 @@ fn restore_keeps_the_phase_and_the_step_clock() {
 }
 
 #[test]
-fn blue_green_promotes_on_canary_traffic_alone() {
-    let bg = Plan {
-        schedule: Schedule::Steps(vec![Step { weight_bp: FULL_WEIGHT, hold_ms: 1_000 }]),
-        analysis: Analysis { min_requests: 10, ..Analysis::default() },
+fn resuming_takes_only_what_the_new_plan_can_hold() {
+    let mut r = Rollout::new(plan(), 0);
+    drive(&mut r, 0, 12_000, 4, |_, _| false, steady);
+    let saved = r.state().clone();
+    assert_eq!(saved.phase, Phase::Step(1));
+    // The plan lost its second step: refused (the driver then starts the new plan), never a panic.
+    let shorter = Plan { schedule: Schedule::Steps(vec![Step { weight_bp: 500, hold_ms: 10 }]), ..plan() };
+    assert_eq!(Rollout::resume(shorter, saved.clone()).unwrap_err(), ResumeRefused::StepGone { saved: 1, steps: 1 });
+    // A fixed split saved, steps now: refused; steps saved, a fixed split now: refused.
+    let fixed = Plan { schedule: Schedule::Fixed(1_000), ..plan() };
+    assert_eq!(Rollout::resume(fixed.clone(), saved.clone()).unwrap_err(), ResumeRefused::NowFixed);
+    let fixed_state = Rollout::new(fixed, 0).state().clone();
+    assert_eq!(Rollout::resume(plan(), fixed_state).unwrap_err(), ResumeRefused::NowSteps);
+    // The step still exists with another weight: the plan's weight wins.
+    let reweighted = Plan {
+        schedule: Schedule::Steps(vec![Step { weight_bp: 500, hold_ms: 10 }, Step { weight_bp: 3_000, hold_ms: 10 }]),
+        ..plan()
     };
-    let mut r = Rollout::new(bg, 0);
-    let d = drive(&mut r, 0, 2_000, 1, |_, _| false, steady);
-    assert_eq!(d, vec![(1_000, Decision::Promoted { reason: Reason::StepsPassed })]);
+    let mut back = Rollout::resume(reweighted, saved).unwrap();
+    assert_eq!(back.weight_bp(), 3_000);
+    // Even a state that slipped past every check cannot make evaluate panic.
+    back.state.phase = Phase::Step(7);
+    assert_eq!(back.evaluate(1_000_000), None);
+}
+
+fn blue_green() -> Plan {
+    let analysis = Analysis { min_requests: 200, error_min_increase: 0.0, ..Analysis::default() };
+    Plan { schedule: Schedule::Steps(Plan::blue_green(1_000, 5_000)), analysis }
+}
+
+#[test]
+fn blue_green_measures_control_then_judges_the_canary_against_it() {
+    // Control alone for the baseline step, then all traffic on a canary as good as control: promoted.
+    let mut r = Rollout::new(blue_green(), 0);
+    assert_eq!(r.weight_bp(), 0);
+    let d = drive(&mut r, 0, 1_500, 1_000_000, |_, i| i % 100 == 7, steady);
+    assert_eq!(d, vec![(1_000, Decision::Advanced { step: 1, weight_bp: FULL_WEIGHT })]);
+    let b = r.state().baseline.expect("baseline frozen at the switch");
+    assert_eq!((b.control_requests, b.control_errors), (1_000, 10));
+    assert!(b.latency_bound_seconds.is_some_and(|u| u >= 0.0067), "{b:?}");
+    let d = drive(&mut r, 1_500, 6_000, 1, |_, i| i % 100 == 7, steady);
+    assert_eq!(d, vec![(6_000, Decision::Promoted { reason: Reason::StepsPassed })]);
+}
+
+#[test]
+fn blue_green_rolls_back_a_canary_worse_than_the_baseline() {
+    for (fails, factor, kind) in [(10, 1.0, "error_rate"), (1_000_000, 4.0, "latency")] {
+        let mut r = Rollout::new(blue_green(), 0);
+        drive(&mut r, 0, 1_500, 1_000_000, |_, i| i % 100 == 7, steady);
+        let d = drive(&mut r, 1_500, 6_000, 1, |_, i| i % fails == 3, |s, i| factor * steady(s, i));
+        let Some((at, Decision::RolledBack { reason })) = d.first() else { panic!("{kind}: {d:?}") };
+        assert_eq!(reason.label(), kind, "{reason:?}");
+        assert!(*at < 1_500 + 500, "{kind}: took {} requests", at - 1_500);
+        // The baseline is durable: a restart during the 100 % step judges against the same figures.
+        let back = Rollout::resume(blue_green(), r.state().clone()).unwrap();
+        assert_eq!(back.state().baseline, r.state().baseline);
+    }
+}
+
+#[test]
+fn a_first_step_at_full_weight_is_refused() {
+    let p = Plan { schedule: Schedule::Steps(vec![Step { weight_bp: FULL_WEIGHT, hold_ms: 1 }]), ..plan() };
+    assert!(p.validate().unwrap_err().contains("bluegreen"));
+    assert!(Plan { schedule: Schedule::Fixed(FULL_WEIGHT), ..plan() }.validate().is_err());
+    assert!(blue_green().validate().is_ok());
 }

@@ -2,11 +2,15 @@
 //! live control, and the state machine that moves weights. No I/O and no clock: time is passed in.
 
 pub mod assign;
+pub mod baseline;
 pub mod errors;
 pub mod latency;
 pub mod machine;
 pub mod plan;
 
 pub use errors::Side;
-pub use machine::{Action, Decision, Evidence, Phase, Reason, Rollout, State, Verdict, phase_name};
+pub use baseline::Baseline;
+pub use machine::{
+    Action, BaselineEvidence, Decision, Evidence, Phase, Reason, ResumeRefused, Rollout, State, Verdict, phase_name,
+};
 pub use plan::{Analysis, FULL_WEIGHT, Plan, Schedule, Step};

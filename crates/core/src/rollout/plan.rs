@@ -54,6 +54,17 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Whether some step gives the canary all traffic (judged against a frozen baseline then).
+    pub fn has_full_step(&self) -> bool {
+        matches!(&self.schedule, Schedule::Steps(steps) if steps.iter().any(|s| s.weight_bp >= FULL_WEIGHT))
+    }
+
+    /// Blue-green: control alone for `baseline_ms` (its figures are the baseline), then the canary takes
+    /// all traffic for `hold_ms` and is judged against them.
+    pub fn blue_green(baseline_ms: u64, hold_ms: u64) -> Vec<Step> {
+        vec![Step { weight_bp: 0, hold_ms: baseline_ms }, Step { weight_bp: FULL_WEIGHT, hold_ms }]
+    }
+
     /// The usual progression: 5 % → 25 % → 50 % → promoted, holding each step for `hold_ms`.
     pub fn default_steps(hold_ms: u64) -> Vec<Step> {
         [500, 2_500, 5_000].into_iter().map(|weight_bp| Step { weight_bp, hold_ms }).collect()
@@ -76,15 +87,22 @@ impl Plan {
         }
         match &self.schedule {
             Schedule::Fixed(w) if *w > FULL_WEIGHT => Err(format!("canary.weight must be 0 to 100 %, got {}", bp(*w))),
+            Schedule::Fixed(FULL_WEIGHT) => Err(
+                "canary.weight 100% leaves no control to compare with; use strategy: bluegreen, which measures control first".into(),
+            ),
             Schedule::Fixed(_) => Ok(()),
             Schedule::Steps(steps) if steps.is_empty() => Err("canary.steps must not be empty".into()),
             Schedule::Steps(steps) => {
                 for (i, s) in steps.iter().enumerate() {
-                    if s.weight_bp == 0 || s.weight_bp > FULL_WEIGHT {
+                    // Only a first step may be 0 %: control alone, measured as a baseline.
+                    if (s.weight_bp == 0 && i > 0) || s.weight_bp > FULL_WEIGHT {
                         return Err(format!(
                             "canary.steps[{i}].weight must be above 0 and at most 100 %, got {}",
                             bp(s.weight_bp)
                         ));
+                    }
+                    if s.weight_bp == FULL_WEIGHT && i == 0 {
+                        return Err("canary.steps[0].weight is 100%: no control is measured before the switch; start with a lower step, or use strategy: bluegreen".into());
                     }
                     if i > 0 && s.weight_bp < steps[i - 1].weight_bp {
                         return Err(format!(
