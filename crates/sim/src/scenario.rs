@@ -104,6 +104,17 @@ impl Scenario {
         out
     }
 
+    /// The same traffic judged by a latency test on the `quantile` with `max_ratio`.
+    pub fn with_latency_test(&self, quantile: f64, max_ratio: f64) -> Self {
+        let analysis = Analysis { latency_quantile: quantile, latency_max_ratio: max_ratio, ..self.analysis };
+        Self { analysis, ..self.clone() }
+    }
+
+    /// Latency regressions only, at `rps`: the canary this many times slower than control.
+    pub fn latency_regressions(&self, rps: f64, factors: &[f64]) -> Vec<(f64, Scenario)> {
+        factors.iter().map(|&f| (f, Scenario { rps, latency_factor: f, ..self.clone() })).collect()
+    }
+
     /// How many times worse the canary is, on its worse dimension.
     pub fn severity(&self) -> f64 {
         (self.canary_error / self.control_error).max(self.latency_factor)

@@ -305,7 +305,7 @@ impl Rollout {
         }
         let Phase::Step(step) = self.state.phase else { return None };
         let Schedule::Steps(steps) = &self.plan.schedule else { return None };
-        let Some(current) = steps.get(step) else { return None };
+        let current = steps.get(step)?;
         let held = now_ms.saturating_sub(self.state.step_started_ms) >= current.hold_ms;
         let min = self.plan.analysis.min_requests;
         // At full weight control gets no traffic, at zero (a baseline) the canary none: only the arm
