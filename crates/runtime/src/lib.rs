@@ -1,13 +1,16 @@
 //! Where models run: a pool of worker threads per model version, each owning one backend instance and
 //! fed by a bounded channel, so inference never touches the async executor; and the registry of every
-//! model version's state (loading, ready, failed) that the HTTP side reads.
+//! model version's state (loading, ready, failed) that the front ends read; and the serving core
+//! (`serving`) that every front end calls, rollouts and shadows included.
 
 mod batch;
 mod metrics;
 mod pool;
+mod priority;
 mod queue;
 mod registry;
 pub mod rollout;
+pub mod serving;
 pub mod shadow;
 
 pub use batch::BatchPolicy;
@@ -15,3 +18,4 @@ pub use metrics::{Outcome, StatsSnapshot, VersionMetrics};
 pub use pool::{DEFAULT_MAX_BATCH_SIZE, InferError, Loader, Pool, PoolOptions};
 pub use queue::Priority;
 pub use registry::{LookupError, ModelIndex, ModelState, Readiness, Registry, Served, VersionEntry};
+pub use serving::{Call, Decode, Endpoints, Metadata, Reply, Resolved, ServeError};

@@ -27,6 +27,9 @@ pub struct PoolOptions {
     pub max_batch_size: Option<usize>,
     /// Merge queued requests into one model call (for models with a batch dimension).
     pub batching: Option<BatchPolicy>,
+    /// Serve at the lowest CPU priority (a shadow's workers): the kernel runs them only on capacity no
+    /// other thread wants, so they never cost control its latency or throughput.
+    pub background: bool,
 }
 
 /// The largest batch of a batchable model whose configuration sets none.
@@ -74,7 +77,7 @@ impl Pool {
         for i in 0..opts.instances.max(1) {
             let (rx, ready_tx, loader, metrics, warmup) =
                 (rx.clone(), ready_tx.clone(), loader.clone(), metrics.clone(), opts.warmup);
-            let (batching, configured_max) = (opts.batching.clone(), opts.max_batch_size);
+            let (batching, configured_max, background) = (opts.batching.clone(), opts.max_batch_size, opts.background);
             std::thread::Builder::new()
                 .name(format!("{}#{i}", opts.label))
                 .spawn(move || {
@@ -85,6 +88,9 @@ impl Pool {
                             let _ = ready_tx.send(Ok(b.signature().clone()));
                             drop(ready_tx);
                             let max = resolve_max_batch_size(configured_max, b.signature()).unwrap_or(0);
+                            if background {
+                                crate::priority::lowest_for_this_thread();
+                            }
                             serve(b, rx, metrics, batching.filter(|_| max > 0).map(|p| (p, max)));
                         }
                         Err(e) => {

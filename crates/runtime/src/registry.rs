@@ -109,10 +109,29 @@ impl Registry {
 
     /// The version that answers a request for `model` (pinned to `version` when the path names one).
     pub fn lookup(&self, model: &str, version: Option<&str>) -> Result<Served, LookupError> {
+        self.lookup_among(model, version, |_| true)
+    }
+
+    /// The newest ready version of `model` outside `excluded` (versions under a rollout's judgement).
+    pub fn lookup_excluding(&self, model: &str, excluded: &std::collections::BTreeSet<u64>) -> Result<Served, LookupError> {
+        self.lookup_among(model, None, |v| !excluded.contains(&v)).map_err(|e| match e {
+            LookupError::NotReady { model, reason } if reason == "no version to serve" => LookupError::NotReady {
+                reason: format!("every version of '{model}' is a rollout's canary: call the rollout's endpoint or name a version"),
+                model,
+            },
+            other => other,
+        })
+    }
+
+    fn lookup_among(&self, model: &str, version: Option<&str>, eligible: impl Fn(u64) -> bool) -> Result<Served, LookupError> {
         let models = self.read();
         let record = models.get(model).ok_or_else(|| LookupError::UnknownModel(model.to_owned()))?;
-        let served: Vec<(u64, bool)> =
-            record.versions.values().map(|e| (e.version, matches!(e.state, ModelState::Ready(_)))).collect();
+        let served: Vec<(u64, bool)> = record
+            .versions
+            .values()
+            .filter(|e| eligible(e.version))
+            .map(|e| (e.version, matches!(e.state, ModelState::Ready(_))))
+            .collect();
         let not_ready = |reason: String| LookupError::NotReady { model: model.to_owned(), reason };
         match resolve_version(version, &served) {
             Ok(r) => match &record.versions[&r.version] {
@@ -126,7 +145,12 @@ impl Registry {
             }
             Err(ResolveError::NotReady(v)) => Err(not_ready(describe(&record.versions[&v].state, v))),
             Err(ResolveError::NoneReady) => Err(not_ready(record.error.clone().unwrap_or_else(|| {
-                let states: Vec<String> = record.versions.values().map(|e| describe(&e.state, e.version)).collect();
+                let states: Vec<String> = record
+                    .versions
+                    .values()
+                    .filter(|e| eligible(e.version))
+                    .map(|e| describe(&e.state, e.version))
+                    .collect();
                 if states.is_empty() { "no version to serve".into() } else { states.join("; ") }
             }))),
         }

@@ -5,7 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use switchyard_backend::BackendError;
 use switchyard_protocol::ProtocolError;
-use switchyard_runtime::{InferError, LookupError};
+use switchyard_runtime::{InferError, LookupError, ServeError};
 
 /// A failed request, by what the client should do about it.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +75,19 @@ impl From<InferError> for ApiError {
             InferError::TimedOut(..) => Self::Timeout(e.to_string()),
             InferError::Backend(BackendError::InvalidInput(m)) => Self::BadRequest(m),
             InferError::Backend(b) => Self::Internal(format!("inference failed: {b}")),
+        }
+    }
+}
+
+impl From<ServeError> for ApiError {
+    fn from(e: ServeError) -> Self {
+        match e {
+            ServeError::Lookup(l) => l.into(),
+            ServeError::Protocol(_) | ServeError::InvalidInput(_) => Self::BadRequest(e.to_string()),
+            ServeError::QueueFull(_) => Self::TooManyRequests(e.to_string()),
+            ServeError::Stopped(_) => Self::Unavailable(e.to_string()),
+            ServeError::TimedOut { .. } => Self::Timeout(e.to_string()),
+            ServeError::Failed(_) | ServeError::Injected(_) => Self::Internal(e.to_string()),
         }
     }
 }

@@ -13,4 +13,4 @@ pub mod rollouts;
 mod routes;
 
 pub use error::ApiError;
-pub use routes::{AdminAuth, AppState, FORCE_ARM_HEADER, Limits, Rollouts, app};
+pub use routes::{AdminAuth, AppState, FORCE_ARM_HEADER, Rollouts, app};

@@ -10,7 +10,8 @@ use switchyard_backend_ort::{OrtEnvironment, find_library};
 use switchyard_runtime::Registry;
 use switchyard_server::cli::{Cli, Command, DEFAULT_MAX_REQUEST_BYTES, ServeArgs};
 use switchyard_server::config::ServerConfig;
-use switchyard_server::{AdminAuth, AppState, Limits, app, observe, repository, rollouts};
+use switchyard_runtime::Endpoints;
+use switchyard_server::{AdminAuth, AppState, app, observe, repository, rollouts};
 
 // A request allocates many small, short-lived buffers across threads: mimalloc serves them faster than
 // glibc's allocator (malloc and free were a tenth of the server's time under load).
@@ -45,7 +46,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let metrics = observe::install_metrics().map_err(anyhow::Error::msg)?;
 
     let registry = Arc::new(Registry::default());
-    let configs = repository::scan_and_load(&args.model_repository, &registry, &env).map_err(anyhow::Error::msg)?;
+    let wanted = rollouts::wanted(&file.rollouts);
+    let configs =
+        repository::scan_and_load(&args.model_repository, &registry, &env, &wanted).map_err(anyhow::Error::msg)?;
     let rollouts =
         rollouts::build(&file.rollouts, &configs, &registry, args.state_dir.as_deref()).map_err(anyhow::Error::msg)?;
     rollouts::watch_canaries(&rollouts, registry.clone());
@@ -58,13 +61,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
     } else if admin.token.is_none() {
         tracing::warn!("admin API open without a token (--admin-insecure)");
     }
-    let limits = Limits {
-        max_request_bytes,
-        request_timeout: Duration::from_millis(
-            args.request_timeout_ms.or(file.server.request_timeout_ms).unwrap_or(60_000),
-        ),
-    };
-    let state = AppState::new(registry, configs, rollouts, admin, limits, strict_readiness, Some(metrics));
+    let request_timeout =
+        Duration::from_millis(args.request_timeout_ms.or(file.server.request_timeout_ms).unwrap_or(60_000));
+    let endpoints = Arc::new(Endpoints::new(registry, rollouts, request_timeout));
+    let state = AppState::new(endpoints, configs, admin, max_request_bytes, strict_readiness, Some(metrics));
 
     let addr = format!("{}:{}", args.host, args.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;

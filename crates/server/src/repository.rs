@@ -5,7 +5,7 @@
 //! is recorded with its reason while the rest serve.
 
 use crate::config::ModelConfig;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use switchyard_backend::{Backend, LoadOptions};
@@ -16,9 +16,22 @@ use switchyard_runtime::{Loader, ModelState, Pool, PoolOptions, Registry, Versio
 /// Each model's settings, fixed once the repository is scanned.
 pub type ModelConfigs = BTreeMap<String, Arc<ModelConfig>>;
 
+/// What the rollouts ask of the repository: versions to load whatever the version policy says, and
+/// versions that serve only as shadows (their workers run at the lowest CPU priority).
+#[derive(Debug, Default, Clone)]
+pub struct Wanted {
+    pub versions: BTreeMap<String, BTreeSet<u64>>,
+    pub background: BTreeSet<(String, u64)>,
+}
+
 /// Scans `root`, declares every model, and starts loading each served version in the background.
 /// Only an unreadable repository is an error; problems with single models are recorded per model.
-pub fn scan_and_load(root: &Path, registry: &Arc<Registry>, env: &OrtEnvironment) -> Result<ModelConfigs, String> {
+pub fn scan_and_load(
+    root: &Path,
+    registry: &Arc<Registry>,
+    env: &OrtEnvironment,
+    wanted: &Wanted,
+) -> Result<ModelConfigs, String> {
     let entries = std::fs::read_dir(root).map_err(|e| format!("model repository {}: {e}", root.display()))?;
     let mut dirs: Vec<(String, PathBuf)> = entries
         .flatten()
@@ -29,7 +42,8 @@ pub fn scan_and_load(root: &Path, registry: &Arc<Registry>, env: &OrtEnvironment
     dirs.sort();
     let mut configs = ModelConfigs::new();
     for (name, dir) in dirs {
-        match plan(&dir) {
+        let extra = wanted.versions.get(&name).cloned().unwrap_or_default();
+        match plan(&dir, &extra) {
             Err(reason) => {
                 tracing::error!(model = %name, %reason, "model cannot be served");
                 registry.declare(&name, &[], Some(reason));
@@ -40,8 +54,9 @@ pub fn scan_and_load(root: &Path, registry: &Arc<Registry>, env: &OrtEnvironment
                 for (v, metrics) in versions.into_iter().zip(handles) {
                     let (registry, env, cfg, name, path) =
                         (registry.clone(), env.clone(), cfg.clone(), name.clone(), dir.join(v.to_string()));
+                    let background = wanted.background.contains(&(name.clone(), v));
                     std::thread::spawn(move || {
-                        let state = match load_version(&name, v, &path, &cfg, &env, metrics) {
+                        let state = match load_version(&name, v, &path, &cfg, &env, metrics, background) {
                             Ok(pool) => {
                                 tracing::info!(model = %name, version = v, instances = cfg.instances, "model ready");
                                 ModelState::Ready(Arc::new(pool))
@@ -61,8 +76,8 @@ pub fn scan_and_load(root: &Path, registry: &Arc<Registry>, env: &OrtEnvironment
     Ok(configs)
 }
 
-/// Reads a model's config and picks the versions to serve.
-fn plan(dir: &Path) -> Result<(ModelConfig, Vec<u64>), String> {
+/// Reads a model's config and picks the versions to serve: the policy's, and those a rollout names.
+fn plan(dir: &Path, extra: &BTreeSet<u64>) -> Result<(ModelConfig, Vec<u64>), String> {
     let cfg = ModelConfig::load(dir)?;
     let on_disk: Vec<u64> = std::fs::read_dir(dir)
         .map_err(|e| e.to_string())?
@@ -73,7 +88,10 @@ fn plan(dir: &Path) -> Result<(ModelConfig, Vec<u64>), String> {
     if on_disk.is_empty() {
         return Err("no numeric version directories (expected <model>/<version>/model.onnx)".into());
     }
-    let versions = cfg.versions.select(&on_disk)?;
+    let mut versions = cfg.versions.select(&on_disk)?;
+    versions.extend(extra.iter().filter(|v| on_disk.contains(v)));
+    versions.sort_unstable();
+    versions.dedup();
     Ok((cfg, versions))
 }
 
@@ -84,6 +102,7 @@ fn load_version(
     cfg: &ModelConfig,
     env: &OrtEnvironment,
     metrics: VersionMetrics,
+    background: bool,
 ) -> Result<Pool, String> {
     let opts = LoadOptions {
         device: cfg.device,
@@ -109,6 +128,7 @@ fn load_version(
         warmup: cfg.warmup,
         max_batch_size: cfg.max_batch_size,
         batching: cfg.dynamic_batching.as_ref().map(crate::config::BatchingConfig::policy),
+        background,
     };
     let pool = Pool::start(pool_opts, loader, metrics).map_err(|e| e.to_string())?;
     crate::pbtxt::check_declared(&cfg.declared, pool.signature(), pool.max_batch_size() > 0)?;

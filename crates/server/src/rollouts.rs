@@ -4,7 +4,7 @@
 //! canary while it loads, and rolls it back if it fails to.
 
 use crate::Rollouts;
-use crate::repository::ModelConfigs;
+use crate::repository::{ModelConfigs, Wanted};
 use crate::rollout_config::{ArmConfig, OnCanaryError, RolloutConfig};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -35,10 +35,7 @@ pub fn build(
             if let Some(v) = a.version
                 && !registry.versions(&a.model).contains(&v)
             {
-                return Err(at(format!(
-                    "{field}.version {v} of '{}' is not served (check its config.yaml versions)",
-                    a.model
-                )));
+                return Err(at(format!("{field}.version {v} of '{}' is not in the model repository", a.model)));
             }
             Ok(Target { model: a.model.clone(), version: a.version })
         };
@@ -75,10 +72,36 @@ pub fn build(
             shadows,
             faults: [fault(&c.faults.control), fault(&c.faults.canary)],
         };
-        let driver = RolloutDriver::start(spec, state_dir).map_err(at)?;
+        let driver = RolloutDriver::start(spec, state_dir).map_err(|e| at(e.to_string()))?;
         out.insert(c.endpoint.clone(), Arc::new(driver));
     }
     Ok(out)
+}
+
+/// What the configured rollouts ask the repository to load: every version they name (whatever the
+/// model's version policy), and which of those serve only as shadows.
+pub fn wanted(configs: &[RolloutConfig]) -> Wanted {
+    let mut w = Wanted::default();
+    let mut judged = BTreeSet::new();
+    for c in configs {
+        let arms = [Some((c.control.model.as_str(), c.control.version))]
+            .into_iter()
+            .chain(std::iter::once(c.canary.as_ref().map(|k| (k.model.as_str(), k.version))));
+        for (model, version) in arms.flatten() {
+            if let Some(v) = version {
+                w.versions.entry(model.to_owned()).or_default().insert(v);
+                judged.insert((model.to_owned(), v));
+            }
+        }
+        for s in &c.shadows {
+            if let Some(v) = s.version {
+                w.versions.entry(s.model.clone()).or_default().insert(v);
+                w.background.insert((s.model.clone(), v));
+            }
+        }
+    }
+    w.background.retain(|t| !judged.contains(t));
+    w
 }
 
 /// Model versions that serve only as canaries or shadows: they never make the server unready.
@@ -96,18 +119,26 @@ pub fn optional_targets(rollouts: &Rollouts) -> impl Fn(&str, u64) -> bool + Sen
     }
 }
 
-/// Waits for each canary to finish loading and rolls back the ones that failed.
+/// Waits for each canary to finish loading: rolls back one that failed, and warns when its inputs and
+/// outputs differ from control's (the endpoint's metadata is control's; requests that fit only one arm
+/// are refused by the other and count as that arm's failures).
 pub fn watch_canaries(rollouts: &Rollouts, registry: Arc<Registry>) {
     for driver in rollouts.values() {
         let (driver, registry) = (driver.clone(), registry.clone());
         tokio::spawn(async move {
-            let t = driver.spec.canary.clone();
-            while registry.is_loading(&t.model, t.version) {
+            let (canary, control) = (driver.spec.canary.clone(), driver.spec.control.clone());
+            while registry.is_loading(&canary.model, canary.version) || registry.is_loading(&control.model, control.version)
+            {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            let version = t.version.map(|v| v.to_string());
-            if let Err(e) = registry.lookup(&t.model, version.as_deref()) {
-                driver.canary_unavailable(&e.to_string());
+            let lookup = |t: &Target| registry.lookup(&t.model, t.version.map(|v| v.to_string()).as_deref());
+            match (lookup(&canary), lookup(&control)) {
+                (Err(e), _) => driver.canary_unavailable(&e.to_string()),
+                (Ok(k), Ok(c)) if k.pool.signature() != c.pool.signature() => tracing::warn!(
+                    endpoint = %driver.spec.endpoint, %canary, %control,
+                    "the canary's inputs or outputs differ from control's: the endpoint's metadata is control's"
+                ),
+                _ => {}
             }
         });
     }

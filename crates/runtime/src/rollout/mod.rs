@@ -1,14 +1,18 @@
 //! Runs one endpoint's rollout: picks the arm for each request (sticky by key, else random), feeds each
-//! outcome to the decision code with the time, and when a decision changes the weights, writes the state
-//! file atomically, appends to the audit log, logs the reason and counts it. The lock around the state
-//! machine is held for one record-and-evaluate: microseconds, never across an inference.
+//! outcome to the decision code with the time, and applies each decision in the order it was taken:
+//! under the lock around the state machine the weight requests route by is published and the decision
+//! is handed to the journal (the one writer of the state file and audit log, on its own thread), so a
+//! stale weight can never follow a rollback and the file always holds the last decision. The lock is
+//! held for one record-and-evaluate: microseconds, never across an inference or a file write.
+
+mod journal;
 
 use crate::shadow::ShadowStats;
+use journal::{Entry, Journal, Paths};
 use metrics::{Counter, Histogram, counter, gauge, histogram};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -55,6 +59,31 @@ pub struct RolloutSpec {
     pub faults: [Fault; 2],
 }
 
+/// How a request judged for an arm ended, as the analysis sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Observation {
+    /// Answered, in this long.
+    Served(Duration),
+    /// The arm could not serve it (refused, timed out on the server's deadline, failed, panicked).
+    Failed,
+    /// Ran past a deadline the client chose: no error of the arm, but it took at least this long.
+    Censored(Duration),
+}
+
+/// Why a rollout could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path}: not a rollout state file ({source}); move it away to start the rollout afresh")]
+    Corrupt { path: String, source: serde_json::Error },
+}
+
+/// Why an operator's action was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ActionRefused(pub String);
+
 /// Which arm served a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arm {
@@ -69,7 +98,7 @@ impl Arm {
             Self::Canary => "canary",
         }
     }
-    fn side(self) -> Side {
+    pub(crate) fn side(self) -> Side {
         match self {
             Self::Control => Side::Control,
             Self::Canary => Side::Canary,
@@ -88,7 +117,8 @@ struct Saved {
 
 pub struct RolloutDriver {
     pub spec: RolloutSpec,
-    /// The canary's weight, mirrored out of the state machine so picking an arm takes no lock.
+    /// The canary's weight, mirrored out of the state machine so picking an arm takes no lock. Written
+    /// only under the machine's lock, so it always follows the last decision.
     weight_bp: AtomicU32,
     /// Per arm `[control, canary]`: request time, successes, failures (registered once).
     arm_metrics: [(Histogram, Counter, Counter); 2],
@@ -97,8 +127,7 @@ pub struct RolloutDriver {
     /// Bounds the shadow copies in flight; when none is free the copy is shed (and counted).
     pub shadow_slots: std::sync::Arc<tokio::sync::Semaphore>,
     machine: Mutex<Rollout>,
-    state_file: Option<PathBuf>,
-    audit: Option<Mutex<std::fs::File>>,
+    journal: Journal,
 }
 
 impl std::fmt::Debug for RolloutDriver {
@@ -111,36 +140,52 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Reads a saved state, if there is one.
+fn read_saved(path: &Path) -> Result<Option<Saved>, RolloutError> {
+    let shown = || path.display().to_string();
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| RolloutError::Corrupt { path: shown(), source }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(RolloutError::Io { path: shown(), source }),
+    }
+}
+
 impl RolloutDriver {
-    /// Starts a rollout, or resumes the saved one when the state file belongs to the same control and
-    /// canary (a rolled-back canary stays rolled back until the config names a new one).
-    pub fn start(spec: RolloutSpec, state_dir: Option<&Path>) -> Result<Self, String> {
+    /// Starts a rollout, or resumes the saved one when it belongs to the same control and canary and the
+    /// current plan can hold it (a rolled-back canary stays rolled back until the config names a new
+    /// one). Otherwise the new plan starts, and the log and the audit say why.
+    pub fn start(spec: RolloutSpec, state_dir: Option<&Path>) -> Result<Self, RolloutError> {
         let now = now_ms();
-        let state_file = state_dir.map(|d| d.join("rollouts").join(format!("{}.json", spec.endpoint)));
-        let saved = match &state_file {
-            Some(path) if path.exists() => {
-                let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                let saved: Saved = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-                (saved.control == spec.control && saved.canary == spec.canary).then_some(saved.state)
-            }
-            _ => None,
-        };
-        let resumed = saved.is_some();
-        let machine = match saved {
-            Some(state) => Rollout::restore(spec.plan.clone(), state),
-            None => Rollout::new(spec.plan.clone(), now),
-        };
-        let audit = match state_dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir.join("rollouts")).map_err(|e| format!("{}: {e}", dir.display()))?;
-                let file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(dir.join("audit.jsonl"))
-                    .map_err(|e| format!("{}: {e}", dir.display()))?;
-                Some(Mutex::new(file))
-            }
+        let paths = state_dir.map(|d| Paths {
+            state_file: d.join("rollouts").join(format!("{}.json", spec.endpoint)),
+            audit_log: d.join("audit.jsonl"),
+        });
+        let saved = match &paths {
+            Some(p) => read_saved(&p.state_file)?,
             None => None,
+        };
+        let (machine, event, why) = match saved {
+            None => (Rollout::new(spec.plan.clone(), now), "started", None),
+            Some(s) if s.control != spec.control || s.canary != spec.canary => {
+                let why = format!("the saved state was for control {} and canary {}", s.control, s.canary);
+                (Rollout::new(spec.plan.clone(), now), "restarted", Some(why))
+            }
+            Some(s) => match Rollout::resume(spec.plan.clone(), s.state) {
+                Ok(m) => (m, "resumed", None),
+                Err(refused) => {
+                    let why = format!("the saved state cannot be resumed: {refused}");
+                    (Rollout::new(spec.plan.clone(), now), "restarted", Some(why))
+                }
+            },
+        };
+        let journal = match paths {
+            Some(p) => {
+                let shown = p.audit_log.display().to_string();
+                Journal::start(&spec.endpoint, p).map_err(|source| RolloutError::Io { path: shown, source })?
+            }
+            None => Journal::disabled(),
         };
         let shadow_stats = spec
             .shadows
@@ -164,15 +209,21 @@ impl RolloutDriver {
             shadow_stats,
             shadow_slots,
             machine: Mutex::new(machine),
-            state_file,
-            audit,
+            journal,
         };
-        let event = if resumed { "resumed" } else { "started" };
-        let state = driver.lock().state().clone();
-        tracing::info!(endpoint = %driver.spec.endpoint, phase = phase_name(state.phase), weight = state.weight_bp, "rollout {event}");
-        driver.audit(json!({ "event": event, "phase": state.phase, "weight_bp": state.weight_bp }));
-        driver.persist(&state)?;
+        let m = driver.lock();
+        let state = m.state().clone();
+        match &why {
+            Some(why) => tracing::warn!(endpoint = %driver.spec.endpoint, %why, "rollout restarted with the configured plan"),
+            None => tracing::info!(endpoint = %driver.spec.endpoint, phase = phase_name(state.phase), weight = state.weight_bp, "rollout {event}"),
+        }
+        let mut entry = json!({ "event": event, "phase": state.phase, "weight_bp": state.weight_bp });
+        if let Some(why) = why {
+            entry["why"] = json!(why);
+        }
         driver.publish(&state);
+        driver.journal.send(driver.entry(entry, &state, None));
+        drop(m);
         Ok(driver)
     }
 
@@ -196,29 +247,35 @@ impl RolloutDriver {
         }
     }
 
-    /// Whether the canary still takes traffic or a verdict: false once rolled back or promoted.
+    /// The canary's share of traffic now, in basis points.
     pub fn weight_bp(&self) -> u32 {
-        self.weight_bp.load(Ordering::Relaxed)
+        self.weight_bp.load(Ordering::Acquire)
     }
 
     /// Records a finished request and applies whatever the evidence now decides.
-    pub fn record(&self, arm: Arm, failed: bool, latency: Duration) {
+    pub fn record(&self, arm: Arm, observation: Observation) {
         let (duration, ok, err) = &self.arm_metrics[arm.side() as usize];
-        duration.record(latency.as_secs_f64());
-        if failed { err } else { ok }.increment(1);
-        let (decision, state) = {
-            let mut m = self.lock();
-            m.record(arm.side(), failed, latency.as_secs_f64());
-            let decision = m.evaluate(now_ms());
-            if m.requests_judged().is_multiple_of(64) {
-                self.publish_evidence(&m.evidence());
+        match observation {
+            Observation::Served(took) => {
+                duration.record(took.as_secs_f64());
+                ok.increment(1);
             }
-            match decision {
-                Some(d) => (d, m.state().clone()),
-                None => return,
-            }
-        };
-        self.apply(&decision, &state, "analysis");
+            Observation::Failed => err.increment(1),
+            Observation::Censored(_) => {}
+        }
+        let mut m = self.lock();
+        match observation {
+            Observation::Served(took) => m.record(arm.side(), false, took.as_secs_f64()),
+            Observation::Failed => m.record(arm.side(), true, 0.0),
+            Observation::Censored(took) => m.record_censored(arm.side(), took.as_secs_f64()),
+        }
+        let decision = m.evaluate(now_ms());
+        if m.requests_judged().is_multiple_of(64) {
+            self.publish_evidence(&m.evidence());
+        }
+        if let Some(d) = decision {
+            self.apply(&m, &d, json!({ "by": "analysis" }), None);
+        }
     }
 
     /// The test statistics and sample sizes as gauges.
@@ -233,31 +290,36 @@ impl RolloutDriver {
             .set(e.canary_requests as f64);
     }
 
-    /// An operator's action.
-    pub fn act(&self, action: Action) -> Result<Decision, String> {
-        let (decision, state) = {
-            let mut m = self.lock();
-            let d = m.act(action, now_ms())?;
-            (d, m.state().clone())
-        };
-        self.apply(&decision, &state, "admin");
+    /// An operator's action. Returns once the decision is durable (in the state file and audit log).
+    pub async fn act(&self, action: Action) -> Result<Decision, ActionRefused> {
+        let (decision, durable) = self.act_now(action)?;
+        let _ = durable.await;
         Ok(decision)
+    }
+
+    /// An operator's action, applied now; the receiver fires once it is durable.
+    pub fn act_now(&self, action: Action) -> Result<(Decision, tokio::sync::oneshot::Receiver<()>), ActionRefused> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut m = self.lock();
+        let d = m.act(action, now_ms()).map_err(ActionRefused)?;
+        self.apply(&m, &d, json!({ "by": "admin", "action": action }), Some(tx));
+        Ok((d, rx))
     }
 
     /// The canary cannot serve (it failed to load): roll it back.
     pub fn canary_unavailable(&self, why: &str) {
-        let (decision, state) = {
-            let mut m = self.lock();
-            match m.canary_unavailable(why.to_owned(), now_ms()) {
-                Some(d) => (d, m.state().clone()),
-                None => return,
-            }
-        };
-        self.apply(&decision, &state, "loader");
+        let mut m = self.lock();
+        if let Some(d) = m.canary_unavailable(why.to_owned(), now_ms()) {
+            self.apply(&m, &d, json!({ "by": "loader" }), None);
+        }
     }
 
-    fn apply(&self, decision: &Decision, state: &State, by: &str) {
+    /// Applies a decision just taken, still under the machine's lock (`m`): publishes the weight, counts
+    /// and logs it, and hands it to the journal, so decisions reach every reader in the order taken.
+    fn apply(&self, m: &Rollout, decision: &Decision, mut audit: serde_json::Value, done: Option<tokio::sync::oneshot::Sender<()>>) {
+        let state = m.state();
         let endpoint = self.spec.endpoint.clone();
+        let by = audit["by"].as_str().unwrap_or("analysis").to_owned();
         match decision {
             Decision::RolledBack { reason } => {
                 tracing::warn!(%endpoint, by, reason = ?reason, "canary rolled back");
@@ -271,15 +333,29 @@ impl RolloutDriver {
             }
             other => tracing::info!(%endpoint, by, decision = ?other, "rollout changed"),
         }
-        self.audit(json!({ "event": "decision", "by": by, "decision": decision, "phase": state.phase, "weight_bp": state.weight_bp }));
-        if let Err(e) = self.persist(state) {
-            tracing::error!(endpoint = %self.spec.endpoint, error = %e, "cannot write the rollout state file");
-        }
         self.publish(state);
+        audit["event"] = json!("decision");
+        audit["decision"] = json!(decision);
+        audit["phase"] = json!(state.phase);
+        audit["weight_bp"] = json!(state.weight_bp);
+        self.journal.send(self.entry(audit, state, done));
+    }
+
+    /// A journal entry: the audit line stamped with the time and endpoint, and the state to save.
+    fn entry(&self, mut audit: serde_json::Value, state: &State, done: Option<tokio::sync::oneshot::Sender<()>>) -> Entry {
+        audit["time_ms"] = json!(now_ms());
+        audit["endpoint"] = json!(self.spec.endpoint);
+        let saved = Saved {
+            endpoint: self.spec.endpoint.clone(),
+            control: self.spec.control.clone(),
+            canary: self.spec.canary.clone(),
+            state: state.clone(),
+        };
+        Entry { audit, state: serde_json::to_value(&saved).ok(), done }
     }
 
     fn publish(&self, state: &State) {
-        self.weight_bp.store(state.weight_bp, Ordering::Relaxed);
+        self.weight_bp.store(state.weight_bp, Ordering::Release);
         let e = self.spec.endpoint.clone();
         gauge!("switchyard_rollout_canary_weight_ratio", "endpoint" => e.clone())
             .set(f64::from(state.weight_bp) / f64::from(FULL_WEIGHT));
@@ -292,37 +368,12 @@ impl RolloutDriver {
         gauge!("switchyard_rollout_step", "endpoint" => e).set(step);
     }
 
-    /// Appends one JSON line to the audit log.
-    pub fn audit(&self, mut entry: serde_json::Value) {
-        let Some(file) = &self.audit else { return };
-        entry["time_ms"] = json!(now_ms());
-        entry["endpoint"] = json!(self.spec.endpoint);
-        let mut line = entry.to_string();
-        line.push('\n');
-        let mut f = file.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Err(e) = f.write_all(line.as_bytes()).and_then(|()| f.flush()) {
-            tracing::error!(error = %e, "cannot append to the audit log");
-        }
-    }
-
-    /// Writes the state file atomically: a temporary file, synced, then renamed over the old one.
-    fn persist(&self, state: &State) -> Result<(), String> {
-        let Some(path) = &self.state_file else { return Ok(()) };
-        let saved = Saved {
-            endpoint: self.spec.endpoint.clone(),
-            control: self.spec.control.clone(),
-            canary: self.spec.canary.clone(),
-            state: state.clone(),
-        };
-        let text = serde_json::to_string_pretty(&saved).map_err(|e| e.to_string())?;
-        let tmp = path.with_extension("json.tmp");
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        };
-        write().map_err(|e| format!("{}: {e}", path.display()))
+    /// Waits until every decision taken so far is written (for tests and shutdown).
+    pub fn flush(&self) -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _m = self.lock();
+        self.journal.send(Entry { audit: serde_json::Value::Null, state: None, done: Some(tx) });
+        rx
     }
 
     /// The rollout as the admin API shows it.
@@ -349,3 +400,6 @@ impl RolloutDriver {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -45,13 +45,13 @@ pub(super) async fn require_token(State(app): State<AppState>, req: Request, nex
 }
 
 pub(super) async fn list(State(app): State<AppState>) -> Json<Value> {
-    Json(Value::Array(app.rollouts.values().map(|d| d.status()).collect()))
+    Json(Value::Array(app.endpoints.rollouts().values().map(|d| d.status()).collect()))
 }
 
 pub(super) async fn show(State(app): State<AppState>, Path(endpoint): Path<String>) -> Result<Json<Value>, ApiError> {
     let driver = app
-        .rollouts
-        .get(&endpoint)
+        .endpoints
+        .rollout(&endpoint)
         .ok_or_else(|| ApiError::NotFound(format!("no rollout for endpoint '{endpoint}'")))?;
     Ok(Json(driver.status()))
 }
@@ -61,8 +61,8 @@ pub(super) async fn act(
     Path((endpoint, action)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let driver = app
-        .rollouts
-        .get(&endpoint)
+        .endpoints
+        .rollout(&endpoint)
         .ok_or_else(|| ApiError::NotFound(format!("no rollout for endpoint '{endpoint}'")))?;
     let action = match action.as_str() {
         "promote" => Action::Promote,
@@ -73,7 +73,7 @@ pub(super) async fn act(
             return Err(ApiError::NotFound(format!("unknown action '{other}' (promote, rollback, pause, resume)")));
         }
     };
-    let decision = driver.act(action).map_err(ApiError::Conflict)?;
-    driver.audit(json!({ "event": "admin", "action": action }));
+    // Answers once the decision is durable: in the state file and the audit log.
+    let decision = driver.act(action).await.map_err(|e| ApiError::Conflict(e.to_string()))?;
     Ok(Json(json!({ "decision": decision, "rollout": driver.status() })))
 }

@@ -15,7 +15,8 @@ pub(super) async fn live() -> Json<Value> {
 
 pub(super) async fn ready(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     // Canaries and shadows never make the server unready: only what serves control traffic counts.
-    let readiness = app.registry.readiness_ignoring(crate::rollouts::optional_targets(&app.rollouts));
+    let readiness =
+        app.endpoints.registry().readiness_ignoring(crate::rollouts::optional_targets(app.endpoints.rollouts()));
     if readiness.is_ready(app.strict_readiness) {
         Ok(Json(json!({ "ready": true })))
     } else {

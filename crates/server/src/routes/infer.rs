@@ -1,7 +1,7 @@
-//! `POST /v2/models/{m}[/versions/{v}]/infer`: resolve the version, bound and read the body, decode it
-//! against the model's signature, queue it to the model's workers, encode the reply. The version is
-//! resolved before the body is read, and an oversized body is refused from its `Content-Length`. An
-//! unversioned call to a rollout's endpoint goes through the rollout (see `rollout.rs`).
+//! `POST /v2/models/{m}[/versions/{v}]/infer` over HTTP: check the model or endpoint exists (before the
+//! body is read, so an oversized body for a missing model is refused cheaply), bound and read the body,
+//! hand it to the serving core as a decodable request, and encode the reply. What the request means
+//! (which version or arm serves it, what counts for a rollout) is decided in the serving core.
 
 use super::body::read_body;
 use super::models::model_path;
@@ -13,9 +13,14 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use bytes::Bytes;
-use std::time::Instant;
-use switchyard_protocol::{HEADER_CONTENT_LENGTH, InferRequest, Tensor, decode_request, encode_response};
-use switchyard_runtime::{Outcome, Priority, Served, VersionMetrics};
+use std::sync::Arc;
+use switchyard_protocol::{HEADER_CONTENT_LENGTH, InferRequest, ProtocolError, TensorSpec};
+use switchyard_protocol::{decode_request, encode_response};
+use switchyard_runtime::rollout::Arm;
+use switchyard_runtime::{Call, Decode, Metadata, Reply};
+
+/// Header that forces an arm (`control` or `canary`), honoured only with the admin bearer token.
+pub const FORCE_ARM_HEADER: &str = "x-switchyard-force-arm";
 
 pub(super) async fn infer(
     State(app): State<AppState>,
@@ -24,76 +29,57 @@ pub(super) async fn infer(
     body: Body,
 ) -> Result<Response, ApiError> {
     let p = model_path(path)?;
-    if p.version.is_none()
-        && let Some(driver) = app.rollouts.get(&p.model)
-    {
-        return super::rollout::infer(&app, driver.clone(), &p.model, headers, body).await;
+    if p.version.is_some() || app.endpoints.rollout(&p.model).is_none() {
+        app.endpoints.lookup(&p.model, p.version.as_deref())?;
     }
-    let served = app.registry.lookup(&p.model, p.version.as_deref())?;
+    let forced = forced_arm(&app, &headers)?;
+    let header_len = inference_header_length(&headers)?;
     let bytes = read_body(&headers, body, app.max_request_bytes).await?;
-    let (result, _) = serve(&served, &headers, &bytes, app.request_timeout, Priority::Control).await;
-    let (req, outputs) = result?;
-    Ok(respond(&p.model, served.version, &req, &outputs))
-}
-
-/// Decodes, runs and accounts one request on one model version. Returns the time it took.
-pub(super) async fn serve(
-    served: &Served,
-    headers: &HeaderMap,
-    bytes: &Bytes,
-    default_timeout: std::time::Duration,
-    priority: Priority,
-) -> (Result<(InferRequest, Vec<Tensor>), ApiError>, std::time::Duration) {
-    let start = Instant::now();
-    let metrics = &served.metrics;
-    let _in_flight = InFlight::new(metrics);
-    let result = async {
-        let mut req = decode(served, headers, bytes)?;
-        let names = req.outputs.iter().map(|o| o.name.clone()).collect();
-        let inputs = std::mem::take(&mut req.inputs);
-        // The V2 `timeout` parameter (microseconds, as Triton reads it) wins over the server default.
-        let timeout = req.timeout_us.map_or(default_timeout, std::time::Duration::from_micros);
-        let outputs = served.pool.infer(inputs, names, timeout, priority).await?;
-        Ok((req, outputs))
-    }
-    .await;
-    let outcome = match &result {
-        Ok(_) => Outcome::Success,
-        Err(ApiError::TooManyRequests(_) | ApiError::Timeout(_)) => Outcome::Rejected,
-        Err(e) if e.status().is_client_error() => Outcome::ClientError,
-        Err(_) => Outcome::ServerError,
+    let call = Call {
+        model: &p.model,
+        version: p.version.as_deref(),
+        request: Arc::new(HttpRequest { bytes, header_len }),
+        metadata: &Headers(&headers),
+        forced,
     };
-    let took = start.elapsed();
-    metrics.record_request(outcome, took);
-    (result, took)
+    let reply = app.endpoints.infer(call).await?;
+    Ok(respond(reply))
 }
 
-/// Decodes a body against a model version's signature and batch limit.
-pub(super) fn decode(served: &Served, headers: &HeaderMap, bytes: &Bytes) -> Result<InferRequest, ApiError> {
-    let header_len =
-        match headers.get(HEADER_CONTENT_LENGTH) {
-            None => None,
-            Some(v) => Some(v.to_str().ok().and_then(|s| s.trim().parse::<usize>().ok()).ok_or_else(|| {
-                ApiError::BadRequest(format!("{HEADER_CONTENT_LENGTH} must be a byte count, got {v:?}"))
-            })?),
-        };
-    let sig = served.pool.signature();
-    let req = decode_request(bytes, header_len, &sig.inputs, &sig.outputs)?;
-    let max_batch = served.pool.max_batch_size();
-    if max_batch > 0
-        && let Some(t) = req.inputs.iter().find(|t| t.shape.first().is_some_and(|&b| b > max_batch))
-    {
-        return Err(ApiError::BadRequest(format!(
-            "input '{}': batch size {} is over the model's max_batch_size {max_batch}",
-            t.name, t.shape[0]
-        )));
+/// A V2 body (JSON, or JSON followed by binary tensor data) as the serving core decodes it.
+struct HttpRequest {
+    bytes: Bytes,
+    header_len: Option<usize>,
+}
+
+impl Decode for HttpRequest {
+    fn decode(&self, inputs: &[TensorSpec], outputs: &[TensorSpec]) -> Result<InferRequest, ProtocolError> {
+        decode_request(&self.bytes, self.header_len, inputs, outputs)
     }
-    Ok(req)
 }
 
-/// Encodes the reply: JSON, or JSON followed by binary outputs.
-pub(super) fn respond(model: &str, version: u64, req: &InferRequest, outputs: &[Tensor]) -> Response {
-    let enc = encode_response(model, &version.to_string(), req.id.as_deref(), outputs, &req.outputs);
+/// HTTP headers as request metadata (names are matched case-insensitively).
+struct Headers<'a>(&'a HeaderMap);
+
+impl Metadata for Headers<'_> {
+    fn get(&self, name: &str) -> Option<&[u8]> {
+        self.0.get(name).map(HeaderValue::as_bytes)
+    }
+}
+
+fn inference_header_length(headers: &HeaderMap) -> Result<Option<usize>, ApiError> {
+    let Some(v) = headers.get(HEADER_CONTENT_LENGTH) else { return Ok(None) };
+    v.to_str()
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .map(Some)
+        .ok_or_else(|| ApiError::BadRequest(format!("{HEADER_CONTENT_LENGTH} must be a byte count, got {v:?}")))
+}
+
+/// Encodes the reply: JSON, or JSON followed by binary outputs; tagged with the arm through a rollout.
+fn respond(reply: Reply) -> Response {
+    let Reply { request, outputs, name, version, arm, served_by } = reply;
+    let enc = encode_response(&name, &version.to_string(), request.id.as_deref(), &outputs, &request.outputs);
     let mut resp = Response::new(Body::from(enc.body));
     let h = resp.headers_mut();
     match enc.json_len {
@@ -103,21 +89,24 @@ pub(super) fn respond(model: &str, version: u64, req: &InferRequest, outputs: &[
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"))
         }
     };
+    if let Some(arm) = arm {
+        h.insert("x-switchyard-arm", HeaderValue::from_static(arm.name()));
+    }
+    if let Some(v) = served_by.and_then(|s| HeaderValue::from_str(&s).ok()) {
+        h.insert("x-switchyard-model", v);
+    }
     resp
 }
 
-/// Counts a request in flight for as long as it lives, including when the client goes away.
-struct InFlight<'a>(&'a VersionMetrics);
-
-impl<'a> InFlight<'a> {
-    fn new(m: &'a VersionMetrics) -> Self {
-        m.in_flight.increment(1.0);
-        Self(m)
+/// The arm a request forces, if it says so and carries the admin token.
+fn forced_arm(app: &AppState, headers: &HeaderMap) -> Result<Option<Arm>, ApiError> {
+    let Some(v) = headers.get(FORCE_ARM_HEADER) else { return Ok(None) };
+    if !app.admin.authorized(headers) {
+        return Err(ApiError::Unauthorized(format!("{FORCE_ARM_HEADER} needs the admin bearer token")));
     }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight.decrement(1.0);
+    match v.as_bytes() {
+        b"control" => Ok(Some(Arm::Control)),
+        b"canary" => Ok(Some(Arm::Canary)),
+        _ => Err(ApiError::BadRequest(format!("{FORCE_ARM_HEADER} must be 'control' or 'canary'"))),
     }
 }

@@ -6,10 +6,9 @@ mod body;
 mod health;
 mod infer;
 mod models;
-mod rollout;
 
 pub use admin::AdminAuth;
-pub use rollout::FORCE_ARM_HEADER;
+pub use infer::FORCE_ARM_HEADER;
 
 use crate::ApiError;
 use crate::observe;
@@ -20,15 +19,7 @@ use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use std::sync::Arc;
-use switchyard_runtime::Registry;
-
-/// Per-request limits.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_request_bytes: usize,
-    /// How long a request may wait for its model when it does not say (V2 `timeout`).
-    pub request_timeout: std::time::Duration,
-}
+use switchyard_runtime::Endpoints;
 
 /// Rollouts by endpoint.
 pub type Rollouts = std::collections::BTreeMap<String, Arc<switchyard_runtime::rollout::RolloutDriver>>;
@@ -39,38 +30,24 @@ pub struct AppState(Arc<Shared>);
 
 #[doc(hidden)]
 pub struct Shared {
-    registry: Arc<Registry>,
-    rollouts: Rollouts,
+    endpoints: Arc<Endpoints>,
     admin: AdminAuth,
     configs: ModelConfigs,
     max_request_bytes: usize,
-    request_timeout: std::time::Duration,
     strict_readiness: bool,
     metrics: Option<PrometheusHandle>,
 }
 
 impl AppState {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        registry: Arc<Registry>,
+        endpoints: Arc<Endpoints>,
         configs: ModelConfigs,
-        rollouts: Rollouts,
         admin: AdminAuth,
-        limits: Limits,
+        max_request_bytes: usize,
         strict_readiness: bool,
         metrics: Option<PrometheusHandle>,
     ) -> Self {
-        let (max_request_bytes, request_timeout) = (limits.max_request_bytes, limits.request_timeout);
-        Self(Arc::new(Shared {
-            registry,
-            rollouts,
-            admin,
-            configs,
-            max_request_bytes,
-            request_timeout,
-            strict_readiness,
-            metrics,
-        }))
+        Self(Arc::new(Shared { endpoints, admin, configs, max_request_bytes, strict_readiness, metrics }))
     }
 }
 

@@ -1,5 +1,6 @@
 //! Server and model metadata, model readiness, and a Triton-style model config (which perf_analyzer
-//! reads for `max_batch_size`).
+//! reads for `max_batch_size`). A rollout endpoint is a model like any other here: its name, control's
+//! signature and config, ready when control is, and statistics per arm.
 
 use super::{AppState, ModelPath};
 use crate::ApiError;
@@ -8,7 +9,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
 use switchyard_protocol::{DataType, ModelMetadata, ServerMetadata, TensorMetadata, TensorSpec};
-use switchyard_runtime::{ModelIndex, ModelState, Served};
+use switchyard_runtime::{ModelIndex, ModelState, Resolved, StatsSnapshot};
 
 pub(super) async fn server_metadata() -> Json<ServerMetadata> {
     Json(ServerMetadata {
@@ -22,8 +23,8 @@ pub(super) fn model_path(path: Result<Path<ModelPath>, PathRejection>) -> Result
     path.map(|Path(p)| p).map_err(|e| ApiError::BadRequest(e.body_text()))
 }
 
-fn lookup(app: &AppState, p: &ModelPath) -> Result<Served, ApiError> {
-    Ok(app.registry.lookup(&p.model, p.version.as_deref())?)
+fn resolve(app: &AppState, p: &ModelPath) -> Result<Resolved, ApiError> {
+    Ok(app.endpoints.resolve(&p.model, p.version.as_deref())?)
 }
 
 pub(super) async fn metadata(
@@ -31,15 +32,11 @@ pub(super) async fn metadata(
     path: Result<Path<ModelPath>, PathRejection>,
 ) -> Result<Json<ModelMetadata>, ApiError> {
     let p = model_path(path)?;
-    let served = lookup(&app, &p)?;
-    let sig = served.pool.signature();
-    let versions = match &p.version {
-        Some(_) => vec![served.version.to_string()],
-        None => app.registry.versions(&p.model).iter().map(u64::to_string).collect(),
-    };
+    let r = resolve(&app, &p)?;
+    let sig = r.served.pool.signature();
     Ok(Json(ModelMetadata {
         name: p.model,
-        versions,
+        versions: r.versions.iter().map(u64::to_string).collect(),
         platform: sig.platform,
         inputs: sig.inputs.iter().map(TensorMetadata::from).collect(),
         outputs: sig.outputs.iter().map(TensorMetadata::from).collect(),
@@ -51,8 +48,8 @@ pub(super) async fn ready(
     path: Result<Path<ModelPath>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let p = model_path(path)?;
-    let served = lookup(&app, &p)?;
-    Ok(Json(json!({ "name": p.model, "version": served.version.to_string(), "ready": true })))
+    let r = resolve(&app, &p)?;
+    Ok(Json(json!({ "name": p.model, "version": r.served.version.to_string(), "ready": true })))
 }
 
 pub(super) async fn config(
@@ -60,10 +57,10 @@ pub(super) async fn config(
     path: Result<Path<ModelPath>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let p = model_path(path)?;
-    let served = lookup(&app, &p)?;
-    let cfg = app.configs.get(&p.model).cloned().unwrap_or_default();
-    let sig = served.pool.signature();
-    let max_batch = served.pool.max_batch_size();
+    let r = resolve(&app, &p)?;
+    let cfg = app.configs.get(&r.model).cloned().unwrap_or_default();
+    let sig = r.served.pool.signature();
+    let max_batch = r.served.pool.max_batch_size();
     let dims = |s: &TensorSpec| {
         if max_batch > 0 { s.shape[1..].to_vec() } else { s.shape.clone() }
     };
@@ -85,7 +82,7 @@ pub(super) async fn config(
 /// `POST /v2/repository/index` (Triton's repository extension): every model version and its state.
 pub(super) async fn repository_index(State(app): State<AppState>) -> Json<Value> {
     let mut rows = Vec::new();
-    for ModelIndex { name, versions, error } in app.registry.index() {
+    for ModelIndex { name, versions, error } in app.endpoints.registry().index() {
         if let Some(reason) = error {
             rows.push(json!({ "name": name, "state": "UNAVAILABLE", "reason": reason }));
         }
@@ -114,33 +111,55 @@ pub(super) async fn model_stats(
 }
 
 fn stats(app: &AppState, p: Option<ModelPath>) -> Result<Json<Value>, ApiError> {
-    let rows =
-        app.registry.stats(p.as_ref().map(|p| p.model.as_str()), p.as_ref().and_then(|p| p.version.as_deref()))?;
+    let registry = app.endpoints.registry();
+    let rows = match &p {
+        // A rollout endpoint: one entry per arm, under the endpoint's name, marked with the arm.
+        Some(p) if p.version.is_none() && app.endpoints.rollout(&p.model).is_some() => {
+            let r = resolve(app, p)?;
+            let mut rows = Vec::new();
+            for (arm, target, served) in r.arms {
+                if let Some(s) = served {
+                    let snapshot = s.metrics.stats();
+                    rows.push(stats_entry(&p.model, s.version, &snapshot, Some((arm, &target.model))));
+                }
+            }
+            rows
+        }
+        _ => registry
+            .stats(p.as_ref().map(|p| p.model.as_str()), p.as_ref().and_then(|p| p.version.as_deref()))?
+            .into_iter()
+            .map(|(name, version, s)| stats_entry(&name, version, &s, None))
+            .collect(),
+    };
+    Ok(Json(json!({ "model_stats": rows })))
+}
+
+/// One model version's statistics in Triton's format (with the arm and model behind an endpoint).
+fn stats_entry(name: &str, version: u64, s: &StatsSnapshot, arm: Option<(&str, &str)>) -> Value {
     let pair = |(count, ns): (u64, u64)| json!({ "count": count, "ns": ns });
-    let model_stats: Vec<Value> = rows
-        .into_iter()
-        .map(|(name, version, s)| {
-            json!({
-                "name": name,
-                "version": version.to_string(),
-                "last_inference": s.last_inference_ms,
-                "inference_count": s.inference_count,
-                "execution_count": s.execution_count,
-                "inference_stats": {
-                    "success": pair(s.success),
-                    "fail": pair(s.fail),
-                    "queue": pair(s.queue),
-                    "compute_input": pair((s.compute.0, 0)),
-                    "compute_infer": pair(s.compute),
-                    "compute_output": pair((s.compute.0, 0)),
-                    "cache_hit": pair((0, 0)),
-                    "cache_miss": pair((0, 0)),
-                },
-                "batch_stats": [],
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "model_stats": model_stats })))
+    let mut v = json!({
+        "name": name,
+        "version": version.to_string(),
+        "last_inference": s.last_inference_ms,
+        "inference_count": s.inference_count,
+        "execution_count": s.execution_count,
+        "inference_stats": {
+            "success": pair(s.success),
+            "fail": pair(s.fail),
+            "queue": pair(s.queue),
+            "compute_input": pair((s.compute.0, 0)),
+            "compute_infer": pair(s.compute),
+            "compute_output": pair((s.compute.0, 0)),
+            "cache_hit": pair((0, 0)),
+            "cache_miss": pair((0, 0)),
+        },
+        "batch_stats": [],
+    });
+    if let Some((arm, model)) = arm {
+        v["arm"] = json!(arm);
+        v["model"] = json!(model);
+    }
+    v
 }
 
 fn triton_type(dt: DataType) -> String {

@@ -7,18 +7,12 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 fn state() -> AppState {
+    use switchyard_runtime::Registry;
     let registry = Arc::new(Registry::default());
     registry.declare("loading", &[1], None);
     registry.declare("bad", &[], Some("config.yaml: unknown field `x`".into()));
-    AppState::new(
-        registry,
-        ModelConfigs::new(),
-        Rollouts::new(),
-        AdminAuth::default(),
-        Limits { max_request_bytes: 1000, request_timeout: std::time::Duration::from_secs(1) },
-        true,
-        None,
-    )
+    let endpoints = Endpoints::new(registry, Rollouts::new(), std::time::Duration::from_secs(1));
+    AppState::new(Arc::new(endpoints), ModelConfigs::new(), AdminAuth::default(), 1000, true, None)
 }
 
 async fn call(method: &str, uri: &str, body: &'static str) -> (StatusCode, String) {
