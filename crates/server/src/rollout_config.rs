@@ -41,6 +41,10 @@ pub struct CanaryConfig {
     pub steps: Option<Vec<StepConfig>>,
     /// A fixed split (percent) instead of steps: an A/B test that never promotes by itself.
     pub weight: Option<Percent>,
+    /// Blue-green: how long control is measured alone before the switch (default 30 s).
+    pub baseline: Option<Seconds>,
+    /// Blue-green: how long the canary holds all traffic before it is promoted (default 60 s).
+    pub hold: Option<Seconds>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -209,15 +213,19 @@ impl RolloutConfig {
             alpha: a.alpha.unwrap_or(defaults.alpha),
         };
         let canary = self.canary.as_ref().ok_or_else(|| at("canary is required".into()))?;
+        let ms = |d: Option<Seconds>, default: u64| d.map_or(default, |s| s.0.as_millis() as u64);
+        if self.strategy == Strategy::Canary && (canary.baseline.is_some() || canary.hold.is_some()) {
+            return Err(at("canary: baseline and hold belong to strategy bluegreen; a canary's steps carry their own holds".into()));
+        }
         let schedule = match (self.strategy, &canary.steps, canary.weight) {
             (_, Some(_), Some(_)) => return Err(at("canary: give either steps or a fixed weight, not both".into())),
             (Strategy::Bluegreen, Some(_), _) | (Strategy::Bluegreen, _, Some(_)) => {
                 return Err(at(
-                    "canary: strategy bluegreen moves all traffic at once; it takes no steps or weight".into()
+                    "canary: strategy bluegreen moves all traffic at once; it takes no steps or weight (baseline and hold set its times)".into()
                 ));
             }
             (Strategy::Bluegreen, None, None) => {
-                Schedule::Steps(vec![Step { weight_bp: FULL_WEIGHT, hold_ms: 60_000 }])
+                Schedule::Steps(Plan::blue_green(ms(canary.baseline, 30_000), ms(canary.hold, 60_000)))
             }
             (Strategy::Canary, None, Some(Percent(w))) => Schedule::Fixed(w),
             (Strategy::Canary, Some(steps), None) => Schedule::Steps(

@@ -4,85 +4,10 @@
 
 mod common;
 
+use common::rollouts::{TOKEN, admin, copy_dir, scratch, serial, start, traffic};
 use common::{Conn, Server, mlp_request, test_repo};
 use serde_json::Value;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-const TOKEN: &str = "test-token";
-
-/// These tests drive steady traffic and judge latency: one at a time, so they do not slow each other down.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("switchyard-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn start(name: &str, rollout_yaml: &str) -> (Server, PathBuf) {
-    let dir = scratch(name);
-    let cfg = dir.join("switchyard.yaml");
-    std::fs::write(&cfg, format!("rollouts:\n{rollout_yaml}")).unwrap();
-    let state = dir.join("state");
-    let s = Server::start_with(
-        &test_repo(),
-        &["--config", cfg.to_str().unwrap(), "--state-dir", state.to_str().unwrap()],
-        &[("SWITCHYARD_ADMIN_TOKEN", TOKEN)],
-    );
-    (s, dir)
-}
-
-fn admin(s: &Server, endpoint: &str) -> Value {
-    let r = s.conn().request(
-        "GET",
-        &format!("/admin/rollouts/{endpoint}"),
-        &[("Authorization", &format!("Bearer {TOKEN}"))],
-        b"",
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()
-}
-
-/// Sends traffic from `threads` clients until `done` says so or `limit` passes; returns
-/// (responses, non-200 responses, arms seen).
-fn traffic(s: &Server, threads: usize, limit: Duration, done: impl Fn() -> bool + Sync) -> (u64, u64, Vec<String>) {
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let results = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut conn = s.conn();
-                    let (mut n, mut bad, mut arms) = (0, 0, Vec::new());
-                    let body = mlp_request(1).to_string();
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        let r = conn.request("POST", "/v2/models/scorer/infer", &[], body.as_bytes());
-                        n += 1;
-                        bad += u64::from(r.status != 200);
-                        arms.push(r.header("x-switchyard-arm").unwrap_or("none").to_owned());
-                        std::thread::sleep(Duration::from_millis(15));
-                    }
-                    (n, bad, arms)
-                })
-            })
-            .collect();
-        let start = Instant::now();
-        while start.elapsed() < limit && !done() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        workers.into_iter().map(|w| w.join().unwrap()).collect::<Vec<_>>()
-    });
-    results.into_iter().fold((0, 0, Vec::new()), |(n, b, mut a), (n2, b2, a2)| {
-        a.extend(a2);
-        (n + n2, b + b2, a)
-    })
-}
 
 #[test]
 fn a_canary_failing_on_real_requests_is_rolled_back_fast_and_clients_see_no_errors() {
@@ -317,18 +242,6 @@ fn nonsense_rollout_configs_are_refused_at_start() {
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(needle), "{needle}: {err}");
-    }
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
     }
 }
 

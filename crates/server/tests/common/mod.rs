@@ -2,6 +2,8 @@
 //! repository, and talks raw HTTP/1.1 to it (so tests can also send what no well-behaved client would).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod rollouts;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
