@@ -16,6 +16,7 @@ pub mod shadow;
 pub use batch::BatchPolicy;
 pub use metrics::{Outcome, StatsSnapshot, VersionMetrics};
 pub use pool::{DEFAULT_MAX_BATCH_SIZE, InferError, Loader, Pool, PoolOptions};
+pub use priority::Foreground;
 pub use queue::Priority;
 pub use registry::{LookupError, ModelIndex, ModelState, Readiness, Registry, Served, VersionEntry};
 pub use serving::{Call, Decode, Endpoints, Metadata, Reply, Resolved, ServeError};

@@ -91,7 +91,7 @@ impl Pool {
                             if background {
                                 crate::priority::lowest_for_this_thread();
                             }
-                            serve(b, rx, metrics, batching.filter(|_| max > 0).map(|p| (p, max)));
+                            serve(b, rx, metrics, batching.filter(|_| max > 0).map(|p| (p, max)), background);
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
@@ -167,6 +167,7 @@ fn serve(
     rx: Receivers<Job>,
     metrics: VersionMetrics,
     batching: Option<(BatchPolicy, usize)>,
+    background: bool,
 ) {
     let mut held: Option<Job> = None;
     loop {
@@ -184,6 +185,9 @@ fn serve(
         let mut group = vec![first];
         if let Some((policy, max)) = &batching {
             held = gather(&rx, &mut group, policy, *max, &metrics);
+        }
+        if background {
+            crate::priority::wait_until_foreground_is_idle();
         }
         run(backend.as_mut(), group, &metrics);
     }

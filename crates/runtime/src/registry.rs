@@ -113,17 +113,28 @@ impl Registry {
     }
 
     /// The newest ready version of `model` outside `excluded` (versions under a rollout's judgement).
-    pub fn lookup_excluding(&self, model: &str, excluded: &std::collections::BTreeSet<u64>) -> Result<Served, LookupError> {
+    pub fn lookup_excluding(
+        &self,
+        model: &str,
+        excluded: &std::collections::BTreeSet<u64>,
+    ) -> Result<Served, LookupError> {
         self.lookup_among(model, None, |v| !excluded.contains(&v)).map_err(|e| match e {
             LookupError::NotReady { model, reason } if reason == "no version to serve" => LookupError::NotReady {
-                reason: format!("every version of '{model}' is a rollout's canary: call the rollout's endpoint or name a version"),
+                reason: format!(
+                    "every version of '{model}' is a rollout's canary: call the rollout's endpoint or name a version"
+                ),
                 model,
             },
             other => other,
         })
     }
 
-    fn lookup_among(&self, model: &str, version: Option<&str>, eligible: impl Fn(u64) -> bool) -> Result<Served, LookupError> {
+    fn lookup_among(
+        &self,
+        model: &str,
+        version: Option<&str>,
+        eligible: impl Fn(u64) -> bool,
+    ) -> Result<Served, LookupError> {
         let models = self.read();
         let record = models.get(model).ok_or_else(|| LookupError::UnknownModel(model.to_owned()))?;
         let served: Vec<(u64, bool)> = record

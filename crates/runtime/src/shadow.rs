@@ -2,7 +2,7 @@
 //! and mean absolute difference, cosine similarity, and the shadow's own errors, latency and shed count.
 //! Running totals here; exported as gauges and counters labelled by endpoint and shadow.
 
-use metrics::{counter, gauge, histogram};
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 use switchyard_protocol::{Tensor, TensorData};
@@ -22,18 +22,43 @@ pub struct Agreement {
 
 #[derive(Debug)]
 pub struct ShadowStats {
-    endpoint: String,
-    shadow: String,
     totals: Mutex<Agreement>,
+    /// Registered once: counting a shed or finished copy touches atomics only.
+    handles: Handles,
+}
+
+#[derive(Debug)]
+struct Handles {
+    shed: Counter,
+    ok: Counter,
+    error: Counter,
+    duration: Histogram,
+    exact: Gauge,
+    argmax: Gauge,
+    cosine: Gauge,
+    mean_abs_diff: Gauge,
+    max_abs_diff: Gauge,
 }
 
 impl ShadowStats {
     pub fn new(endpoint: &str, shadow: &str) -> Self {
-        Self { endpoint: endpoint.to_owned(), shadow: shadow.to_owned(), totals: Mutex::default() }
-    }
-
-    fn labels(&self) -> [(&'static str, String); 2] {
-        [("endpoint", self.endpoint.clone()), ("shadow", self.shadow.clone())]
+        let labels = [("endpoint", endpoint.to_owned()), ("shadow", shadow.to_owned())];
+        let outcome = |o: &'static str| {
+            let [e, s] = labels.clone();
+            counter!("switchyard_shadow_requests_total", &[e, s, ("outcome", o.to_owned())])
+        };
+        let handles = Handles {
+            shed: counter!("switchyard_shadow_shed_total", &labels),
+            ok: outcome("success"),
+            error: outcome("error"),
+            duration: histogram!("switchyard_shadow_duration_seconds", &labels),
+            exact: gauge!("switchyard_shadow_exact_agreement_ratio", &labels),
+            argmax: gauge!("switchyard_shadow_argmax_agreement_ratio", &labels),
+            cosine: gauge!("switchyard_shadow_cosine_similarity", &labels),
+            mean_abs_diff: gauge!("switchyard_shadow_mean_abs_diff", &labels),
+            max_abs_diff: gauge!("switchyard_shadow_max_abs_diff", &labels),
+        };
+        Self { totals: Mutex::default(), handles }
     }
 
     pub fn snapshot(&self) -> Agreement {
@@ -42,26 +67,18 @@ impl ShadowStats {
 
     pub fn shed(&self) {
         self.totals.lock().unwrap_or_else(PoisonError::into_inner).shed += 1;
-        counter!("switchyard_shadow_shed_total", &self.labels()).increment(1);
+        self.handles.shed.increment(1);
     }
 
     pub fn failed(&self) {
         self.totals.lock().unwrap_or_else(PoisonError::into_inner).errors += 1;
-        counter!(
-            "switchyard_shadow_requests_total",
-            &[self.labels()[0].clone(), self.labels()[1].clone(), ("outcome", "error".into())]
-        )
-        .increment(1);
+        self.handles.error.increment(1);
     }
 
     /// Compares the shadow's outputs with the primary's, output by output (same names).
     pub fn compare(&self, primary: &[Tensor], shadow: &[Tensor], took: Duration) {
-        histogram!("switchyard_shadow_duration_seconds", &self.labels()).record(took.as_secs_f64());
-        counter!(
-            "switchyard_shadow_requests_total",
-            &[self.labels()[0].clone(), self.labels()[1].clone(), ("outcome", "success".into())]
-        )
-        .increment(1);
+        self.handles.duration.record(took.as_secs_f64());
+        self.handles.ok.increment(1);
         let mut t = self.totals.lock().unwrap_or_else(PoisonError::into_inner);
         for p in primary {
             let Some(s) = shadow.iter().find(|s| s.name == p.name) else { continue };
@@ -86,13 +103,12 @@ impl ShadowStats {
             }
         }
         let n = t.compared.max(1) as f64;
-        let [e, s] = self.labels();
-        gauge!("switchyard_shadow_exact_agreement_ratio", &[e.clone(), s.clone()]).set(t.exact as f64 / n);
-        gauge!("switchyard_shadow_argmax_agreement_ratio", &[e.clone(), s.clone()])
-            .set(t.argmax_agree as f64 / t.argmax_rows.max(1) as f64);
-        gauge!("switchyard_shadow_cosine_similarity", &[e.clone(), s.clone()]).set(t.cosine_sum / n);
-        gauge!("switchyard_shadow_mean_abs_diff", &[e.clone(), s.clone()]).set(t.mean_abs_diff_sum / n);
-        gauge!("switchyard_shadow_max_abs_diff", &[e, s]).set(t.max_abs_diff);
+        let h = &self.handles;
+        h.exact.set(t.exact as f64 / n);
+        h.argmax.set(t.argmax_agree as f64 / t.argmax_rows.max(1) as f64);
+        h.cosine.set(t.cosine_sum / n);
+        h.mean_abs_diff.set(t.mean_abs_diff_sum / n);
+        h.max_abs_diff.set(t.max_abs_diff);
     }
 }
 

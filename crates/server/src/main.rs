@@ -7,10 +7,10 @@ use clap::Parser;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_backend_ort::{OrtEnvironment, find_library};
+use switchyard_runtime::Endpoints;
 use switchyard_runtime::Registry;
 use switchyard_server::cli::{Cli, Command, DEFAULT_MAX_REQUEST_BYTES, ServeArgs};
 use switchyard_server::config::ServerConfig;
-use switchyard_runtime::Endpoints;
 use switchyard_server::{AdminAuth, AppState, app, observe, repository, rollouts};
 
 // A request allocates many small, short-lived buffers across threads: mimalloc serves them faster than

@@ -80,6 +80,8 @@ pub async fn http_metrics(req: Request, next: Next) -> Response {
         _ => "other",
     };
     let start = Instant::now();
+    // While a client waits for this request, background work (shadow copies) does not start.
+    let _foreground = switchyard_runtime::Foreground::enter();
     let resp = next.run(req).await;
     handles.duration.record(start.elapsed().as_secs_f64());
     handles.requests(method, resp.status().as_u16()).increment(1);

@@ -215,7 +215,9 @@ impl RolloutConfig {
         let canary = self.canary.as_ref().ok_or_else(|| at("canary is required".into()))?;
         let ms = |d: Option<Seconds>, default: u64| d.map_or(default, |s| s.0.as_millis() as u64);
         if self.strategy == Strategy::Canary && (canary.baseline.is_some() || canary.hold.is_some()) {
-            return Err(at("canary: baseline and hold belong to strategy bluegreen; a canary's steps carry their own holds".into()));
+            return Err(at(
+                "canary: baseline and hold belong to strategy bluegreen; a canary's steps carry their own holds".into(),
+            ));
         }
         let schedule = match (self.strategy, &canary.steps, canary.weight) {
             (_, Some(_), Some(_)) => return Err(at("canary: give either steps or a fixed weight, not both".into())),

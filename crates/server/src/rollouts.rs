@@ -127,7 +127,8 @@ pub fn watch_canaries(rollouts: &Rollouts, registry: Arc<Registry>) {
         let (driver, registry) = (driver.clone(), registry.clone());
         tokio::spawn(async move {
             let (canary, control) = (driver.spec.canary.clone(), driver.spec.control.clone());
-            while registry.is_loading(&canary.model, canary.version) || registry.is_loading(&control.model, control.version)
+            while registry.is_loading(&canary.model, canary.version)
+                || registry.is_loading(&control.model, control.version)
             {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }

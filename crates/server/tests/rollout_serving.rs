@@ -132,7 +132,8 @@ fn blue_green_measures_control_first_then_switches_and_promotes_a_good_canary() 
     let (s, _dir) = blue_green("bluegreen-good", "model: mlp, version: 2");
     assert_eq!(admin(&s, "scorer")["canary_weight_percent"], 0.0, "control alone during the baseline");
     let phase = |p: &str| admin(&s, "scorer")["phase"] == p;
-    let (n, bad, arms) = traffic_to(&s, "scorer", 4, Duration::from_millis(10), Duration::from_secs(15), || phase("promoted"));
+    let (n, bad, arms) =
+        traffic_to(&s, "scorer", 4, Duration::from_millis(10), Duration::from_secs(15), || phase("promoted"));
     assert_eq!(bad, 0);
     let status = admin(&s, "scorer");
     assert_eq!(status["phase"], "promoted", "{status:#}");
@@ -185,9 +186,10 @@ fn a_restart_with_a_shorter_plan_starts_the_new_plan_and_says_why() {
     }
     wait_for(Duration::from_secs(5), "the restart in the audit log", || {
         let audit = std::fs::read_to_string(state.join("audit.jsonl")).unwrap();
-        audit.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).any(|v| {
-            v["event"] == "restarted" && v["why"].as_str().is_some_and(|w| w.contains("saved at step 2"))
-        })
+        audit
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|v| v["event"] == "restarted" && v["why"].as_str().is_some_and(|w| w.contains("saved at step 2")))
     });
     assert!(s.log().contains("rollout restarted with the configured plan"), "{}", s.log());
 }

@@ -50,7 +50,12 @@ impl Baseline {
         let p_bar = rate_upper_bound(e, n, delta);
         let m = latencies.count();
         let latency_bound_seconds = quantile_rank(m, quantile, delta).map(|k| latencies.order_statistic(k));
-        Self { control_requests: n, control_errors: e, error_rate_bound: error_bound(p_bar).min(1.0), latency_bound_seconds }
+        Self {
+            control_requests: n,
+            control_errors: e,
+            error_rate_bound: error_bound(p_bar).min(1.0),
+            latency_bound_seconds,
+        }
     }
 }
 
@@ -75,11 +80,8 @@ impl OneSampleTest {
             return; // the null allows everything: no evidence can build
         }
         let s = ((self.hits as f64 + 0.5) / (self.trials as f64 + 1.0)).clamp(p0, 0.999);
-        self.log_e += if hit {
-            if p0 <= 0.0 { f64::INFINITY } else { (s / p0).ln() }
-        } else {
-            ((1.0 - s) / (1.0 - p0)).ln()
-        };
+        self.log_e +=
+            if hit { if p0 <= 0.0 { f64::INFINITY } else { (s / p0).ln() } } else { ((1.0 - s) / (1.0 - p0)).ln() };
         self.trials += 1;
         self.hits += u64::from(hit);
     }

@@ -8,8 +8,8 @@ pub mod latency;
 pub mod machine;
 pub mod plan;
 
-pub use errors::Side;
 pub use baseline::Baseline;
+pub use errors::Side;
 pub use machine::{
     Action, BaselineEvidence, Decision, Evidence, Phase, Reason, ResumeRefused, Rollout, State, Verdict, phase_name,
 };

@@ -144,9 +144,9 @@ pub fn now_ms() -> u64 {
 fn read_saved(path: &Path) -> Result<Option<Saved>, RolloutError> {
     let shown = || path.display().to_string();
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|source| RolloutError::Corrupt { path: shown(), source }),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map(Some).map_err(|source| RolloutError::Corrupt { path: shown(), source })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(RolloutError::Io { path: shown(), source }),
     }
@@ -202,20 +202,17 @@ impl RolloutDriver {
             )
         });
         let weight_bp = AtomicU32::new(machine.weight_bp());
-        let driver = Self {
-            spec,
-            weight_bp,
-            arm_metrics,
-            shadow_stats,
-            shadow_slots,
-            machine: Mutex::new(machine),
-            journal,
-        };
+        let driver =
+            Self { spec, weight_bp, arm_metrics, shadow_stats, shadow_slots, machine: Mutex::new(machine), journal };
         let m = driver.lock();
         let state = m.state().clone();
         match &why {
-            Some(why) => tracing::warn!(endpoint = %driver.spec.endpoint, %why, "rollout restarted with the configured plan"),
-            None => tracing::info!(endpoint = %driver.spec.endpoint, phase = phase_name(state.phase), weight = state.weight_bp, "rollout {event}"),
+            Some(why) => {
+                tracing::warn!(endpoint = %driver.spec.endpoint, %why, "rollout restarted with the configured plan")
+            }
+            None => {
+                tracing::info!(endpoint = %driver.spec.endpoint, phase = phase_name(state.phase), weight = state.weight_bp, "rollout {event}")
+            }
         }
         let mut entry = json!({ "event": event, "phase": state.phase, "weight_bp": state.weight_bp });
         if let Some(why) = why {
@@ -316,7 +313,13 @@ impl RolloutDriver {
 
     /// Applies a decision just taken, still under the machine's lock (`m`): publishes the weight, counts
     /// and logs it, and hands it to the journal, so decisions reach every reader in the order taken.
-    fn apply(&self, m: &Rollout, decision: &Decision, mut audit: serde_json::Value, done: Option<tokio::sync::oneshot::Sender<()>>) {
+    fn apply(
+        &self,
+        m: &Rollout,
+        decision: &Decision,
+        mut audit: serde_json::Value,
+        done: Option<tokio::sync::oneshot::Sender<()>>,
+    ) {
         let state = m.state();
         let endpoint = self.spec.endpoint.clone();
         let by = audit["by"].as_str().unwrap_or("analysis").to_owned();
@@ -342,7 +345,12 @@ impl RolloutDriver {
     }
 
     /// A journal entry: the audit line stamped with the time and endpoint, and the state to save.
-    fn entry(&self, mut audit: serde_json::Value, state: &State, done: Option<tokio::sync::oneshot::Sender<()>>) -> Entry {
+    fn entry(
+        &self,
+        mut audit: serde_json::Value,
+        state: &State,
+        done: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> Entry {
         audit["time_ms"] = json!(now_ms());
         audit["endpoint"] = json!(self.spec.endpoint);
         let saved = Saved {

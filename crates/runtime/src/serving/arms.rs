@@ -133,7 +133,7 @@ fn finish(
     request: InferRequest,
     outputs: Vec<Tensor>,
     decoded: Decoded,
-    shadows: Vec<usize>,
+    shadows: Vec<(usize, tokio::sync::OwnedSemaphorePermit)>,
 ) -> Reply {
     if !shadows.is_empty() {
         mirror::spawn(ep, driver, shadows, decoded, Arc::new(outputs.clone()));

@@ -2,7 +2,8 @@
 //! own workers, at the lowest queue priority, and its answer is compared with the one the client got.
 //! Nothing here is on the client's path: the copies are decoded (once per signature; a shadow that
 //! shares the answering arm's signature reuses its decoded inputs) and run on their own task, bounded by
-//! the rollout's shadow slots; a copy that finds no free slot is shed and counted.
+//! the rollout's shadow slots, taken when the request arrives: a copy that finds no free slot is shed
+//! and counted before anything is copied for it.
 
 use super::Endpoints;
 use super::run::{self, Decoded};
@@ -11,34 +12,33 @@ use crate::{Priority, Registry};
 use std::sync::Arc;
 use switchyard_core::rollout::assign;
 use switchyard_protocol::Tensor;
+use tokio::sync::OwnedSemaphorePermit;
 
-/// The shadows (indices into the spec) that get a copy of this request.
-pub(super) fn sample(driver: &RolloutDriver) -> Vec<usize> {
+/// The shadows (indices into the spec) that get a copy of this request, each holding a slot. A sampled
+/// copy that finds no free slot is shed (and counted) here, before anything is copied for it.
+pub(super) fn sample(driver: &RolloutDriver) -> Vec<(usize, OwnedSemaphorePermit)> {
     let shadows = &driver.spec.shadows;
-    if shadows.is_empty() {
-        return Vec::new();
+    let mut sampled = Vec::new();
+    for (i, (_, sample_bp)) in shadows.iter().enumerate() {
+        if assign::random_bucket(super::random()) >= *sample_bp {
+            continue;
+        }
+        match driver.shadow_slots.clone().try_acquire_owned() {
+            Ok(permit) => sampled.push((i, permit)),
+            Err(_) => driver.shadow_stats[i].shed(),
+        }
     }
-    (0..shadows.len()).filter(|&i| assign::random_bucket(super::random()) < shadows[i].1).collect()
+    sampled
 }
 
 /// Sends the copies; returns at once.
 pub(super) fn spawn(
     ep: &Endpoints,
     driver: &Arc<RolloutDriver>,
-    sampled: Vec<usize>,
+    copies: Vec<(usize, OwnedSemaphorePermit)>,
     mut decoded: Decoded,
     primary: Arc<Vec<Tensor>>,
 ) {
-    let mut copies = Vec::with_capacity(sampled.len());
-    for i in sampled {
-        match driver.shadow_slots.clone().try_acquire_owned() {
-            Ok(permit) => copies.push((i, permit)),
-            Err(_) => driver.shadow_stats[i].shed(),
-        }
-    }
-    if copies.is_empty() {
-        return;
-    }
     let (registry, driver, timeout) = (Arc::clone(ep.registry()), Arc::clone(driver), ep.default_timeout);
     tokio::spawn(async move {
         for (i, permit) in copies {

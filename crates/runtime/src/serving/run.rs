@@ -13,8 +13,11 @@ use switchyard_protocol::{InferRequest, Tensor};
 /// out by value; a copy is kept only when the caller says another arm may need it.
 pub(crate) struct Decoded {
     source: Arc<dyn Decode>,
-    by_signature: Vec<(Signature, usize, Option<Result<InferRequest, ServeError>>)>,
+    by_signature: Vec<ForSignature>,
 }
+
+/// A signature with its batch limit, and the request decoded for it (taken while an arm runs it).
+type ForSignature = (Signature, usize, Option<Result<InferRequest, ServeError>>);
 
 impl Decoded {
     pub(crate) fn new(source: Arc<dyn Decode>) -> Self {
@@ -68,6 +71,7 @@ pub(crate) async fn run(
 ) -> (Result<(InferRequest, Vec<Tensor>), ServeError>, Duration) {
     let start = Instant::now();
     let _in_flight = InFlight::new(&served.metrics);
+    let _foreground = (priority != Priority::Shadow).then(crate::priority::Foreground::enter);
     let result: Result<(InferRequest, Vec<Tensor>), ServeError> = async {
         let mut req = req?;
         let names = req.outputs.iter().map(|o| o.name.clone()).collect();

@@ -137,4 +137,3 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
-
