@@ -67,12 +67,13 @@ clean:
 	rm -rf target $(VENV) models/*/
 
 # Every benchmark: Criterion hot paths, the side-by-side peer run at the throughput issue's points
-# (installs the peers on first use), perf_analyzer with binary tensors beside the floor, and the text
-# benchmark. Not part of `make test`.
+# (installs the peers on first use), perf_analyzer with binary tensors beside the floor, what a shadow
+# costs control, and the text benchmark. Not part of `make test`.
 bench: build models .venv-bench/bin/python
 	cargo bench -p switchyard-protocol -p switchyard-core --bench codec --bench routing
 	loadtest/peers.sh
 	loadtest/binary.sh
+	loadtest/shadow.sh
 	$(PY) loadtest/text_bench.py
 
 # MiniLM embeddings through HTTP: Switchyard's candle and ONNX Runtime paths beside a FastAPI peer.

@@ -91,7 +91,10 @@ impl Pool {
                             if background {
                                 crate::priority::lowest_for_this_thread();
                             }
-                            serve(b, rx, metrics, batching.filter(|_| max > 0).map(|p| (p, max)), background);
+                            // A background call caught by a burst of foreground work runs in its gaps
+                            // until it ends: one request at a time keeps each call short.
+                            let batching = batching.filter(|_| max > 0 && !background).map(|p| (p, max));
+                            serve(b, rx, metrics, batching, background);
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
@@ -170,6 +173,7 @@ fn serve(
     background: bool,
 ) {
     let mut held: Option<Job> = None;
+    let mut spare = background.then(crate::priority::SpareCapacity::new);
     loop {
         let first = match held.take() {
             Some(job) => job,
@@ -186,8 +190,8 @@ fn serve(
         if let Some((policy, max)) = &batching {
             held = gather(&rx, &mut group, policy, *max, &metrics);
         }
-        if background {
-            crate::priority::wait_until_foreground_is_idle();
+        if let Some(spare) = &mut spare {
+            spare.wait();
         }
         run(backend.as_mut(), group, &metrics);
     }

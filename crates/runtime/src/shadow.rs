@@ -23,6 +23,8 @@ pub struct Agreement {
 #[derive(Debug)]
 pub struct ShadowStats {
     totals: Mutex<Agreement>,
+    /// Copies shed, apart from the totals: counted on the request path, so one atomic, never a lock.
+    shed: std::sync::atomic::AtomicU64,
     /// Registered once: counting a shed or finished copy touches atomics only.
     handles: Handles,
 }
@@ -58,15 +60,17 @@ impl ShadowStats {
             mean_abs_diff: gauge!("switchyard_shadow_mean_abs_diff", &labels),
             max_abs_diff: gauge!("switchyard_shadow_max_abs_diff", &labels),
         };
-        Self { totals: Mutex::default(), handles }
+        Self { totals: Mutex::default(), shed: std::sync::atomic::AtomicU64::new(0), handles }
     }
 
     pub fn snapshot(&self) -> Agreement {
-        *self.totals.lock().unwrap_or_else(PoisonError::into_inner)
+        let mut a = *self.totals.lock().unwrap_or_else(PoisonError::into_inner);
+        a.shed = self.shed.load(std::sync::atomic::Ordering::Relaxed);
+        a
     }
 
     pub fn shed(&self) {
-        self.totals.lock().unwrap_or_else(PoisonError::into_inner).shed += 1;
+        self.shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.handles.shed.increment(1);
     }
 
