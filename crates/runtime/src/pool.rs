@@ -55,6 +55,7 @@ struct Job {
     inputs: Vec<Tensor>,
     outputs: Vec<String>,
     enqueued: Instant,
+    priority: Priority,
     reply: oneshot::Sender<Result<Vec<Tensor>, InferError>>,
 }
 
@@ -139,7 +140,7 @@ impl Pool {
             0 => 1,
             _ => inputs.first().and_then(|t| t.shape.first()).map_or(1, |&b| b as u64),
         };
-        let job = Job { rows, inputs, outputs, enqueued: Instant::now(), reply };
+        let job = Job { rows, inputs, outputs, enqueued: Instant::now(), priority, reply };
         match self.tx.try_send(job, priority) {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => Err(InferError::QueueFull(self.label.clone())),
@@ -190,10 +191,23 @@ fn serve(
         if let Some((policy, max)) = &batching {
             held = gather(&rx, &mut group, policy, *max, &metrics);
         }
-        if let Some(spare) = &mut spare {
-            spare.wait();
+        match &mut spare {
+            // A shadow copy on a background worker: only on capacity the foreground leaves.
+            Some(spare) if group[0].priority == Priority::Shadow => {
+                spare.wait();
+                run(backend.as_mut(), group, &metrics);
+            }
+            // A client calling a shadow-only version directly: served now, at normal priority where
+            // the system allows raising it again (else still at the background priority).
+            Some(_) => {
+                let raised = crate::priority::normal_for_this_thread();
+                run(backend.as_mut(), group, &metrics);
+                if raised {
+                    crate::priority::lowest_for_this_thread();
+                }
+            }
+            None => run(backend.as_mut(), group, &metrics),
         }
-        run(backend.as_mut(), group, &metrics);
     }
 }
 

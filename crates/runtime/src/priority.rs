@@ -123,6 +123,25 @@ impl SpareCapacity {
 /// How often a waiting background worker looks at a busy foreground.
 const POLL: Duration = Duration::from_millis(100);
 
+/// Raises the calling thread back to normal priority; false where the system does not allow it (an
+/// unprivileged process under the default `RLIMIT_NICE`).
+#[allow(unsafe_code)] // one system call on the calling thread; no memory is shared
+pub(crate) fn normal_for_this_thread() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: a plain system call on the calling thread (pid 0 = this thread) with a valid argument.
+        let ok = unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &raw const param) } == 0;
+        if !ok {
+            static ONCE: std::sync::Once = std::sync::Once::new();
+            ONCE.call_once(|| tracing::info!("a direct call of a shadow-only model runs at background priority"));
+        }
+        ok
+    }
+    #[cfg(not(target_os = "linux"))]
+    false
+}
+
 /// Lowers the calling thread to the lowest priority the system offers. Logs what it got.
 #[allow(unsafe_code)] // two system calls on the calling thread; no memory is shared
 pub(crate) fn lowest_for_this_thread() {

@@ -64,7 +64,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let request_timeout =
         Duration::from_millis(args.request_timeout_ms.or(file.server.request_timeout_ms).unwrap_or(60_000));
     let endpoints = Arc::new(Endpoints::new(registry, rollouts, request_timeout));
-    let state = AppState::new(endpoints, configs, admin, max_request_bytes, strict_readiness, Some(metrics));
+    let state = AppState::new(endpoints.clone(), configs, admin, max_request_bytes, strict_readiness, Some(metrics));
 
     let addr = format!("{}:{}", args.host, args.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
@@ -92,6 +92,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
     tokio::select! {
         r = server => r.context("server failed")?,
         () = deadline => tracing::warn!(seconds = args.shutdown_timeout, "requests still in flight at the shutdown deadline; exiting"),
+    }
+    // Every rollout decision taken so far reaches its state file and audit log before the exit.
+    for driver in endpoints.rollouts().values() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), driver.flush()).await;
     }
     tracing::info!("stopped");
     Ok(())

@@ -193,3 +193,25 @@ fn a_restart_with_a_shorter_plan_starts_the_new_plan_and_says_why() {
     });
     assert!(s.log().contains("rollout restarted with the configured plan"), "{}", s.log());
 }
+
+#[test]
+fn a_shadow_only_model_called_directly_is_served_at_once() {
+    let _serial = serial();
+    // mlp_heavy serves only as a shadow: its workers run copies on spare capacity only, but a client
+    // calling it directly is a foreground request and must not wait for the server to go idle.
+    let (s, _dir) = start_over(
+        "shadow-direct",
+        &[("mlp", "mlp", MLP_ALL), ("mlp_heavy", "mlp_heavy", None)],
+        "  - endpoint: scorer\n    control: { model: mlp, version: 1 }\n    canary: { model: mlp, version: 2, weight: 0 }\n    shadows: [ { model: mlp_heavy, version: 1, sample: 100% } ]\n",
+    );
+    wait_for(Duration::from_secs(20), "the shadow to load", || s.get("/v2/models/mlp_heavy/ready").status == 200);
+    let begun = Instant::now();
+    let r = s.conn().request(
+        "POST",
+        "/v2/models/mlp_heavy/infer",
+        &[],
+        serde_json::json!({ "inputs": [{ "name": "input", "shape": [1, 64], "datatype": "FP32", "data": vec![0.5f32; 64] }], "parameters": { "timeout": 5_000_000 } }).to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(begun.elapsed() < Duration::from_secs(2), "took {:?}", begun.elapsed());
+}
