@@ -7,6 +7,7 @@ pub mod errors;
 pub mod latency;
 pub mod machine;
 pub mod plan;
+mod state;
 
 pub use baseline::Baseline;
 pub use errors::Side;
