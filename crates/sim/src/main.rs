@@ -4,6 +4,8 @@
 //! requests and seconds to rollback, beside a Flagger-style check (success rate below 99 % or p99 above a
 //! fixed bound over a 60 s interval, rolled back after 5 failed checks) run on the same streams. A/A and
 //! latency rows again at 100 rps with a latency test on p99 (`max_ratio` 2), a quantile slow to place.
+//! Blue-green rows at 200 rps: control alone for 60 s (the baseline), then the canary takes all traffic
+//! and is judged against control's frozen figures; times to rollback counted from the switch.
 //!
 //! `switchyard-sim [--aa-runs N] [--runs N] [--minutes M] [--seed S]`
 
@@ -56,6 +58,13 @@ fn main() {
         P99.1,
         args.seconds
     );
+    println!(
+        "The blue-green rows: the same traffic at {BG_RPS} rps, control alone for the first {BG_BASELINE_SECONDS} s \
+         (its baseline, measured during the warm-up), then the canary takes all traffic for the rest of the {} s \
+         and is judged against control's frozen figures; requests and seconds to rollback counted from the switch. \
+         The Flagger-style check runs on the same streams (canary requests only, so from the switch).",
+        args.seconds
+    );
     println!();
     println!("| scenario | rps | runs | judge | rolled back | median requests | median seconds | p90 seconds |");
     println!("|---|---:|---:|---|---:|---:|---:|---:|");
@@ -96,6 +105,13 @@ fn main() {
             }
         }
     }
+    // Blue-green: the canary alone, judged against control's figures from before the switch.
+    let bg = base.blue_green(BG_RPS, BG_BASELINE_SECONDS);
+    aa_rows("blue-green A/A (canary = control)", &bg, &args, &mut failures);
+    for (name, s) in bg.blue_green_regressions() {
+        let (ours, flagger) = many(&s, args.runs, args.seed + 7);
+        print_rows(&format!("blue-green {name}"), BG_RPS, args.runs, &ours, &flagger);
+    }
     println!();
     println!("Simulated in {:.1} s.", started.elapsed().as_secs_f64());
     if failures.is_empty() {
@@ -116,6 +132,10 @@ const P99: (f64, f64) = (0.99, 2.0);
 const P99_RPS: f64 = 100.0;
 const P99_FACTOR: f64 = 4.0;
 const P99_MEDIAN_SECONDS: f64 = 3.0;
+
+/// The blue-green rows: the traffic, and how long control alone is measured before the switch.
+const BG_RPS: f64 = 200.0;
+const BG_BASELINE_SECONDS: f64 = 60.0;
 
 /// An A/A row (canary identical to control) with its false-rollback rate; over `alpha` is a failure.
 fn aa_rows(name: &str, s: &Scenario, args: &Args, failures: &mut Vec<String>) {

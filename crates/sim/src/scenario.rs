@@ -1,15 +1,19 @@
 //! One simulated rollout: a stream of requests at a fixed rate, each sent to the canary with a fixed
-//! probability, failing and taking time as its arm's distribution says, judged after every request by
-//! the real decision code and every 60 s by a Flagger-style check.
+//! probability (or, blue-green, when the rollout's weight says so), failing and taking time as its arm's
+//! distribution says, judged after every request by the real decision code and every 60 s by a
+//! Flagger-style check.
 
 use crate::rng::Rng;
-use switchyard_core::rollout::{Analysis, Decision, Plan, Rollout, Schedule, Side};
+use switchyard_core::rollout::{Analysis, Decision, FULL_WEIGHT, Plan, Rollout, Schedule, Side};
 
 #[derive(Debug, Clone)]
 pub struct Scenario {
     pub rps: f64,
     pub seconds: f64,
     pub canary_share: f64,
+    /// Blue-green instead of a fixed split: control alone for `.0` seconds (the baseline), then the canary
+    /// takes all traffic for `.1` seconds, judged against control's frozen figures.
+    pub blue_green: Option<(f64, f64)>,
     pub control_error: f64,
     pub canary_error: f64,
     /// Canary latency = control's distribution times this.
@@ -40,6 +44,7 @@ impl Scenario {
             rps: 200.0,
             seconds,
             canary_share: 0.2,
+            blue_green: None,
             control_error: 0.001,
             canary_error: 0.001,
             latency_factor: 1.0,
@@ -104,6 +109,25 @@ impl Scenario {
         out
     }
 
+    /// The same traffic as a blue-green rollout at `rps`: control alone for `baseline_seconds`, then the
+    /// canary with all traffic for the rest of the run (the hold covers it, so it is never promoted).
+    pub fn blue_green(&self, rps: f64, baseline_seconds: f64) -> Self {
+        Self { rps, blue_green: Some((baseline_seconds, self.seconds)), ..self.clone() }
+    }
+
+    /// The blue-green regressions: errors 0.1 % -> 5 %, latency x2 and x4.
+    pub fn blue_green_regressions(&self) -> Vec<(String, Scenario)> {
+        let e = 0.05;
+        vec![
+            (
+                format!("errors {:.1} % -> {} %", 100.0 * self.control_error, 100.0 * e),
+                Scenario { canary_error: e, ..self.clone() },
+            ),
+            ("latency x2".into(), Scenario { latency_factor: 2.0, ..self.clone() }),
+            ("latency x4".into(), Scenario { latency_factor: 4.0, ..self.clone() }),
+        ]
+    }
+
     /// The same traffic judged by a latency test on the `quantile` with `max_ratio`.
     pub fn with_latency_test(&self, quantile: f64, max_ratio: f64) -> Self {
         let analysis = Analysis { latency_quantile: quantile, latency_max_ratio: max_ratio, ..self.analysis };
@@ -143,7 +167,7 @@ impl Judge {
     }
 }
 
-/// When a judge rolled back: (requests so far, seconds so far).
+/// When a judge rolled back: (requests so far, seconds so far); blue-green, counted from the switch.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Outcome {
     pub rollback: Option<(u64, f64)>,
@@ -152,15 +176,32 @@ pub struct Outcome {
 /// One seeded run through both judges.
 pub fn run(s: &Scenario, seed: u64) -> (Outcome, Outcome) {
     let mut rng = Rng::new(seed);
-    let plan = Plan { schedule: Schedule::Fixed((s.canary_share * 10_000.0) as u32), analysis: s.analysis };
-    let mut ours = Rollout::new(plan, 0);
+    let schedule = match s.blue_green {
+        None => Schedule::Fixed((s.canary_share * 10_000.0) as u32),
+        Some((baseline, hold)) => Schedule::Steps(Plan::blue_green(ms(baseline), ms(hold))),
+    };
+    let mut ours = Rollout::new(Plan { schedule, analysis: s.analysis }, 0);
     let (mut mine, mut theirs) = (Outcome::default(), Outcome::default());
     let mut window: Vec<f64> = Vec::new();
     let (mut window_errors, mut failed_checks, mut next_check) = (0u64, 0u32, 60.0);
+    // Blue-green: (requests, seconds) before the first request the canary took.
+    let mut switch: Option<(u64, f64)> = None;
     let total = (s.rps * s.seconds) as u64;
     for i in 0..total {
         let t = i as f64 / s.rps;
-        let canary = rng.bernoulli(s.canary_share);
+        let canary = match s.blue_green {
+            None => rng.bernoulli(s.canary_share),
+            Some((baseline, _)) => {
+                // The rollout's weight routes the request; once our judge has finished, the stream goes
+                // on as the plan has it (all canary after the baseline), so the Flagger-style check sees
+                // the same traffic whatever our judge decided.
+                let all = if ours.is_judging() { ours.weight_bp() >= FULL_WEIGHT } else { t >= baseline };
+                if all && switch.is_none() {
+                    switch = Some((i, t));
+                }
+                switch.is_some()
+            }
+        };
         let failed = rng.bernoulli(if canary { s.canary_error } else { s.control_error });
         let mut latency = s.median_seconds * (s.sigma * rng.normal()).exp();
         if rng.bernoulli(s.outlier_rate) {
@@ -174,7 +215,7 @@ pub fn run(s: &Scenario, seed: u64) -> (Outcome, Outcome) {
         }
         if mine.rollback.is_none() {
             ours.record(if canary { Side::Canary } else { Side::Control }, failed, latency);
-            if let Some(Decision::RolledBack { .. }) = ours.evaluate((t * 1000.0) as u64) {
+            if let Some(Decision::RolledBack { .. }) = ours.evaluate(ms(t)) {
                 mine.rollback = Some((i + 1, t));
             }
         }
@@ -205,5 +246,16 @@ pub fn run(s: &Scenario, seed: u64) -> (Outcome, Outcome) {
             break;
         }
     }
+    if s.blue_green.is_some() {
+        // Counted from the switch (a rollback before it, which the canary cannot cause, counts as 0).
+        let (n0, t0) = switch.unwrap_or((total, s.seconds));
+        for o in [&mut mine, &mut theirs] {
+            o.rollback = o.rollback.map(|(n, t)| (n.saturating_sub(n0), (t - t0).max(0.0)));
+        }
+    }
     (mine, theirs)
+}
+
+fn ms(seconds: f64) -> u64 {
+    (seconds * 1000.0) as u64
 }
