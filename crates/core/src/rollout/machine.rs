@@ -17,7 +17,8 @@ use super::errors::{ErrorRateTest, ErrorsOnlyTest, Side};
 use super::latency::{LatencyTest, LogHistogram};
 use super::plan::{FULL_WEIGHT, Plan, Schedule};
 pub use super::state::{
-    Action, BaselineEvidence, Decision, Evidence, Phase, Reason, ResumeRefused, State, Verdict, phase_name,
+    Action, ActionRefused, BaselineEvidence, Decision, Evidence, Phase, Reason, ResumeRefused, State, Verdict,
+    phase_name,
 };
 
 /// A running rollout.
@@ -323,9 +324,9 @@ impl Rollout {
     }
 
     /// Applies an operator's action; refused when it makes no sense in the current phase.
-    pub fn act(&mut self, action: Action, now_ms: u64) -> Result<Decision, String> {
+    pub fn act(&mut self, action: Action, now_ms: u64) -> Result<Decision, ActionRefused> {
         if !self.is_judging() {
-            return Err(format!("the rollout is already {}", phase_name(self.state.phase)));
+            return Err(ActionRefused::Finished(phase_name(self.state.phase)));
         }
         let decision = match action {
             Action::Rollback => return Ok(self.roll_back(Reason::Admin, now_ms)),
@@ -333,12 +334,12 @@ impl Rollout {
                 self.finish(Phase::Promoted, FULL_WEIGHT, Reason::Admin);
                 Decision::Promoted { reason: Reason::Admin }
             }
-            Action::Pause if self.state.paused => return Err("the rollout is already paused".into()),
+            Action::Pause if self.state.paused => return Err(ActionRefused::AlreadyPaused),
             Action::Pause => {
                 self.state.paused = true;
                 Decision::Paused
             }
-            Action::Resume if !self.state.paused => return Err("the rollout is not paused".into()),
+            Action::Resume if !self.state.paused => return Err(ActionRefused::NotPaused),
             Action::Resume => {
                 self.state.paused = false;
                 Decision::Resumed

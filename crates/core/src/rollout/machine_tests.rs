@@ -82,7 +82,7 @@ fn pause_holds_the_step_and_admin_actions_are_checked() {
     assert_eq!(r.act(Action::Resume, 15_000), Ok(Decision::Resumed));
     assert_eq!(r.evaluate(15_001), Some(Decision::Advanced { step: 1, weight_bp: 5_000 }));
     assert_eq!(r.act(Action::Rollback, 15_002), Ok(Decision::RolledBack { reason: Reason::Admin }));
-    assert!(r.act(Action::Promote, 15_003).unwrap_err().contains("rolled_back"));
+    assert_eq!(r.act(Action::Promote, 15_003), Err(ActionRefused::Finished("rolled_back")));
 }
 
 #[test]

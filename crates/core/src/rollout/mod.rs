@@ -12,6 +12,7 @@ mod state;
 pub use baseline::Baseline;
 pub use errors::Side;
 pub use machine::{
-    Action, BaselineEvidence, Decision, Evidence, Phase, Reason, ResumeRefused, Rollout, State, Verdict, phase_name,
+    Action, ActionRefused, BaselineEvidence, Decision, Evidence, Phase, Reason, ResumeRefused, Rollout, State, Verdict,
+    phase_name,
 };
 pub use plan::{Analysis, FULL_WEIGHT, Plan, Schedule, Step};

@@ -111,6 +111,17 @@ pub enum ResumeRefused {
     NowFixed,
 }
 
+/// Why an operator's action was refused (it makes no sense in the rollout's current phase).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionRefused {
+    #[error("the rollout is already {0}")]
+    Finished(&'static str),
+    #[error("the rollout is already paused")]
+    AlreadyPaused,
+    #[error("the rollout is not paused")]
+    NotPaused,
+}
+
 /// An admin action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -79,10 +79,7 @@ pub enum RolloutError {
     Corrupt { path: String, source: serde_json::Error },
 }
 
-/// Why an operator's action was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ActionRefused(pub String);
+pub use switchyard_core::rollout::ActionRefused;
 
 /// Which arm served a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,7 +295,7 @@ impl RolloutDriver {
     pub fn act_now(&self, action: Action) -> Result<(Decision, tokio::sync::oneshot::Receiver<()>), ActionRefused> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut m = self.lock();
-        let d = m.act(action, now_ms()).map_err(ActionRefused)?;
+        let d = m.act(action, now_ms())?;
         self.apply(&m, &d, json!({ "by": "admin", "action": action }), Some(tx));
         Ok((d, rx))
     }
