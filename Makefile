@@ -27,6 +27,7 @@ run: setup build models
 	  --config config/switchyard.yaml --state-dir target/switchyard-state
 
 test: setup test-models
+	@scripts/install_system_packages.sh
 	@scripts/install_perf_analyzer.sh >/dev/null || echo "perf_analyzer could not be installed: its test will be skipped (see above)"
 	cargo test --release --workspace
 	SWITCHYARD_BIN=$(BIN) SWITCHYARD_TEST_REPO=$(TEST_REPO) $(PY) -m pytest -q tests/python
