@@ -72,6 +72,11 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests finish after SIGTERM or Ctrl-C before exiting anyway.
     #[arg(long, env = "SWITCHYARD_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,
+
+    /// Seconds between SIGTERM and closing the listener: /ready answers 503 at once while requests are
+    /// still served, so Kubernetes stops routing here before the port closes (Ctrl-C skips it).
+    #[arg(long, env = "SWITCHYARD_DRAIN_DELAY_SECS", default_value_t = 5)]
+    pub drain_delay_secs: u64,
 }
 
 /// Default body limit: 64 MiB.

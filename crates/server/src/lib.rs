@@ -11,6 +11,7 @@ pub mod repository;
 pub mod rollout_config;
 pub mod rollouts;
 mod routes;
+pub mod shutdown;
 
 pub use error::ApiError;
 pub use routes::{AdminAuth, AppState, FORCE_ARM_HEADER, Rollouts, app};

@@ -11,7 +11,7 @@ use switchyard_runtime::Endpoints;
 use switchyard_runtime::Registry;
 use switchyard_server::cli::{Cli, Command, DEFAULT_MAX_REQUEST_BYTES, ServeArgs};
 use switchyard_server::config::ServerConfig;
-use switchyard_server::{AdminAuth, AppState, app, observe, repository, rollouts};
+use switchyard_server::{AdminAuth, AppState, app, observe, repository, rollouts, shutdown};
 
 // A request allocates many small, short-lived buffers across threads: mimalloc serves them faster than
 // glibc's allocator (malloc and free were a tenth of the server's time under load).
@@ -72,21 +72,19 @@ async fn serve(args: ServeArgs) -> Result<()> {
     tracing::info!(address = %local, repository = %args.model_repository.display(), "listening");
     eprintln!("switchyard listening on http://{local}  (try: curl http://{local}/v2/models/mlp)");
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut stop_accepting = shutdown::watch(state.draining(), Duration::from_secs(args.drain_delay_secs));
     // Replies go out as soon as they are written (no Nagle wait behind an unacknowledged segment).
     let listener = listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY not set");
         }
     });
+    let mut stopped = stop_accepting.clone();
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: no new connections, finishing requests in flight");
-        let _ = stop_tx.send(true);
+        let _ = stopped.wait_for(|&s| s).await;
     });
-    let mut stop_rx = stop_rx;
     let deadline = async move {
-        let _ = stop_rx.wait_for(|&s| s).await;
+        let _ = stop_accepting.wait_for(|&s| s).await;
         tokio::time::sleep(Duration::from_secs(args.shutdown_timeout)).await;
     };
     tokio::select! {
@@ -99,25 +97,4 @@ async fn serve(args: ServeArgs) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
 }

@@ -65,6 +65,82 @@ pub fn install_metrics() -> Result<PrometheusHandle, String> {
         metrics::Unit::Seconds,
         "HTTP request time by route"
     );
+    metrics::describe_counter!(
+        "switchyard_rollout_requests_total",
+        "Requests a rollout endpoint served, by arm (control or canary) and outcome (success or error)"
+    );
+    metrics::describe_histogram!(
+        "switchyard_rollout_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time an arm of a rollout endpoint took for a successful request"
+    );
+    metrics::describe_gauge!(
+        "switchyard_rollout_canary_weight_ratio",
+        "Share of a rollout endpoint's traffic the canary gets, 0 to 1"
+    );
+    metrics::describe_gauge!(
+        "switchyard_rollout_step",
+        "Rollout phase: the current step (0 first; 0 also for a fixed split), -1 promoted, -2 rolled back"
+    );
+    metrics::describe_counter!("switchyard_rollout_rollbacks_total", "Canary rollbacks by endpoint and reason");
+    metrics::describe_counter!("switchyard_rollout_promotions_total", "Canary promotions by endpoint and reason");
+    metrics::describe_gauge!(
+        "switchyard_rollout_error_rate_e_value",
+        "E-value of the canary's error-rate regression test; rolled back at the threshold"
+    );
+    metrics::describe_gauge!(
+        "switchyard_rollout_latency_e_value",
+        "E-value of the canary's latency regression test; rolled back at the threshold"
+    );
+    metrics::describe_gauge!(
+        "switchyard_rollout_e_value_threshold",
+        "E-value at which a regression test rolls the canary back"
+    );
+    metrics::describe_gauge!(
+        "switchyard_rollout_sample_requests",
+        "Requests per arm the rollout's regression tests have judged"
+    );
+    metrics::describe_counter!(
+        "switchyard_shadow_requests_total",
+        "Shadow copies a shadow model computed, by outcome (success or error)"
+    );
+    metrics::describe_counter!(
+        "switchyard_shadow_shed_total",
+        "Shadow copies dropped because the rollout's shadow slots were full"
+    );
+    metrics::describe_histogram!(
+        "switchyard_shadow_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time a shadow model took for a copy"
+    );
+    metrics::describe_gauge!(
+        "switchyard_shadow_exact_agreement_ratio",
+        "Share of shadow answers identical to the answer the client got"
+    );
+    metrics::describe_gauge!(
+        "switchyard_shadow_argmax_agreement_ratio",
+        "Share of output rows whose argmax the shadow and the client's answer agree on"
+    );
+    metrics::describe_gauge!(
+        "switchyard_shadow_cosine_similarity",
+        "Mean cosine similarity of the shadow's outputs and the client's answer"
+    );
+    metrics::describe_gauge!(
+        "switchyard_shadow_mean_abs_diff",
+        "Mean absolute difference between the shadow's outputs and the client's answer"
+    );
+    metrics::describe_gauge!(
+        "switchyard_shadow_max_abs_diff",
+        "Largest absolute difference seen between the shadow's outputs and the client's answer"
+    );
+    metrics::describe_counter!(
+        "switchyard_config_reloads_total",
+        "Config file reloads by result (success or failure); a failed reload keeps the running config"
+    );
+    metrics::describe_gauge!(
+        "switchyard_config_last_reload_success_timestamp_seconds",
+        "Unix time of the last successful config load"
+    );
     Ok(handle)
 }
 

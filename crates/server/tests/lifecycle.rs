@@ -28,7 +28,7 @@ fn wait_exit(s: &mut Server) -> std::process::ExitStatus {
 
 #[test]
 fn sigterm_finishes_requests_in_flight_then_exits_zero() {
-    let mut s = Server::start(&[]);
+    let mut s = Server::start(&["--drain-delay-secs", "0"]);
     let mut conn = Conn::open(s.port);
     let body = slow_request(768);
     conn.send(
@@ -49,6 +49,82 @@ fn sigterm_finishes_requests_in_flight_then_exits_zero() {
     assert!(status.success(), "exit status {status}: {}", s.log());
     assert!(s.log().contains("shutting down"));
     assert!(std::net::TcpStream::connect(("127.0.0.1", s.port)).is_err(), "still accepting after shutdown");
+}
+
+#[test]
+fn sigterm_under_load_turns_not_ready_drains_and_fails_no_request() {
+    let mut s = Server::start(&["--drain-delay-secs", "2"]);
+    assert_eq!(s.get("/ready").status, 200);
+    let port = s.port;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (served, failed) = std::thread::scope(|scope| {
+        // Clients behave as a load balancer does: they stop sending new requests once the pod is not
+        // ready (here: once the watcher below says so); every request already sent must be answered.
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut conn = Conn::open(port);
+                    let body = common::mlp_request(1).to_string();
+                    let (mut ok, mut bad) = (0u64, Vec::new());
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        match conn.request_result("POST", "/v2/models/mlp/infer", &[], body.as_bytes()) {
+                            Ok(r) if r.status == 200 => ok += 1,
+                            Ok(r) => bad.push(format!("{} {}", r.status, r.text())),
+                            Err(e) => bad.push(e.to_string()),
+                        }
+                    }
+                    (ok, bad)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        s.terminate();
+        let begun = Instant::now();
+        // Not ready at once, while the listener still serves.
+        let deadline = begun + Duration::from_secs(1);
+        loop {
+            let r = Conn::open(port).request("GET", "/ready", &[], b"");
+            if r.status == 503 {
+                assert!(r.text().contains("draining"), "{}", r.text());
+                break;
+            }
+            assert!(Instant::now() < deadline, "still ready after SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let health = Conn::open(port).request("GET", "/health", &[], b"");
+        assert_eq!(health.status, 200, "alive while draining");
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let results: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+        let served: u64 = results.iter().map(|r| r.0).sum();
+        let failed: Vec<String> = results.into_iter().flat_map(|r| r.1).collect();
+        // The listener stays open for the drain delay.
+        assert!(begun.elapsed() < Duration::from_secs(2));
+        assert_eq!(Conn::open(port).request("GET", "/health", &[], b"").status, 200, "closed before the drain delay");
+        (served, failed)
+    });
+    assert!(served > 50, "{served} requests served");
+    assert!(failed.is_empty(), "failed requests: {failed:?}");
+    let begun = Instant::now();
+    let status = wait_exit(&mut s);
+    assert!(status.success(), "exit status {status}: {}", s.log());
+    assert!(begun.elapsed() < Duration::from_secs(5), "took {:?} to exit", begun.elapsed());
+    assert!(s.log().contains("draining") && s.log().contains("shutting down"), "{}", s.log());
+}
+
+#[test]
+fn a_second_sigterm_exits_at_once() {
+    let mut s = Server::start(&["--drain-delay-secs", "30"]);
+    s.terminate();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while s.get("/ready").status != 503 {
+        assert!(Instant::now() < deadline, "still ready");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    s.terminate();
+    let begun = Instant::now();
+    let status = wait_exit(&mut s);
+    assert!(begun.elapsed() < Duration::from_secs(3), "the second signal did not force the exit");
+    assert!(!status.success(), "a forced exit is not a clean one: {status}");
 }
 
 #[test]

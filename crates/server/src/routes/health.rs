@@ -14,6 +14,9 @@ pub(super) async fn live() -> Json<Value> {
 }
 
 pub(super) async fn ready(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    if app.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::Unavailable("not ready: shutting down (draining)".into()));
+    }
     // Canaries and shadows never make the server unready: only what serves control traffic counts.
     let readiness =
         app.endpoints.registry().readiness_ignoring(crate::rollouts::optional_targets(app.endpoints.rollouts()));

@@ -36,6 +36,8 @@ pub struct Shared {
     max_request_bytes: usize,
     strict_readiness: bool,
     metrics: Option<PrometheusHandle>,
+    /// Set at the first stop signal: readiness answers 503 while requests are still served.
+    draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {
@@ -47,7 +49,13 @@ impl AppState {
         strict_readiness: bool,
         metrics: Option<PrometheusHandle>,
     ) -> Self {
-        Self(Arc::new(Shared { endpoints, admin, configs, max_request_bytes, strict_readiness, metrics }))
+        let draining = Arc::default();
+        Self(Arc::new(Shared { endpoints, admin, configs, max_request_bytes, strict_readiness, metrics, draining }))
+    }
+
+    /// The flag a stop signal sets to take the server out of readiness.
+    pub fn draining(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.0.draining.clone()
     }
 }
 

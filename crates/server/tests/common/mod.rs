@@ -165,6 +165,17 @@ impl Conn {
     }
 
     pub fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        self.request_result(method, path, headers, body).expect("response")
+    }
+
+    /// A request whose failure (a reset or closed connection) is returned, not a panic.
+    pub fn request_result(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<Resp> {
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n", body.len());
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
@@ -172,8 +183,8 @@ impl Conn {
         head.push_str("\r\n");
         let mut raw = head.into_bytes();
         raw.extend_from_slice(body);
-        self.send(&raw);
-        self.read_response().expect("response")
+        self.reader.get_mut().write_all(&raw)?;
+        self.read_response()
     }
 
     pub fn read_response(&mut self) -> std::io::Result<Resp> {
