@@ -16,6 +16,20 @@ pub struct Cli {
 pub enum Command {
     /// Serve a model repository over HTTP.
     Serve(ServeArgs),
+    /// Check a config file against a model repository, as a reload would, without serving: exit 0 when
+    /// valid, 1 with every problem named.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The server config file to check.
+    #[arg(long, env = "SWITCHYARD_CONFIG")]
+    pub config: PathBuf,
+
+    /// The model repository it refers to.
+    #[arg(long, env = "SWITCHYARD_MODEL_REPOSITORY", default_value = "models")]
+    pub model_repository: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -72,6 +86,11 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests finish after SIGTERM or Ctrl-C before exiting anyway.
     #[arg(long, env = "SWITCHYARD_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,
+
+    /// Seconds between looks at the config file for changes (0: only on SIGHUP). A changed config is
+    /// validated whole and applied while serving; an invalid one is rejected and the old one serves.
+    #[arg(long, env = "SWITCHYARD_CONFIG_POLL_SECS", default_value_t = 2)]
+    pub config_poll_secs: u64,
 
     /// Seconds between SIGTERM and closing the listener: /ready answers 503 at once while requests are
     /// still served, so Kubernetes stops routing here before the port closes (Ctrl-C skips it).

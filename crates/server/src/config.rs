@@ -27,7 +27,12 @@ pub struct ServerSection {
 impl ServerConfig {
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("config {}: {e}", path.display()))?;
-        parse_yaml(&text).map_err(|e| format!("config {}: {e}", path.display()))
+        Self::parse(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    }
+
+    /// Parses the config's text; every value is checked by type here and by `rollouts::specs` after.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        parse_yaml(text)
     }
 }
 

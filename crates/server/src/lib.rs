@@ -7,11 +7,13 @@ pub mod config;
 mod error;
 pub mod observe;
 mod pbtxt;
+pub mod reload;
 pub mod repository;
 pub mod rollout_config;
 pub mod rollouts;
 mod routes;
 pub mod shutdown;
+pub mod validate;
 
 pub use error::ApiError;
 pub use routes::{AdminAuth, AppState, FORCE_ARM_HEADER, Rollouts, app};

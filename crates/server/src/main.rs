@@ -2,6 +2,7 @@
 //! listener, and shuts down gracefully on SIGTERM or Ctrl-C.
 
 use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
 use axum::serve::ListenerExt;
 use clap::Parser;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use switchyard_runtime::Endpoints;
 use switchyard_runtime::Registry;
 use switchyard_server::cli::{Cli, Command, DEFAULT_MAX_REQUEST_BYTES, ServeArgs};
 use switchyard_server::config::ServerConfig;
-use switchyard_server::{AdminAuth, AppState, app, observe, repository, rollouts, shutdown};
+use switchyard_server::{AdminAuth, AppState, app, observe, reload, repository, rollouts, shutdown};
 
 // A request allocates many small, short-lived buffers across threads: mimalloc serves them faster than
 // glibc's allocator (malloc and free were a tenth of the server's time under load).
@@ -19,7 +20,21 @@ use switchyard_server::{AdminAuth, AppState, app, observe, repository, rollouts,
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<()> {
-    let Command::Serve(args) = Cli::parse().command;
+    let args = match Cli::parse().command {
+        Command::Serve(args) => args,
+        Command::Validate(v) => match switchyard_server::validate::run(&v.config, &v.model_repository) {
+            Ok(summary) => {
+                println!("{summary}");
+                return Ok(());
+            }
+            Err(problems) => {
+                for p in &problems {
+                    eprintln!("error: {p}");
+                }
+                std::process::exit(1);
+            }
+        },
+    };
     observe::init_logging(args.log_format, &args.log);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(serve(args));
@@ -63,7 +78,20 @@ async fn serve(args: ServeArgs) -> Result<()> {
     }
     let request_timeout =
         Duration::from_millis(args.request_timeout_ms.or(file.server.request_timeout_ms).unwrap_or(60_000));
-    let endpoints = Arc::new(Endpoints::new(registry, rollouts, request_timeout));
+    let endpoints = Arc::new(ArcSwap::from_pointee(Endpoints::new(registry.clone(), rollouts, request_timeout)));
+    if let Some(path) = &args.config {
+        let reloader = reload::Reloader::new(
+            path.clone(),
+            args.model_repository.clone(),
+            registry,
+            env.clone(),
+            configs.clone(),
+            args.state_dir.clone(),
+            request_timeout,
+            endpoints.clone(),
+        );
+        Arc::new(reloader).watch(Duration::from_secs(args.config_poll_secs));
+    }
     let state = AppState::new(endpoints.clone(), configs, admin, max_request_bytes, strict_readiness, Some(metrics));
 
     let addr = format!("{}:{}", args.host, args.port);
@@ -92,7 +120,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         () = deadline => tracing::warn!(seconds = args.shutdown_timeout, "requests still in flight at the shutdown deadline; exiting"),
     }
     // Every rollout decision taken so far reaches its state file and audit log before the exit.
-    for driver in endpoints.rollouts().values() {
+    for driver in endpoints.load().rollouts().values() {
         let _ = tokio::time::timeout(Duration::from_secs(2), driver.flush()).await;
     }
     tracing::info!("stopped");

@@ -32,18 +32,10 @@ pub fn scan_and_load(
     env: &OrtEnvironment,
     wanted: &Wanted,
 ) -> Result<ModelConfigs, String> {
-    let entries = std::fs::read_dir(root).map_err(|e| format!("model repository {}: {e}", root.display()))?;
-    let mut dirs: Vec<(String, PathBuf)> = entries
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
-        .filter(|(name, _)| !name.starts_with('.'))
-        .collect();
-    dirs.sort();
     let mut configs = ModelConfigs::new();
-    for (name, dir) in dirs {
-        let extra = wanted.versions.get(&name).cloned().unwrap_or_default();
-        match plan(&dir, &extra) {
+    for (name, planned) in scan(root, wanted)? {
+        let dir = root.join(&name);
+        match planned {
             Err(reason) => {
                 tracing::error!(model = %name, %reason, "model cannot be served");
                 registry.declare(&name, &[], Some(reason));
@@ -55,25 +47,81 @@ pub fn scan_and_load(
                     let (registry, env, cfg, name, path) =
                         (registry.clone(), env.clone(), cfg.clone(), name.clone(), dir.join(v.to_string()));
                     let background = wanted.background.contains(&(name.clone(), v));
-                    std::thread::spawn(move || {
-                        let state = match load_version(&name, v, &path, &cfg, &env, metrics, background) {
-                            Ok(pool) => {
-                                tracing::info!(model = %name, version = v, instances = cfg.instances, "model ready");
-                                ModelState::Ready(Arc::new(pool))
-                            }
-                            Err(reason) => {
-                                tracing::error!(model = %name, version = v, %reason, "model failed to load");
-                                ModelState::Failed(reason)
-                            }
-                        };
-                        registry.set_state(&name, v, state);
-                    });
+                    std::thread::spawn(move || load_into(&registry, &name, v, &path, &cfg, &env, metrics, background));
                 }
                 configs.insert(name, cfg);
             }
         }
     }
     Ok(configs)
+}
+
+/// Every model directory under `root` with its config and the versions it would serve (those the
+/// policy selects and those `wanted` names), or why it cannot be served; nothing is loaded.
+#[allow(clippy::type_complexity)]
+pub fn scan(root: &Path, wanted: &Wanted) -> Result<Vec<(String, Result<(ModelConfig, Vec<u64>), String>)>, String> {
+    let entries = std::fs::read_dir(root).map_err(|e| format!("model repository {}: {e}", root.display()))?;
+    let mut dirs: Vec<(String, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
+        .filter(|(name, _)| !name.starts_with('.'))
+        .collect();
+    dirs.sort();
+    Ok(dirs
+        .into_iter()
+        .map(|(name, dir)| {
+            let extra = wanted.versions.get(&name).cloned().unwrap_or_default();
+            let planned = plan(&dir, &extra);
+            (name, planned)
+        })
+        .collect())
+}
+
+/// Loads one version and records the outcome in the registry (blocking: run it on its own thread).
+#[allow(clippy::too_many_arguments)]
+fn load_into(
+    registry: &Registry,
+    name: &str,
+    v: u64,
+    path: &Path,
+    cfg: &ModelConfig,
+    env: &OrtEnvironment,
+    metrics: VersionMetrics,
+    background: bool,
+) -> Result<(), String> {
+    let (state, result) = match load_version(name, v, path, cfg, env, metrics, background) {
+        Ok(pool) => {
+            tracing::info!(model = %name, version = v, instances = cfg.instances, "model ready");
+            (ModelState::Ready(Arc::new(pool)), Ok(()))
+        }
+        Err(reason) => {
+            tracing::error!(model = %name, version = v, %reason, "model failed to load");
+            (ModelState::Failed(reason.clone()), Err(reason))
+        }
+    };
+    registry.set_state(name, v, state);
+    result
+}
+
+/// Loads a version that is on disk but not yet served (a reloaded config names it), and waits for it:
+/// declared, loaded and warmed up, or failed with the reason (recorded in the registry either way).
+pub fn load_now(
+    root: &Path,
+    registry: &Registry,
+    env: &OrtEnvironment,
+    configs: &ModelConfigs,
+    model: &str,
+    version: u64,
+    background: bool,
+) -> Result<(), String> {
+    let cfg = configs.get(model).ok_or_else(|| format!("model '{model}' is not in the model repository"))?;
+    let path = root.join(model).join(version.to_string());
+    if !path.is_dir() {
+        return Err(format!("version {version} of '{model}' is not in the model repository"));
+    }
+    let metrics = registry.declare(model, &[version], None).remove(0);
+    load_into(registry, model, version, &path, cfg, env, metrics, background)
 }
 
 /// Reads a model's config and picks the versions to serve: the policy's, and those a rollout names.

@@ -13,6 +13,7 @@ use std::time::Duration;
 use switchyard_runtime::Registry;
 use switchyard_runtime::rollout::{Fault, RolloutDriver, RolloutSpec, Target};
 
+/// Starts every configured rollout (at start-up).
 pub fn build(
     configs: &[RolloutConfig],
     models: &ModelConfigs,
@@ -20,12 +21,28 @@ pub fn build(
     state_dir: Option<&Path>,
 ) -> Result<Rollouts, String> {
     let mut out = Rollouts::new();
+    for spec in specs(configs, models, registry)? {
+        let endpoint = spec.endpoint.clone();
+        let driver = RolloutDriver::start(spec, state_dir).map_err(|e| format!("rollouts ({endpoint}): {e}"))?;
+        out.insert(endpoint, Arc::new(driver));
+    }
+    Ok(out)
+}
+
+/// Checks every configured rollout against the repository and turns it into its spec, with no side
+/// effect: the whole config is judged before any of it is applied (at start and on a reload).
+pub fn specs(
+    configs: &[RolloutConfig],
+    models: &ModelConfigs,
+    registry: &Registry,
+) -> Result<Vec<RolloutSpec>, String> {
+    let mut out: Vec<RolloutSpec> = Vec::new();
     for (i, c) in configs.iter().enumerate() {
         let at = |m: String| format!("rollouts[{i}] ({}): {m}", c.endpoint);
         if c.endpoint.is_empty() || !c.endpoint.chars().all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch)) {
             return Err(at("endpoint must be letters, digits, '.', '_' or '-'".into()));
         }
-        if out.contains_key(&c.endpoint) {
+        if out.iter().any(|s| s.endpoint == c.endpoint) {
             return Err(at("endpoint is declared twice".into()));
         }
         let target = |field: &str, a: &ArmConfig| -> Result<Target, String> {
@@ -72,8 +89,7 @@ pub fn build(
             shadows,
             faults: [fault(&c.faults.control), fault(&c.faults.canary)],
         };
-        let driver = RolloutDriver::start(spec, state_dir).map_err(|e| at(e.to_string()))?;
-        out.insert(c.endpoint.clone(), Arc::new(driver));
+        out.push(spec);
     }
     Ok(out)
 }
@@ -123,7 +139,12 @@ pub fn optional_targets(rollouts: &Rollouts) -> impl Fn(&str, u64) -> bool + Sen
 /// outputs differ from control's (the endpoint's metadata is control's; requests that fit only one arm
 /// are refused by the other and count as that arm's failures).
 pub fn watch_canaries(rollouts: &Rollouts, registry: Arc<Registry>) {
-    for driver in rollouts.values() {
+    watch_canaries_of(rollouts.values(), registry);
+}
+
+/// `watch_canaries` for some drivers (those a reload started).
+pub fn watch_canaries_of<'a>(drivers: impl Iterator<Item = &'a Arc<RolloutDriver>>, registry: Arc<Registry>) {
+    for driver in drivers {
         let (driver, registry) = (driver.clone(), registry.clone());
         tokio::spawn(async move {
             let (canary, control) = (driver.spec.canary.clone(), driver.spec.control.clone());

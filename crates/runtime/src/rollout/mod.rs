@@ -13,7 +13,7 @@ use metrics::{Counter, Histogram, counter, gauge, histogram};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use switchyard_core::rollout::{Action, Decision, FULL_WEIGHT, Phase, Plan, Rollout, Side, State, assign, phase_name};
@@ -45,7 +45,7 @@ pub struct Fault {
 }
 
 /// Everything about one rollout that comes from the config.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RolloutSpec {
     pub endpoint: String,
     pub control: Target,
@@ -125,6 +125,8 @@ pub struct RolloutDriver {
     pub shadow_slots: std::sync::Arc<tokio::sync::Semaphore>,
     machine: Mutex<Rollout>,
     journal: Journal,
+    /// Set when a reloaded config handed this rollout to a new driver: it decides and writes nothing more.
+    retired: AtomicBool,
 }
 
 impl std::fmt::Debug for RolloutDriver {
@@ -154,14 +156,38 @@ impl RolloutDriver {
     /// current plan can hold it (a rolled-back canary stays rolled back until the config names a new
     /// one). Otherwise the new plan starts, and the log and the audit say why.
     pub fn start(spec: RolloutSpec, state_dir: Option<&Path>) -> Result<Self, RolloutError> {
+        Self::start_from(spec, state_dir, None)
+    }
+
+    /// Takes over from `previous` (a reloaded config with the same control and canary): its state as it
+    /// stands in memory, so nothing decided since the last write is lost. `previous` is retired first.
+    pub async fn take_over(
+        previous: &RolloutDriver,
+        spec: RolloutSpec,
+        state_dir: Option<&Path>,
+    ) -> Result<Self, RolloutError> {
+        let state = previous.retire();
+        let _ = previous.flush().await;
+        let saved = Saved {
+            endpoint: spec.endpoint.clone(),
+            control: spec.control.clone(),
+            canary: spec.canary.clone(),
+            state,
+        };
+        Self::start_from(spec, state_dir, Some(saved))
+    }
+
+    fn start_from(spec: RolloutSpec, state_dir: Option<&Path>, handed: Option<Saved>) -> Result<Self, RolloutError> {
         let now = now_ms();
         let paths = state_dir.map(|d| Paths {
             state_file: d.join("rollouts").join(format!("{}.json", spec.endpoint)),
             audit_log: d.join("audit.jsonl"),
         });
-        let saved = match &paths {
-            Some(p) => read_saved(&p.state_file)?,
-            None => None,
+        let resumed = if handed.is_some() { "reloaded" } else { "resumed" };
+        let saved = match (&paths, handed) {
+            (_, Some(h)) => Some(h),
+            (Some(p), None) => read_saved(&p.state_file)?,
+            (None, None) => None,
         };
         let (machine, event, why) = match saved {
             None => (Rollout::new(spec.plan.clone(), now), "started", None),
@@ -170,7 +196,7 @@ impl RolloutDriver {
                 (Rollout::new(spec.plan.clone(), now), "restarted", Some(why))
             }
             Some(s) => match Rollout::resume(spec.plan.clone(), s.state) {
-                Ok(m) => (m, "resumed", None),
+                Ok(m) => (m, resumed, None),
                 Err(refused) => {
                     let why = format!("the saved state cannot be resumed: {refused}");
                     (Rollout::new(spec.plan.clone(), now), "restarted", Some(why))
@@ -199,8 +225,16 @@ impl RolloutDriver {
             )
         });
         let weight_bp = AtomicU32::new(machine.weight_bp());
-        let driver =
-            Self { spec, weight_bp, arm_metrics, shadow_stats, shadow_slots, machine: Mutex::new(machine), journal };
+        let driver = Self {
+            spec,
+            weight_bp,
+            arm_metrics,
+            shadow_stats,
+            shadow_slots,
+            machine: Mutex::new(machine),
+            journal,
+            retired: AtomicBool::new(false),
+        };
         let m = driver.lock();
         let state = m.state().clone();
         match &why {
@@ -258,6 +292,9 @@ impl RolloutDriver {
             Observation::Censored(_) => {}
         }
         let mut m = self.lock();
+        if self.retired.load(Ordering::Relaxed) {
+            return;
+        }
         match observation {
             Observation::Served(took) => m.record(arm.side(), false, took.as_secs_f64()),
             Observation::Failed => m.record(arm.side(), true, 0.0),
@@ -295,6 +332,9 @@ impl RolloutDriver {
     pub fn act_now(&self, action: Action) -> Result<(Decision, tokio::sync::oneshot::Receiver<()>), ActionRefused> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut m = self.lock();
+        if self.retired.load(Ordering::Relaxed) {
+            return Err(ActionRefused::Finished("replaced by a reloaded config; retry"));
+        }
         let d = m.act(action, now_ms())?;
         self.apply(&m, &d, json!({ "by": "admin", "action": action }), Some(tx));
         Ok((d, rx))
@@ -303,6 +343,9 @@ impl RolloutDriver {
     /// The canary cannot serve (it failed to load): roll it back.
     pub fn canary_unavailable(&self, why: &str) {
         let mut m = self.lock();
+        if self.retired.load(Ordering::Relaxed) {
+            return;
+        }
         if let Some(d) = m.canary_unavailable(why.to_owned(), now_ms()) {
             self.apply(&m, &d, json!({ "by": "loader" }), None);
         }
@@ -371,6 +414,14 @@ impl RolloutDriver {
             Phase::RolledBack => -2.0,
         };
         gauge!("switchyard_rollout_step", "endpoint" => e).set(step);
+    }
+
+    /// Stops deciding and writing (a new driver takes over, or the rollout left the config); returns
+    /// the state as it stands.
+    pub fn retire(&self) -> State {
+        let m = self.lock();
+        self.retired.store(true, Ordering::Relaxed);
+        m.state().clone()
     }
 
     /// Waits until every decision taken so far is written (for tests and shutdown).

@@ -45,13 +45,14 @@ pub(super) async fn require_token(State(app): State<AppState>, req: Request, nex
 }
 
 pub(super) async fn list(State(app): State<AppState>) -> Json<Value> {
-    Json(Value::Array(app.endpoints.rollouts().values().map(|d| d.status()).collect()))
+    Json(Value::Array(app.endpoints().rollouts().values().map(|d| d.status()).collect()))
 }
 
 pub(super) async fn show(State(app): State<AppState>, Path(endpoint): Path<String>) -> Result<Json<Value>, ApiError> {
     let driver = app
-        .endpoints
+        .endpoints()
         .rollout(&endpoint)
+        .cloned()
         .ok_or_else(|| ApiError::NotFound(format!("no rollout for endpoint '{endpoint}'")))?;
     Ok(Json(driver.status()))
 }
@@ -61,8 +62,9 @@ pub(super) async fn act(
     Path((endpoint, action)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let driver = app
-        .endpoints
+        .endpoints()
         .rollout(&endpoint)
+        .cloned()
         .ok_or_else(|| ApiError::NotFound(format!("no rollout for endpoint '{endpoint}'")))?;
     let action = match action.as_str() {
         "promote" => Action::Promote,

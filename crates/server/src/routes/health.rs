@@ -18,8 +18,8 @@ pub(super) async fn ready(State(app): State<AppState>) -> Result<Json<Value>, Ap
         return Err(ApiError::Unavailable("not ready: shutting down (draining)".into()));
     }
     // Canaries and shadows never make the server unready: only what serves control traffic counts.
-    let readiness =
-        app.endpoints.registry().readiness_ignoring(crate::rollouts::optional_targets(app.endpoints.rollouts()));
+    let endpoints = app.endpoints();
+    let readiness = endpoints.registry().readiness_ignoring(crate::rollouts::optional_targets(endpoints.rollouts()));
     if readiness.is_ready(app.strict_readiness) {
         Ok(Json(json!({ "ready": true })))
     } else {

@@ -29,8 +29,10 @@ pub(super) async fn infer(
     body: Body,
 ) -> Result<Response, ApiError> {
     let p = model_path(path)?;
-    if p.version.is_some() || app.endpoints.rollout(&p.model).is_none() {
-        app.endpoints.lookup(&p.model, p.version.as_deref())?;
+    // One snapshot for the whole request: a config reload mid-request does not change its endpoint.
+    let endpoints = app.endpoints();
+    if p.version.is_some() || endpoints.rollout(&p.model).is_none() {
+        endpoints.lookup(&p.model, p.version.as_deref())?;
     }
     let forced = forced_arm(&app, &headers)?;
     let header_len = inference_header_length(&headers)?;
@@ -42,7 +44,7 @@ pub(super) async fn infer(
         metadata: &Headers(&headers),
         forced,
     };
-    let reply = app.endpoints.infer(call).await?;
+    let reply = endpoints.infer(call).await?;
     Ok(respond(reply))
 }
 

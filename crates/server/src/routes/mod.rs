@@ -30,7 +30,8 @@ pub struct AppState(Arc<Shared>);
 
 #[doc(hidden)]
 pub struct Shared {
-    endpoints: Arc<Endpoints>,
+    /// Swapped whole when a reloaded config is applied; a request keeps the one it started with.
+    endpoints: Arc<arc_swap::ArcSwap<Endpoints>>,
     admin: AdminAuth,
     configs: ModelConfigs,
     max_request_bytes: usize,
@@ -42,7 +43,7 @@ pub struct Shared {
 
 impl AppState {
     pub fn new(
-        endpoints: Arc<Endpoints>,
+        endpoints: Arc<arc_swap::ArcSwap<Endpoints>>,
         configs: ModelConfigs,
         admin: AdminAuth,
         max_request_bytes: usize,
@@ -51,6 +52,11 @@ impl AppState {
     ) -> Self {
         let draining = Arc::default();
         Self(Arc::new(Shared { endpoints, admin, configs, max_request_bytes, strict_readiness, metrics, draining }))
+    }
+
+    /// What serves requests now.
+    pub fn endpoints(&self) -> Arc<Endpoints> {
+        self.0.endpoints.load_full()
     }
 
     /// The flag a stop signal sets to take the server out of readiness.

@@ -24,7 +24,7 @@ pub(super) fn model_path(path: Result<Path<ModelPath>, PathRejection>) -> Result
 }
 
 fn resolve(app: &AppState, p: &ModelPath) -> Result<Resolved, ApiError> {
-    Ok(app.endpoints.resolve(&p.model, p.version.as_deref())?)
+    Ok(app.endpoints().resolve(&p.model, p.version.as_deref())?)
 }
 
 pub(super) async fn metadata(
@@ -82,7 +82,7 @@ pub(super) async fn config(
 /// `POST /v2/repository/index` (Triton's repository extension): every model version and its state.
 pub(super) async fn repository_index(State(app): State<AppState>) -> Json<Value> {
     let mut rows = Vec::new();
-    for ModelIndex { name, versions, error } in app.endpoints.registry().index() {
+    for ModelIndex { name, versions, error } in app.endpoints().registry().index() {
         if let Some(reason) = error {
             rows.push(json!({ "name": name, "state": "UNAVAILABLE", "reason": reason }));
         }
@@ -111,10 +111,11 @@ pub(super) async fn model_stats(
 }
 
 fn stats(app: &AppState, p: Option<ModelPath>) -> Result<Json<Value>, ApiError> {
-    let registry = app.endpoints.registry();
+    let endpoints = app.endpoints();
+    let registry = endpoints.registry();
     let rows = match &p {
         // A rollout endpoint: one entry per arm, under the endpoint's name, marked with the arm.
-        Some(p) if p.version.is_none() && app.endpoints.rollout(&p.model).is_some() => {
+        Some(p) if p.version.is_none() && endpoints.rollout(&p.model).is_some() => {
             let r = resolve(app, p)?;
             let mut rows = Vec::new();
             for (arm, target, served) in r.arms {

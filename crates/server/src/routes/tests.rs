@@ -12,7 +12,14 @@ fn state() -> AppState {
     registry.declare("loading", &[1], None);
     registry.declare("bad", &[], Some("config.yaml: unknown field `x`".into()));
     let endpoints = Endpoints::new(registry, Rollouts::new(), std::time::Duration::from_secs(1));
-    AppState::new(Arc::new(endpoints), ModelConfigs::new(), AdminAuth::default(), 1000, true, None)
+    AppState::new(
+        Arc::new(arc_swap::ArcSwap::from_pointee(endpoints)),
+        ModelConfigs::new(),
+        AdminAuth::default(),
+        1000,
+        true,
+        None,
+    )
 }
 
 async fn call(method: &str, uri: &str, body: &'static str) -> (StatusCode, String) {
