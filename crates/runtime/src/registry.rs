@@ -29,6 +29,8 @@ pub struct VersionEntry {
     pub version: u64,
     pub state: ModelState,
     pub metrics: VersionMetrics,
+    /// Why a newer file for this version failed to load while the older one keeps serving.
+    pub note: Option<String>,
 }
 
 #[derive(Default, Clone)]
@@ -48,7 +50,8 @@ pub struct Registry {
 #[derive(Debug, Clone)]
 pub struct ModelIndex {
     pub name: String,
-    pub versions: Vec<(u64, ModelState)>,
+    /// Each version's state, and why a newer file failed to load while this one serves.
+    pub versions: Vec<(u64, ModelState, Option<String>)>,
     pub error: Option<String>,
 }
 
@@ -87,23 +90,54 @@ impl Registry {
                 metrics::gauge!("switchyard_model_ready", "model" => model.to_owned(), "version" => v.to_string())
                     .set(0.0);
                 let metrics = VersionMetrics::new(model, v);
-                let entry = VersionEntry { version: v, state: ModelState::Loading, metrics: metrics.clone() };
+                let entry =
+                    VersionEntry { version: v, state: ModelState::Loading, metrics: metrics.clone(), note: None };
                 record.versions.insert(v, entry);
                 metrics
             })
             .collect()
     }
 
-    /// Records the outcome of loading one version.
+    /// Records the outcome of loading one version. A version that failed to load while an older
+    /// load of it serves keeps serving, with the failure kept as its note; a ready one replaces the old
+    /// atomically (requests in flight finish on the pool they hold).
     pub fn set_state(&self, model: &str, version: u64, state: ModelState) {
-        let ready = matches!(state, ModelState::Ready(_));
         if let ModelState::Failed(_) = state {
             metrics::counter!("switchyard_model_load_failures_total", "model" => model.to_owned()).increment(1);
         }
+        let mut models = self.write();
+        let Some(entry) = models.get_mut(model).and_then(|r| r.versions.get_mut(&version)) else { return };
+        match (&entry.state, state) {
+            (ModelState::Ready(_), ModelState::Failed(why)) => entry.note = Some(why),
+            (_, state) => {
+                entry.note = None;
+                entry.state = state;
+            }
+        }
+        let ready = matches!(entry.state, ModelState::Ready(_));
         metrics::gauge!("switchyard_model_ready", "model" => model.to_owned(), "version" => version.to_string())
             .set(f64::from(u8::from(ready)));
-        if let Some(entry) = self.write().get_mut(model).and_then(|r| r.versions.get_mut(&version)) {
-            entry.state = state;
+    }
+
+    /// The metric handles of a declared version (to reload it under the same handles).
+    pub fn metrics_of(&self, model: &str, version: u64) -> Option<VersionMetrics> {
+        self.read().get(model).and_then(|r| r.versions.get(&version)).map(|e| e.metrics.clone())
+    }
+
+    /// Stops serving a version (requests in flight finish on the pool they hold).
+    pub fn remove_version(&self, model: &str, version: u64) {
+        if let Some(r) = self.write().get_mut(model) {
+            r.versions.remove(&version);
+        }
+        metrics::gauge!("switchyard_model_ready", "model" => model.to_owned(), "version" => version.to_string())
+            .set(0.0);
+    }
+
+    /// Stops serving a model altogether.
+    pub fn remove_model(&self, model: &str) {
+        let removed = self.write().remove(model);
+        for v in removed.iter().flat_map(|r| r.versions.keys()) {
+            metrics::gauge!("switchyard_model_ready", "model" => model.to_owned(), "version" => v.to_string()).set(0.0);
         }
     }
 
@@ -146,7 +180,7 @@ impl Registry {
         let not_ready = |reason: String| LookupError::NotReady { model: model.to_owned(), reason };
         match resolve_version(version, &served) {
             Ok(r) => match &record.versions[&r.version] {
-                VersionEntry { version, state: ModelState::Ready(pool), metrics } => {
+                VersionEntry { version, state: ModelState::Ready(pool), metrics, .. } => {
                     Ok(Served { version: *version, pool: pool.clone(), metrics: metrics.clone() })
                 }
                 other => Err(not_ready(describe(&other.state, other.version))),
@@ -184,7 +218,7 @@ impl Registry {
             .iter()
             .map(|(name, r)| ModelIndex {
                 name: name.clone(),
-                versions: r.versions.values().map(|e| (e.version, e.state.clone())).collect(),
+                versions: r.versions.values().map(|e| (e.version, e.state.clone(), e.note.clone())).collect(),
                 error: r.error.clone(),
             })
             .collect()

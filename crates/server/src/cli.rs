@@ -92,6 +92,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_CONFIG_POLL_SECS", default_value_t = 2)]
     pub config_poll_secs: u64,
 
+    /// Seconds between looks at the model repository for added, changed or removed versions (Triton's
+    /// poll mode); 0: only through POST /v2/repository/models/{m}/load and /unload.
+    #[arg(long, env = "SWITCHYARD_REPOSITORY_POLL_SECS", default_value_t = 0)]
+    pub repository_poll_secs: u64,
+
     /// Seconds between SIGTERM and closing the listener: /ready answers 503 at once while requests are
     /// still served, so Kubernetes stops routing here before the port closes (Ctrl-C skips it).
     #[arg(long, env = "SWITCHYARD_DRAIN_DELAY_SECS", default_value_t = 5)]

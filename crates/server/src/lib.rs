@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod config;
 mod error;
+pub mod live_repository;
 pub mod observe;
 mod pbtxt;
 pub mod reload;

@@ -12,6 +12,7 @@ use switchyard_runtime::Endpoints;
 use switchyard_runtime::Registry;
 use switchyard_server::cli::{Cli, Command, DEFAULT_MAX_REQUEST_BYTES, ServeArgs};
 use switchyard_server::config::ServerConfig;
+use switchyard_server::live_repository::Repository;
 use switchyard_server::{AdminAuth, AppState, app, observe, reload, repository, rollouts, shutdown};
 
 // A request allocates many small, short-lived buffers across threads: mimalloc serves them faster than
@@ -79,20 +80,28 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let request_timeout =
         Duration::from_millis(args.request_timeout_ms.or(file.server.request_timeout_ms).unwrap_or(60_000));
     let endpoints = Arc::new(ArcSwap::from_pointee(Endpoints::new(registry.clone(), rollouts, request_timeout)));
+    let repository = Arc::new(Repository::new(args.model_repository.clone(), env.clone(), registry, configs, wanted));
+    repository.clone().watch(Duration::from_secs(args.repository_poll_secs));
     if let Some(path) = &args.config {
         let reloader = reload::Reloader::new(
             path.clone(),
-            args.model_repository.clone(),
-            registry,
-            env.clone(),
-            configs.clone(),
+            repository.clone(),
             args.state_dir.clone(),
             request_timeout,
             endpoints.clone(),
         );
         Arc::new(reloader).watch(Duration::from_secs(args.config_poll_secs));
     }
-    let state = AppState::new(endpoints.clone(), configs, admin, max_request_bytes, strict_readiness, Some(metrics));
+    let configs = repository.configs.clone();
+    let state = AppState::new(
+        endpoints.clone(),
+        configs,
+        Some(repository),
+        admin,
+        max_request_bytes,
+        strict_readiness,
+        Some(metrics),
+    );
 
     let addr = format!("{}:{}", args.host, args.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;

@@ -10,13 +10,12 @@
 
 use crate::Rollouts;
 use crate::config::ServerConfig;
-use crate::repository::{self, ModelConfigs};
+use crate::live_repository::Repository;
 use crate::rollouts;
 use arc_swap::ArcSwap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_backend_ort::OrtEnvironment;
 use switchyard_runtime::rollout::RolloutDriver;
 use switchyard_runtime::{Endpoints, Registry};
 
@@ -36,10 +35,8 @@ pub enum Reloaded {
 /// Everything a reload needs, fixed at start-up.
 pub struct Reloader {
     pub config: PathBuf,
-    pub repository: PathBuf,
+    pub repository: Arc<Repository>,
     pub registry: Arc<Registry>,
-    pub env: OrtEnvironment,
-    pub models: ModelConfigs,
     pub state_dir: Option<PathBuf>,
     pub request_timeout: Duration,
     pub endpoints: Arc<ArcSwap<Endpoints>>,
@@ -48,20 +45,17 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: PathBuf,
-        repository: PathBuf,
-        registry: Arc<Registry>,
-        env: OrtEnvironment,
-        models: ModelConfigs,
+        repository: Arc<Repository>,
         state_dir: Option<PathBuf>,
         request_timeout: Duration,
         endpoints: Arc<ArcSwap<Endpoints>>,
     ) -> Self {
         let last = std::fs::read(&config).unwrap_or_default();
         let last = tokio::sync::Mutex::new(last);
-        Self { config, repository, registry, env, models, state_dir, request_timeout, endpoints, last }
+        let registry = repository.registry.clone();
+        Self { config, repository, registry, state_dir, request_timeout, endpoints, last }
     }
 
     /// Watches for SIGHUP and for changed bytes every `poll` (none when zero), reloading on each.
@@ -134,8 +128,10 @@ impl Reloader {
         *last = bytes;
         drop(last);
         self.load_named_versions(&cfg).await?;
-        let specs = rollouts::specs(&cfg.rollouts, &self.models, &self.registry)?;
-        self.apply(specs).await
+        let specs = rollouts::specs(&cfg.rollouts, &self.repository.configs.load(), &self.registry)?;
+        let applied = self.apply(specs).await?;
+        self.repository.set_wanted(rollouts::wanted(&cfg.rollouts));
+        Ok(applied)
     }
 
     /// Loads (and waits for) every version the config's rollouts name that is not served yet.
@@ -144,14 +140,14 @@ impl Reloader {
         for (model, versions) in &wanted.versions {
             let served = self.registry.versions(model);
             for &v in versions.iter().filter(|v| !served.contains(v)) {
-                if !self.models.contains_key(model) {
+                if !self.repository.configs.load().contains_key(model) {
                     continue; // `specs` names the unknown model
                 }
-                let (root, registry, env, models) =
-                    (self.repository.clone(), self.registry.clone(), self.env.clone(), self.models.clone());
+                let repository = self.repository.clone();
                 let (model, background) = (model.clone(), wanted.background.contains(&(model.clone(), v)));
                 tokio::task::spawn_blocking(move || {
-                    repository::load_now(&root, &registry, &env, &models, &model, v, background)
+                    repository
+                        .load_now(&model, v, background)
                         .map_err(|e| format!("version {v} of '{model}' cannot be served: {e}"))
                 })
                 .await

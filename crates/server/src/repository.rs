@@ -80,7 +80,7 @@ pub fn scan(root: &Path, wanted: &Wanted) -> Result<Vec<(String, Result<(ModelCo
 
 /// Loads one version and records the outcome in the registry (blocking: run it on its own thread).
 #[allow(clippy::too_many_arguments)]
-fn load_into(
+pub(crate) fn load_into(
     registry: &Registry,
     name: &str,
     v: u64,
@@ -125,7 +125,7 @@ pub fn load_now(
 }
 
 /// Reads a model's config and picks the versions to serve: the policy's, and those a rollout names.
-fn plan(dir: &Path, extra: &BTreeSet<u64>) -> Result<(ModelConfig, Vec<u64>), String> {
+pub(crate) fn plan(dir: &Path, extra: &BTreeSet<u64>) -> Result<(ModelConfig, Vec<u64>), String> {
     let cfg = ModelConfig::load(dir)?;
     let on_disk: Vec<u64> = std::fs::read_dir(dir)
         .map_err(|e| e.to_string())?

@@ -1,4 +1,5 @@
-//! The admin API for rollouts: status, and promote / rollback / pause / resume. Every call needs the
+//! The admin API for rollouts: status, and promote / rollback / pause / resume; and the V2 repository
+//! extension's load and unload of models. Every call needs the
 //! bearer token from `SWITCHYARD_ADMIN_TOKEN`; without a token the routes are not mounted at all unless
 //! `--admin-insecure` says to serve them openly.
 
@@ -78,4 +79,40 @@ pub(super) async fn act(
     // Answers once the decision is durable: in the state file and the audit log.
     let decision = driver.act(action).await.map_err(|e| ApiError::Conflict(e.to_string()))?;
     Ok(Json(json!({ "decision": decision, "rollout": driver.status() })))
+}
+
+/// `POST /v2/repository/models/{model}/load`: (re)loads the model's versions from disk and waits;
+/// a version that fails leaves the one before it serving (400 with the reason).
+pub(super) async fn load_model(
+    State(app): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let repo = app.repository.clone().ok_or_else(|| ApiError::NotFound("no model repository".into()))?;
+    let name = model.clone();
+    let result = tokio::task::spawn_blocking(move || repo.sync_model(&name, true))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    match result {
+        Ok(changes) => Ok(Json(json!({ "model": model, "changes": changes }))),
+        Err(e) if e.contains("is not in the model repository") => Err(ApiError::NotFound(e)),
+        Err(e) => Err(ApiError::BadRequest(format!("failed to load '{model}': {e}"))),
+    }
+}
+
+/// `POST /v2/repository/models/{model}/unload`: stops serving the model; 409 while a rollout uses it.
+pub(super) async fn unload_model(
+    State(app): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let repo = app.repository.clone().ok_or_else(|| ApiError::NotFound("no model repository".into()))?;
+    let endpoints = app.endpoints();
+    let used = endpoints.rollouts().values().any(|d| {
+        let s = &d.spec;
+        s.control.model == model || s.canary.model == model || s.shadows.iter().any(|(t, _)| t.model == model)
+    });
+    match repo.unload(&model, used) {
+        Ok(()) => Ok(Json(json!({ "model": model, "unloaded": true }))),
+        Err(e) if used => Err(ApiError::Conflict(e)),
+        Err(e) => Err(ApiError::NotFound(e)),
+    }
 }

@@ -33,7 +33,9 @@ pub struct Shared {
     /// Swapped whole when a reloaded config is applied; a request keeps the one it started with.
     endpoints: Arc<arc_swap::ArcSwap<Endpoints>>,
     admin: AdminAuth,
-    configs: ModelConfigs,
+    configs: Arc<arc_swap::ArcSwap<ModelConfigs>>,
+    /// The repository kept in step with the disk (absent in router tests without models).
+    repository: Option<Arc<crate::live_repository::Repository>>,
     max_request_bytes: usize,
     strict_readiness: bool,
     metrics: Option<PrometheusHandle>,
@@ -42,16 +44,27 @@ pub struct Shared {
 }
 
 impl AppState {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         endpoints: Arc<arc_swap::ArcSwap<Endpoints>>,
-        configs: ModelConfigs,
+        configs: Arc<arc_swap::ArcSwap<ModelConfigs>>,
+        repository: Option<Arc<crate::live_repository::Repository>>,
         admin: AdminAuth,
         max_request_bytes: usize,
         strict_readiness: bool,
         metrics: Option<PrometheusHandle>,
     ) -> Self {
         let draining = Arc::default();
-        Self(Arc::new(Shared { endpoints, admin, configs, max_request_bytes, strict_readiness, metrics, draining }))
+        Self(Arc::new(Shared {
+            endpoints,
+            admin,
+            configs,
+            repository,
+            max_request_bytes,
+            strict_readiness,
+            metrics,
+            draining,
+        }))
     }
 
     /// What serves requests now.
@@ -86,6 +99,8 @@ pub fn app(state: AppState) -> Router {
             .route("/admin/rollouts", get(admin::list))
             .route("/admin/rollouts/{endpoint}", get(admin::show))
             .route("/admin/rollouts/{endpoint}/{action}", post(admin::act))
+            .route("/v2/repository/models/{model}/load", post(admin::load_model))
+            .route("/v2/repository/models/{model}/unload", post(admin::unload_model))
             .route_layer(axum::middleware::from_fn_with_state(state.clone(), admin::require_token));
         router = router.merge(admin);
     }

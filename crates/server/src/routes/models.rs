@@ -58,7 +58,7 @@ pub(super) async fn config(
 ) -> Result<Json<Value>, ApiError> {
     let p = model_path(path)?;
     let r = resolve(&app, &p)?;
-    let cfg = app.configs.get(&r.model).cloned().unwrap_or_default();
+    let cfg = app.configs.load().get(&r.model).cloned().unwrap_or_default();
     let sig = r.served.pool.signature();
     let max_batch = r.served.pool.max_batch_size();
     let dims = |s: &TensorSpec| {
@@ -86,10 +86,12 @@ pub(super) async fn repository_index(State(app): State<AppState>) -> Json<Value>
         if let Some(reason) = error {
             rows.push(json!({ "name": name, "state": "UNAVAILABLE", "reason": reason }));
         }
-        for (version, state) in versions {
+        for (version, state, note) in versions {
             let (state, reason) = match state {
                 ModelState::Loading => ("LOADING", String::new()),
-                ModelState::Ready(_) => ("READY", String::new()),
+                ModelState::Ready(_) => {
+                    ("READY", note.map(|n| format!("a newer file failed to load: {n}")).unwrap_or_default())
+                }
                 ModelState::Failed(why) => ("UNAVAILABLE", why),
             };
             rows.push(json!({ "name": name, "version": version.to_string(), "state": state, "reason": reason }));

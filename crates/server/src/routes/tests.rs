@@ -14,7 +14,8 @@ fn state() -> AppState {
     let endpoints = Endpoints::new(registry, Rollouts::new(), std::time::Duration::from_secs(1));
     AppState::new(
         Arc::new(arc_swap::ArcSwap::from_pointee(endpoints)),
-        ModelConfigs::new(),
+        Arc::default(),
+        None,
         AdminAuth::default(),
         1000,
         true,
