@@ -81,6 +81,8 @@ impl Registry {
         let mut models = self.write();
         let record = models.entry(model.to_owned()).or_default();
         record.error = error;
+        // Exists from the first look at the model at 0, so `increase()` sees its first failure.
+        metrics::counter!("switchyard_model_load_failures_total", "model" => model.to_owned()).increment(0);
         if record.error.is_some() {
             metrics::counter!("switchyard_model_load_failures_total", "model" => model.to_owned()).increment(1);
         }

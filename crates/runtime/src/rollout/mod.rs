@@ -224,6 +224,15 @@ impl RolloutDriver {
                 counter!("switchyard_rollout_requests_total", "endpoint" => e, "arm" => a, "outcome" => "error"),
             )
         });
+        // Every counter a decision can move exists from the start at 0, so `increase()` sees its first event.
+        for reason in ["error_rate", "latency", "admin", "canary_unavailable"] {
+            counter!("switchyard_rollout_rollbacks_total", "endpoint" => spec.endpoint.clone(), "reason" => reason)
+                .increment(0);
+        }
+        for reason in ["steps_passed", "admin"] {
+            counter!("switchyard_rollout_promotions_total", "endpoint" => spec.endpoint.clone(), "reason" => reason)
+                .increment(0);
+        }
         let weight_bp = AtomicU32::new(machine.weight_bp());
         let driver = Self {
             spec,
