@@ -91,6 +91,16 @@ async fn serve(args: ServeArgs) -> Result<()> {
             endpoints.clone(),
         );
         Arc::new(reloader).watch(Duration::from_secs(args.config_poll_secs));
+    } else {
+        // SIGHUP's default action ends the process; without a config there is nothing to reload.
+        #[cfg(unix)]
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP ignored: no --config to reload");
+                }
+            });
+        }
     }
     let configs = repository.configs.clone();
     let state = AppState::new(
