@@ -11,7 +11,8 @@ HOST    ?= 127.0.0.1
 PORT    ?= 8000
 TEST_REPO := target/test-models
 
-.PHONY: run test setup build models test-models lint fmt clean simulate bench bench-text
+.PHONY: run test setup build models test-models lint fmt clean simulate bench bench-text \
+        image image-full image-bases test-image
 .DEFAULT_GOAL := run
 
 ADMIN_TOKEN ?= demo-token
@@ -32,6 +33,7 @@ test: setup test-models
 	cargo test --release --workspace
 	SWITCHYARD_BIN=$(BIN) SWITCHYARD_TEST_REPO=$(TEST_REPO) $(PY) -m pytest -q tests/python
 	cargo run --release -q -p switchyard-sim
+	@$(MAKE) -s --no-print-directory test-image
 
 setup: $(STAMP)
 
@@ -89,3 +91,31 @@ bench-text: build models .venv-bench/bin/python
 # The rollout decision simulation (README table): A/A false rollbacks and time to rollback vs Flagger.
 simulate:
 	cargo run --release -p switchyard-sim
+
+# The container image (README, "Container image"): buildah and podman without a daemon, on a private vfs
+# store (scripts/image/common.sh; SWITCHYARD_CTR_ROOT, default /tmp/switchyard-containers). No image
+# registry is needed: the base images the Dockerfile names are made from Debian packages when missing.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+
+# Stand-ins for debian:bookworm-slim, rust:1.95-bookworm and python:3.11-slim-bookworm (skips those present).
+image-bases:
+	@scripts/image/bases.sh runtime full
+
+# localhost/switchyard:latest and :$(VERSION) from target/release/switchyard (the `prebuilt` target), offline.
+image: setup
+	@cargo build --release -q
+	@$(MAKE) -s --no-print-directory models >/dev/null
+	@scripts/image/bases.sh runtime
+	@scripts/image/build.sh prebuilt
+
+# The full multi-stage build (compiles inside the builder stage: about 5 minutes on 2 cores), then the image test.
+image-full: setup
+	@$(MAKE) -s --no-print-directory models >/dev/null
+	@scripts/image/bases.sh runtime full
+	@scripts/image/build.sh full
+	@tests/image/test_image.sh --no-build localhost/switchyard:$(VERSION)
+
+# Part of `make test`: hadolint, then build (prebuilt) and run the image with podman (tests/image/test_image.sh).
+test-image: setup
+	@$(MAKE) -s --no-print-directory models >/dev/null
+	@tests/image/test_image.sh
