@@ -92,6 +92,18 @@ impl From<ServeError> for ApiError {
     }
 }
 
+impl From<crate::live_repository::RepositoryError> for ApiError {
+    fn from(e: crate::live_repository::RepositoryError) -> Self {
+        use crate::live_repository::RepositoryError as R;
+        match e {
+            R::UnknownModel(_) => Self::NotFound(e.to_string()),
+            R::InUse(_) => Self::Conflict(e.to_string()),
+            R::Invalid(_) => Self::BadRequest(e.to_string()),
+            R::LoadFailed(m) => Self::BadRequest(format!("failed to load: {m}")),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();

@@ -17,6 +17,21 @@ use std::time::Duration;
 use switchyard_backend_ort::OrtEnvironment;
 use switchyard_runtime::Registry;
 
+/// Why a change of the repository was not applied (what served before still serves).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RepositoryError {
+    #[error("model '{0}' is not in the model repository")]
+    UnknownModel(String),
+    #[error("model '{0}' is used by a rollout; change the config first")]
+    InUse(String),
+    /// The model's directory or config cannot be read or makes no sense.
+    #[error("{0}")]
+    Invalid(String),
+    /// A version failed to load (a corrupt file, a wrong signature).
+    #[error("{0}")]
+    LoadFailed(String),
+}
+
 /// What the files of a model's config, or of one version, looked like (sizes and modification times).
 type Fingerprint = u64;
 
@@ -73,9 +88,10 @@ impl Repository {
     }
 
     /// Loads a version a reloaded config names and waits for it (blocking).
-    pub fn load_now(&self, model: &str, version: u64, background: bool) -> Result<(), String> {
+    pub fn load_now(&self, model: &str, version: u64, background: bool) -> Result<(), RepositoryError> {
         let configs = self.configs.load_full();
-        repository::load_now(&self.root, &self.registry, &self.env, &configs, model, version, background)?;
+        repository::load_now(&self.root, &self.registry, &self.env, &configs, model, version, background)
+            .map_err(RepositoryError::LoadFailed)?;
         let fp = fingerprint(&self.root.join(model).join(version.to_string()));
         self.seen
             .lock()
@@ -113,7 +129,7 @@ impl Repository {
     }
 
     /// Brings one model in step with its directory (every version loaded again when `force`); blocking.
-    pub fn sync_model(&self, name: &str, force: bool) -> Result<Vec<String>, String> {
+    pub fn sync_model(&self, name: &str, force: bool) -> Result<Vec<String>, RepositoryError> {
         let _one = self.syncing.lock().unwrap_or_else(PoisonError::into_inner);
         let dir = self.root.join(name);
         let wanted = self.wanted.lock().unwrap_or_else(PoisonError::into_inner).clone();
@@ -121,16 +137,16 @@ impl Repository {
         let known = self.registry.versions(name);
         if !dir.is_dir() {
             if known.is_empty() {
-                return Err(format!("model '{name}' is not in the model repository"));
+                return Err(RepositoryError::UnknownModel(name.to_owned()));
             }
             if !pinned.is_empty() {
-                return Err(format!("the directory of '{name}' is gone, but a rollout uses it: still serving it"));
+                return Err(RepositoryError::InUse(name.to_owned()));
             }
             self.forget(name);
             tracing::info!(model = %name, "model removed from the repository: no longer served");
             return Ok(vec![format!("{name}: removed")]);
         }
-        let (cfg, versions) = repository::plan(&dir, &pinned)?;
+        let (cfg, versions) = repository::plan(&dir, &pinned).map_err(RepositoryError::Invalid)?;
         let cfg = Arc::new(cfg);
         let config_fp = config_fingerprint(&dir);
         let mut seen = std::mem::take(
@@ -173,19 +189,19 @@ impl Repository {
             tracing::info!(change = %c, "model repository changed");
         }
         match failure {
-            Some(e) => Err(e),
+            Some(e) => Err(RepositoryError::LoadFailed(e)),
             None => Ok(changes),
         }
     }
 
     /// Stops serving a model (the V2 repository extension's unload); refused while a rollout uses it.
-    pub fn unload(&self, name: &str, used_by_rollout: bool) -> Result<(), String> {
+    pub fn unload(&self, name: &str, used_by_rollout: bool) -> Result<(), RepositoryError> {
         let _one = self.syncing.lock().unwrap_or_else(PoisonError::into_inner);
         if used_by_rollout {
-            return Err(format!("model '{name}' is used by a rollout; change the config first"));
+            return Err(RepositoryError::InUse(name.to_owned()));
         }
         if self.registry.versions(name).is_empty() && !self.configs.load().contains_key(name) {
-            return Err(format!("unknown model '{name}'"));
+            return Err(RepositoryError::UnknownModel(name.to_owned()));
         }
         self.forget(name);
         tracing::info!(model = %name, "model unloaded");

@@ -19,6 +19,19 @@ use std::time::Duration;
 use switchyard_runtime::rollout::RolloutDriver;
 use switchyard_runtime::{Endpoints, Registry};
 
+/// Why a config was rejected (the previous one keeps serving).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    /// The file does not parse, names what is not there or cannot load, or a rollout does not resolve.
+    #[error("{0}")]
+    Invalid(String),
+    /// A rollout could not start (its state directory).
+    #[error("{0}")]
+    Start(#[from] switchyard_runtime::rollout::RolloutError),
+}
+
 /// What a reload did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Reloaded {
@@ -99,10 +112,12 @@ impl Reloader {
     }
 
     /// Judges the config file whole, then applies it; on any error nothing changes.
-    pub async fn reload(&self, forced: bool) -> Result<Reloaded, String> {
+    pub async fn reload(&self, forced: bool) -> Result<Reloaded, ReloadError> {
         let mut last = self.last.lock().await;
         let (bytes, cfg) = loop {
-            let bytes = tokio::fs::read(&self.config).await.map_err(|e| format!("{}: {e}", self.config.display()))?;
+            let bytes = tokio::fs::read(&self.config)
+                .await
+                .map_err(|source| ReloadError::Read { path: self.config.display().to_string(), source })?;
             if bytes == *last && !forced {
                 return Ok(Reloaded::Unchanged);
             }
@@ -121,21 +136,22 @@ impl Reloader {
                         continue;
                     }
                     *last = bytes;
-                    return Err(format!("{}: {e}", self.config.display()));
+                    return Err(ReloadError::Invalid(format!("{}: {e}", self.config.display())));
                 }
             }
         };
         *last = bytes;
         drop(last);
         self.load_named_versions(&cfg).await?;
-        let specs = rollouts::specs(&cfg.rollouts, &self.repository.configs.load(), &self.registry)?;
+        let specs = rollouts::specs(&cfg.rollouts, &self.repository.configs.load(), &self.registry)
+            .map_err(ReloadError::Invalid)?;
         let applied = self.apply(specs).await?;
         self.repository.set_wanted(rollouts::wanted(&cfg.rollouts));
         Ok(applied)
     }
 
     /// Loads (and waits for) every version the config's rollouts name that is not served yet.
-    async fn load_named_versions(&self, cfg: &ServerConfig) -> Result<(), String> {
+    async fn load_named_versions(&self, cfg: &ServerConfig) -> Result<(), ReloadError> {
         let wanted = rollouts::wanted(&cfg.rollouts);
         for (model, versions) in &wanted.versions {
             let served = self.registry.versions(model);
@@ -148,17 +164,17 @@ impl Reloader {
                 tokio::task::spawn_blocking(move || {
                     repository
                         .load_now(&model, v, background)
-                        .map_err(|e| format!("version {v} of '{model}' cannot be served: {e}"))
+                        .map_err(|e| ReloadError::Invalid(format!("version {v} of '{model}' cannot be served: {e}")))
                 })
                 .await
-                .map_err(|e| e.to_string())??;
+                .map_err(|e| ReloadError::Invalid(e.to_string()))??;
             }
         }
         Ok(())
     }
 
     /// Swaps in the endpoints for `specs`, keeping or continuing the rollouts that allow it.
-    async fn apply(&self, specs: Vec<switchyard_runtime::rollout::RolloutSpec>) -> Result<Reloaded, String> {
+    async fn apply(&self, specs: Vec<switchyard_runtime::rollout::RolloutSpec>) -> Result<Reloaded, ReloadError> {
         let current = self.endpoints.load_full();
         let state_dir = self.state_dir.as_deref();
         let (mut next, mut fresh) = (Rollouts::new(), Vec::new());
@@ -173,7 +189,7 @@ impl Reloader {
             }
         }
         for spec in specs.iter().filter(|s| !continues(current.rollout(&s.endpoint).map(|d| &d.spec), s)) {
-            let driver = RolloutDriver::start(spec.clone(), state_dir).map_err(|e| e.to_string())?;
+            let driver = RolloutDriver::start(spec.clone(), state_dir)?;
             fresh.push(Arc::new(driver));
         }
         let started = fresh.len();
@@ -187,7 +203,7 @@ impl Reloader {
                 kept += 1;
             } else if continues(Some(&old.spec), &spec) {
                 let endpoint = spec.endpoint.clone();
-                let driver = RolloutDriver::take_over(old, spec, state_dir).await.map_err(|e| e.to_string())?;
+                let driver = RolloutDriver::take_over(old, spec, state_dir).await?;
                 fresh.push(Arc::new(driver));
                 next.insert(endpoint, fresh[fresh.len() - 1].clone());
                 continued += 1;

@@ -94,8 +94,7 @@ pub(super) async fn load_model(
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     match result {
         Ok(changes) => Ok(Json(json!({ "model": model, "changes": changes }))),
-        Err(e) if e.contains("is not in the model repository") => Err(ApiError::NotFound(e)),
-        Err(e) => Err(ApiError::BadRequest(format!("failed to load '{model}': {e}"))),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -110,9 +109,6 @@ pub(super) async fn unload_model(
         let s = &d.spec;
         s.control.model == model || s.canary.model == model || s.shadows.iter().any(|(t, _)| t.model == model)
     });
-    match repo.unload(&model, used) {
-        Ok(()) => Ok(Json(json!({ "model": model, "unloaded": true }))),
-        Err(e) if used => Err(ApiError::Conflict(e)),
-        Err(e) => Err(ApiError::NotFound(e)),
-    }
+    repo.unload(&model, used)?;
+    Ok(Json(json!({ "model": model, "unloaded": true })))
 }
