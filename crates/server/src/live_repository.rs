@@ -51,6 +51,8 @@ pub struct Repository {
     /// What the current config's rollouts need (versions to keep, shadow-only versions).
     wanted: Mutex<Wanted>,
     seen: Mutex<BTreeMap<String, Seen>>,
+    /// The last problem logged per model, so a poll does not log the same one again and again.
+    reported: Mutex<BTreeMap<String, String>>,
     /// One sync at a time (the poll and the API).
     syncing: Mutex<()>,
 }
@@ -79,6 +81,7 @@ impl Repository {
             configs: Arc::new(ArcSwap::from_pointee(configs)),
             wanted: Mutex::new(wanted),
             seen: Mutex::new(seen),
+            reported: Mutex::default(),
             syncing: Mutex::new(()),
         }
     }
@@ -117,11 +120,20 @@ impl Repository {
         }
         let mut changes = Vec::new();
         for name in names {
-            match self.sync_model(&name, false) {
-                Ok(c) => changes.extend(c),
+            let result = self.sync_model(&name, false);
+            let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
+            match result {
+                Ok(c) => {
+                    reported.remove(&name);
+                    changes.extend(c);
+                }
                 Err(e) => {
-                    tracing::error!(model = %name, reason = %e, "model change not applied; what was serving still serves");
+                    let e = e.to_string();
+                    if reported.get(&name) != Some(&e) {
+                        tracing::error!(model = %name, reason = %e, "model change not applied; what was serving still serves");
+                    }
                     changes.push(format!("{name}: {e}"));
+                    reported.insert(name, e);
                 }
             }
         }
@@ -178,13 +190,16 @@ impl Repository {
             seen.versions.remove(v);
             changes.push(format!("{name}/{v}: unloaded"));
         }
+        let config_seen = seen.config == config_fp && !known.is_empty();
         seen.config = config_fp;
         self.seen.lock().unwrap_or_else(PoisonError::into_inner).insert(name.to_owned(), seen);
-        self.configs.rcu(|c| {
-            let mut c = (**c).clone();
-            c.insert(name.to_owned(), cfg.clone());
-            c
-        });
+        if !(config_seen && changes.is_empty()) {
+            self.configs.rcu(|c| {
+                let mut c = (**c).clone();
+                c.insert(name.to_owned(), cfg.clone());
+                c
+            });
+        }
         for c in &changes {
             tracing::info!(change = %c, "model repository changed");
         }
