@@ -91,6 +91,16 @@ fn the_timeout_parameter_is_honoured() {
 }
 
 #[test]
+fn a_client_cannot_ask_for_more_time_than_the_server_allows() {
+    let _serial = serial();
+    let s = Server::start(&["--request-timeout-ms", "20"]);
+    // 1,024 rows of the slow model take far more than 20 ms; ten seconds asked for, the server's 20 ms win.
+    let r = s.conn().request("POST", "/v2/models/slow/infer", &[], &slow_body(1024, Some(10_000_000)));
+    assert_eq!(r.status, 504, "{}", &r.text()[..r.text().len().min(200)]);
+    assert!(r.error().contains("timed out after 20ms"), "{}", r.text());
+}
+
+#[test]
 fn requests_whose_clients_left_are_not_computed() {
     let _serial = serial();
     let s = Server::start(&[]);

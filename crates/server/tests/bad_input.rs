@@ -309,3 +309,29 @@ fn compressed_bodies_are_bounded_after_decompression() {
     std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&r.body[..]), &mut plain).unwrap();
     assert!(plain.contains(r#""model_name":"mlp""#), "{plain}");
 }
+
+#[test]
+fn every_early_answer_to_a_large_body_leaves_the_connection_usable() {
+    let s = Server::start_with(&common::test_repo(), &[], &[("SWITCHYARD_ADMIN_TOKEN", "t0k3n")]);
+    // 200 KB: far more than the socket buffers take without the server reading.
+    let big = mlp_request(800).to_string();
+    assert!(big.len() > 150_000);
+    let cases: [(&str, &str, &[(&str, &str)], u16); 7] = [
+        ("POST", "/v2/models/nope/infer", &[], 404),
+        ("POST", "/v2/models/mlp/versions/9/infer", &[], 404),
+        ("POST", "/no/such/route", &[], 404),
+        ("DELETE", "/v2/models/mlp/infer", &[], 405),
+        ("POST", "/v2/models/mlp/infer", &[("Content-Encoding", "br")], 415),
+        ("POST", "/v2/models/mlp/infer", &[("Inference-Header-Content-Length", "x")], 400),
+        ("POST", "/admin/rollouts/x/pause", &[("Authorization", "Bearer wrong")], 401),
+    ];
+    for (method, path, headers, status) in cases {
+        let mut conn = s.conn();
+        let r = conn.request_result(method, path, headers, big.as_bytes());
+        let r = r.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        assert_eq!(r.status, status, "{method} {path}: {}", r.text());
+        let next = conn.request_result("POST", "/v2/models/mlp/infer", &[], mlp_request(1).to_string().as_bytes());
+        let next = next.unwrap_or_else(|e| panic!("after {status} on {method} {path} the connection broke: {e}"));
+        assert_eq!(next.status, 200, "after {method} {path}");
+    }
+}

@@ -76,9 +76,11 @@ pub(crate) async fn run(
         let mut req = req?;
         let names = req.outputs.iter().map(|o| o.name.clone()).collect();
         let inputs = std::mem::take(&mut req.inputs);
-        // The V2 `timeout` parameter (microseconds, as Triton reads it) wins over the server default.
-        let client_deadline = req.timeout_us.is_some();
-        let timeout = req.timeout_us.map_or(default_timeout, Duration::from_micros);
+        // The V2 `timeout` parameter (microseconds, as Triton reads it) shortens the server's deadline,
+        // never lengthens it: a client cannot hold a slot longer than the server allows.
+        let asked = req.timeout_us.map(Duration::from_micros).filter(|&t| t < default_timeout);
+        let client_deadline = asked.is_some();
+        let timeout = asked.unwrap_or(default_timeout);
         let outputs = served
             .pool
             .infer(inputs, names, timeout, priority)

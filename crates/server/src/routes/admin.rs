@@ -29,18 +29,31 @@ impl AdminAuth {
     /// Whether these headers carry the token (always true in insecure mode without a token).
     pub fn authorized(&self, headers: &HeaderMap) -> bool {
         let Some(token) = &self.token else { return self.insecure };
-        let given =
-            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        // Compare without an early exit, so timing does not tell how much of a guess was right.
-        given.is_some_and(|g| {
-            g.len() == token.len() && g.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-        })
+        // The scheme is case-insensitive (RFC 9110: `Bearer`, `bearer` and `BEARER` are the same).
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, credential)| credential.trim());
+        given.is_some_and(|g| same_secret(g.as_bytes(), token.as_bytes()))
     }
+}
+
+/// Compares a guess with the secret in time that depends only on the secret's length: no early exit
+/// on the first wrong byte, nor on a wrong length.
+fn same_secret(guess: &[u8], secret: &[u8]) -> bool {
+    let mut diff = u64::from(guess.len() != secret.len());
+    for (i, &b) in secret.iter().enumerate() {
+        diff |= u64::from(guess.get(i).copied().unwrap_or(0) ^ b);
+    }
+    diff == 0
 }
 
 pub(super) async fn require_token(State(app): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
     if !app.admin.authorized(req.headers()) {
-        return Err(ApiError::Unauthorized("missing or wrong admin bearer token".into()));
+        let e = ApiError::Unauthorized("missing or wrong admin bearer token".into());
+        return Err(super::body::refuse(req.into_body(), e).await);
     }
     Ok(next.run(req).await)
 }
@@ -111,4 +124,28 @@ pub(super) async fn unload_model(
     });
     repo.unload(&model, used)?;
     Ok(Json(json!({ "model": model, "unloaded": true })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn the_token_is_checked_whole_with_any_case_of_the_scheme() {
+        let auth = AdminAuth { token: Some("s3cret".into()), insecure: false };
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+            auth.authorized(&h)
+        };
+        for ok in ["Bearer s3cret", "bearer s3cret", "BEARER s3cret", "  Bearer   s3cret "] {
+            assert!(with(ok), "{ok}");
+        }
+        for bad in ["Bearer s3cre", "Bearer s3cret2", "Bearer S3CRET", "Basic s3cret", "s3cret", "Bearer", ""] {
+            assert!(!with(bad), "{bad}");
+        }
+        assert!(!auth.authorized(&HeaderMap::new()));
+        assert!(same_secret(b"abc", b"abc") && !same_secret(b"abcd", b"abc") && !same_secret(b"", b"abc"));
+    }
 }

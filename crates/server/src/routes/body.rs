@@ -20,9 +20,10 @@ pub(super) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> 
         Some(Ok(e)) if e.eq_ignore_ascii_case("gzip") || e.eq_ignore_ascii_case("x-gzip") => Some(Encoding::Gzip),
         Some(Ok(e)) if e.eq_ignore_ascii_case("deflate") => Some(Encoding::Deflate),
         Some(other) => {
-            return Err(ApiError::UnsupportedMediaType(format!(
+            let e = ApiError::UnsupportedMediaType(format!(
                 "Content-Encoding {other:?} is not supported (gzip, deflate or identity)"
-            )));
+            ));
+            return Err(refuse(body, e).await);
         }
     };
     let declared =
@@ -61,6 +62,14 @@ enum Overflow {
 /// reads its 413 instead of a broken pipe.
 const DRAIN_BYTES: usize = 256 << 20;
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Answers a request early with `e` after reading and discarding its body (within [`DRAIN_BYTES`] and
+/// [`DRAIN_TIME`]): a body left unread makes the connection close after the answer, and the client's
+/// next request on it fail. Every early answer (404, 400, 401, 405, 415, ...) goes through here.
+pub(super) async fn refuse(body: Body, e: ApiError) -> ApiError {
+    drain(body).await;
+    e
+}
 
 /// Reads and discards what is left of a refused body, within [`DRAIN_BYTES`] and [`DRAIN_TIME`].
 async fn drain(mut body: Body) {

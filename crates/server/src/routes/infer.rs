@@ -3,7 +3,7 @@
 //! hand it to the serving core as a decodable request, and encode the reply. What the request means
 //! (which version or arm serves it, what counts for a rollout) is decided in the serving core.
 
-use super::body::read_body;
+use super::body::{read_body, refuse};
 use super::models::model_path;
 use super::{AppState, ModelPath};
 use crate::ApiError;
@@ -28,14 +28,19 @@ pub(super) async fn infer(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let p = model_path(path)?;
     // One snapshot for the whole request: a config reload mid-request does not change its endpoint.
     let endpoints = app.endpoints();
-    if p.version.is_some() || endpoints.rollout(&p.model).is_none() {
-        endpoints.lookup(&p.model, p.version.as_deref())?;
-    }
-    let forced = forced_arm(&app, &headers)?;
-    let header_len = inference_header_length(&headers)?;
+    let early = || -> Result<_, ApiError> {
+        let p = model_path(path)?;
+        if p.version.is_some() || endpoints.rollout(&p.model).is_none() {
+            endpoints.lookup(&p.model, p.version.as_deref())?;
+        }
+        Ok((p, forced_arm(&app, &headers)?, inference_header_length(&headers)?))
+    };
+    let (p, forced, header_len) = match early() {
+        Ok(checked) => checked,
+        Err(e) => return Err(refuse(body, e).await),
+    };
     let bytes = read_body(&headers, body, app.max_request_bytes).await?;
     let call = Call {
         model: &p.model,

@@ -130,12 +130,12 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn not_found(uri: Uri) -> ApiError {
-    ApiError::NotFound(format!("no route for {}", uri.path()))
+async fn not_found(uri: Uri, body: axum::body::Body) -> ApiError {
+    body::refuse(body, ApiError::NotFound(format!("no route for {}", uri.path()))).await
 }
 
-async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
+async fn method_not_allowed(method: Method, uri: Uri, body: axum::body::Body) -> ApiError {
+    body::refuse(body, ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))).await
 }
 
 #[cfg(test)]
