@@ -316,7 +316,8 @@ fn every_early_answer_to_a_large_body_leaves_the_connection_usable() {
     // 200 KB: far more than the socket buffers take without the server reading.
     let big = mlp_request(800).to_string();
     assert!(big.len() > 150_000);
-    let cases: [(&str, &str, &[(&str, &str)], u16); 7] = [
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], u16);
+    let cases: [Case; 7] = [
         ("POST", "/v2/models/nope/infer", &[], 404),
         ("POST", "/v2/models/mlp/versions/9/infer", &[], 404),
         ("POST", "/no/such/route", &[], 404),
