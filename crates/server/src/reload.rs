@@ -82,7 +82,13 @@ impl Reloader {
                 #[cfg(unix)]
                 let forced = tokio::select! {
                     _ = tick.tick(), if !poll.is_zero() => false,
-                    Some(()) = async { match &mut hup { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+                    got = async { match &mut hup { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                        if got.is_none() {
+                            hup = None; // the signal stream ended (shutdown): stop listening to it
+                            continue;
+                        }
+                        true
+                    }
                 };
                 #[cfg(not(unix))]
                 let forced = {
