@@ -143,7 +143,7 @@ impl Repository {
     /// Brings one model in step with its directory (every version loaded again when `force`); blocking.
     pub fn sync_model(&self, name: &str, force: bool) -> Result<Vec<String>, RepositoryError> {
         let _one = self.syncing.lock().unwrap_or_else(PoisonError::into_inner);
-        let dir = self.root.join(name);
+        let dir = self.model_dir(name)?;
         let wanted = self.wanted.lock().unwrap_or_else(PoisonError::into_inner).clone();
         let pinned = wanted.versions.get(name).cloned().unwrap_or_default();
         let known = self.registry.versions(name);
@@ -221,6 +221,26 @@ impl Repository {
         self.forget(name);
         tracing::info!(model = %name, "model unloaded");
         Ok(())
+    }
+
+    /// The directory of model `name`, which must be one plain name inside the repository: no path
+    /// separators, `.` or `..`, and no symlink leading out of it.
+    fn model_dir(&self, name: &str) -> Result<PathBuf, RepositoryError> {
+        let plain = !name.is_empty()
+            && name != "."
+            && name != ".."
+            && !name.contains(['/', '\\', '\0'])
+            && Path::new(name).components().count() == 1;
+        if !plain {
+            return Err(RepositoryError::Invalid(format!("'{name}' is not a model name")));
+        }
+        let dir = self.root.join(name);
+        if let (Ok(real), Ok(root)) = (dir.canonicalize(), self.root.canonicalize())
+            && !real.starts_with(&root)
+        {
+            return Err(RepositoryError::Invalid(format!("model '{name}' leads outside the model repository")));
+        }
+        Ok(dir)
     }
 
     fn forget(&self, name: &str) {

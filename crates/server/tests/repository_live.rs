@@ -118,6 +118,19 @@ fn the_repository_extension_loads_and_unloads_with_the_admin_token() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(s.get("/v2/models/strings/ready").status, 200);
     assert_eq!(post("/v2/repository/models/nope/load", true).status, 404);
+    // Names cannot escape the repository: not by `..`, nor by a symlink leading out of it.
+    for name in ["..%2F..%2Fetc", "..", "%2Ftmp"] {
+        let r = post(&format!("/v2/repository/models/{name}/load"), true);
+        assert_eq!(r.status, 400, "{name}: {}", r.text());
+        assert!(r.error().contains("not a model name"), "{name}: {}", r.text());
+    }
+    let outside = dir.join("outside");
+    copy_dir(&test_repo().join("mlp"), &outside);
+    std::os::unix::fs::symlink(&outside, repo.join("escape")).unwrap();
+    let r = post("/v2/repository/models/escape/load", true);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.error().contains("outside the model repository"), "{}", r.text());
+    assert_eq!(s.get("/v2/models/escape").status, 404);
     // A corrupt file: 400 with the reason, and the model keeps serving what it served.
     std::fs::write(repo.join("strings/1/model.onnx"), b"garbage").unwrap();
     let r = post("/v2/repository/models/strings/load", true);
