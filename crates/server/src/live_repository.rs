@@ -94,7 +94,7 @@ impl Repository {
     pub fn load_now(&self, model: &str, version: u64, background: bool) -> Result<(), RepositoryError> {
         let configs = self.configs.load_full();
         repository::load_now(&self.root, &self.registry, &self.env, &configs, model, version, background)
-            .map_err(RepositoryError::LoadFailed)?;
+            .map_err(|e| RepositoryError::LoadFailed(e.0))?;
         let fp = fingerprint(&self.root.join(model).join(version.to_string()));
         self.seen
             .lock()

@@ -24,9 +24,12 @@ use switchyard_runtime::{Endpoints, Registry};
 pub enum ReloadError {
     #[error("{path}: {source}")]
     Read { path: String, source: std::io::Error },
-    /// The file does not parse, names what is not there or cannot load, or a rollout does not resolve.
+    /// The file does not parse, or names what is not there or cannot load.
     #[error("{0}")]
     Invalid(String),
+    /// A rollout does not resolve.
+    #[error(transparent)]
+    Rollouts(#[from] rollouts::RolloutConfigError),
     /// A rollout could not start (its state directory).
     #[error("{0}")]
     Start(#[from] switchyard_runtime::rollout::RolloutError),
@@ -149,8 +152,7 @@ impl Reloader {
         *last = bytes;
         drop(last);
         self.load_named_versions(&cfg).await?;
-        let specs = rollouts::specs(&cfg.rollouts, &self.repository.configs.load(), &self.registry)
-            .map_err(ReloadError::Invalid)?;
+        let specs = rollouts::specs(&cfg.rollouts, &self.repository.configs.load(), &self.registry)?;
         let applied = self.apply(specs).await?;
         self.repository.set_wanted(rollouts::wanted(&cfg.rollouts));
         Ok(applied)

@@ -78,6 +78,11 @@ pub fn scan(root: &Path, wanted: &Wanted) -> Result<Vec<(String, Result<(ModelCo
         .collect())
 }
 
+/// Why a model version could not be loaded (the reason is also recorded in the registry).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LoadError(pub String);
+
 /// Loads one version and records the outcome in the registry (blocking: run it on its own thread).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn load_into(
@@ -89,7 +94,7 @@ pub(crate) fn load_into(
     env: &OrtEnvironment,
     metrics: VersionMetrics,
     background: bool,
-) -> Result<(), String> {
+) -> Result<(), LoadError> {
     let (state, result) = match load_version(name, v, path, cfg, env, metrics, background) {
         Ok(pool) => {
             tracing::info!(model = %name, version = v, instances = cfg.instances, "model ready");
@@ -97,7 +102,7 @@ pub(crate) fn load_into(
         }
         Err(reason) => {
             tracing::error!(model = %name, version = v, %reason, "model failed to load");
-            (ModelState::Failed(reason.clone()), Err(reason))
+            (ModelState::Failed(reason.clone()), Err(LoadError(reason)))
         }
     };
     registry.set_state(name, v, state);
@@ -114,11 +119,11 @@ pub fn load_now(
     model: &str,
     version: u64,
     background: bool,
-) -> Result<(), String> {
-    let cfg = configs.get(model).ok_or_else(|| format!("model '{model}' is not in the model repository"))?;
+) -> Result<(), LoadError> {
+    let cfg = configs.get(model).ok_or_else(|| LoadError(format!("model '{model}' is not in the model repository")))?;
     let path = root.join(model).join(version.to_string());
     if !path.is_dir() {
-        return Err(format!("version {version} of '{model}' is not in the model repository"));
+        return Err(LoadError(format!("version {version} of '{model}' is not in the model repository")));
     }
     let metrics = registry.declare(model, &[version], None).remove(0);
     load_into(registry, model, version, &path, cfg, env, metrics, background)

@@ -13,17 +13,23 @@ use std::time::Duration;
 use switchyard_runtime::Registry;
 use switchyard_runtime::rollout::{Fault, RolloutDriver, RolloutSpec, Target};
 
+/// Why the configured rollouts cannot run: the message names the rollout and the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RolloutConfigError(pub String);
+
 /// Starts every configured rollout (at start-up).
 pub fn build(
     configs: &[RolloutConfig],
     models: &ModelConfigs,
     registry: &Registry,
     state_dir: Option<&Path>,
-) -> Result<Rollouts, String> {
+) -> Result<Rollouts, RolloutConfigError> {
     let mut out = Rollouts::new();
     for spec in specs(configs, models, registry)? {
         let endpoint = spec.endpoint.clone();
-        let driver = RolloutDriver::start(spec, state_dir).map_err(|e| format!("rollouts ({endpoint}): {e}"))?;
+        let driver = RolloutDriver::start(spec, state_dir)
+            .map_err(|e| RolloutConfigError(format!("rollouts ({endpoint}): {e}")))?;
         out.insert(endpoint, Arc::new(driver));
     }
     Ok(out)
@@ -35,17 +41,17 @@ pub fn specs(
     configs: &[RolloutConfig],
     models: &ModelConfigs,
     registry: &Registry,
-) -> Result<Vec<RolloutSpec>, String> {
+) -> Result<Vec<RolloutSpec>, RolloutConfigError> {
     let mut out: Vec<RolloutSpec> = Vec::new();
     for (i, c) in configs.iter().enumerate() {
-        let at = |m: String| format!("rollouts[{i}] ({}): {m}", c.endpoint);
+        let at = |m: String| RolloutConfigError(format!("rollouts[{i}] ({}): {m}", c.endpoint));
         if c.endpoint.is_empty() || !c.endpoint.chars().all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch)) {
             return Err(at("endpoint must be letters, digits, '.', '_' or '-'".into()));
         }
         if out.iter().any(|s| s.endpoint == c.endpoint) {
             return Err(at("endpoint is declared twice".into()));
         }
-        let target = |field: &str, a: &ArmConfig| -> Result<Target, String> {
+        let target = |field: &str, a: &ArmConfig| -> Result<Target, RolloutConfigError> {
             if !models.contains_key(&a.model) {
                 return Err(at(format!("{field}.model '{}' is not in the model repository", a.model)));
             }
@@ -56,7 +62,7 @@ pub fn specs(
             }
             Ok(Target { model: a.model.clone(), version: a.version })
         };
-        let plan = c.plan()?;
+        let plan = c.plan().map_err(RolloutConfigError)?;
         let control = target("control", &c.control)?;
         let canary_cfg = c.canary.as_ref().ok_or_else(|| at("canary is required".into()))?;
         let canary = target("canary", &ArmConfig { model: canary_cfg.model.clone(), version: canary_cfg.version })?;

@@ -42,7 +42,7 @@ pub fn run(config: &Path, repository_root: &Path) -> Result<String, Vec<String>>
     let specs = match rollouts::specs(&cfg.rollouts, &models, &registry) {
         Ok(specs) => specs,
         Err(e) => {
-            errors.push(e);
+            errors.push(e.to_string());
             return Err(errors);
         }
     };

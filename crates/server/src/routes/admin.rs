@@ -94,13 +94,17 @@ pub(super) async fn act(
     Ok(Json(json!({ "decision": decision, "rollout": driver.status() })))
 }
 
+fn repository(app: &AppState) -> Result<std::sync::Arc<crate::live_repository::Repository>, ApiError> {
+    app.repository.clone().ok_or_else(|| ApiError::NotFound("no model repository".into()))
+}
+
 /// `POST /v2/repository/models/{model}/load`: (re)loads the model's versions from disk and waits;
 /// a version that fails leaves the one before it serving (400 with the reason).
 pub(super) async fn load_model(
     State(app): State<AppState>,
     Path(model): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let repo = app.repository.clone().ok_or_else(|| ApiError::NotFound("no model repository".into()))?;
+    let repo = repository(&app)?;
     let name = model.clone();
     let result = tokio::task::spawn_blocking(move || repo.sync_model(&name, true))
         .await
@@ -116,7 +120,7 @@ pub(super) async fn unload_model(
     State(app): State<AppState>,
     Path(model): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let repo = app.repository.clone().ok_or_else(|| ApiError::NotFound("no model repository".into()))?;
+    let repo = repository(&app)?;
     let endpoints = app.endpoints();
     let used = endpoints.rollouts().values().any(|d| {
         let s = &d.spec;
