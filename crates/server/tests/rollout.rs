@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::rollouts::{TOKEN, admin, copy_dir, scratch, serial, start, traffic};
+use common::rollouts::{TOKEN, admin, copy_dir, scratch, serial, start, traffic, wait_for};
 use common::{Conn, Server, mlp_request, test_repo};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -61,6 +61,8 @@ fn a_healthy_canary_walks_its_steps_keys_stay_sticky_and_it_is_promoted() {
         "healthy",
         "  - endpoint: scorer\n    control: { model: mlp, version: 1 }\n    canary: { model: mlp, version: 2, steps: [ { weight: 20, hold: 3s }, { weight: 60, hold: 1s } ] }\n    assignment: { header: x-user-id }\n    analysis: { min_requests: 30 }\n",
     );
+    // Readiness never waits for a canary; until it has loaded, every request goes to control.
+    wait_for(Duration::from_secs(30), "the canary to load", || s.get("/v2/models/mlp/versions/2/ready").status == 200);
     let body = mlp_request(1).to_string();
     let arm_of = |conn: &mut Conn, user: usize| {
         let r =
