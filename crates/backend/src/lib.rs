@@ -2,6 +2,9 @@
 //! thread: the runtime never calls it from the async executor, and never from two threads at once, so an
 //! implementation needs no locking of its own.
 
+mod text;
+
+pub use text::{TextOptions, Truncation};
 use switchyard_protocol::{Tensor, TensorSpec};
 
 /// What a loaded model declares: its platform name and its inputs and outputs.

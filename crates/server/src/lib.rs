@@ -3,18 +3,16 @@
 //! sockets; `main.rs` only wires it to a listener.
 
 pub mod cli;
-pub mod config;
 mod error;
 pub mod live_repository;
 pub mod observe;
-mod pbtxt;
 pub mod reload;
 pub mod repository;
-pub mod rollout_config;
 pub mod rollouts;
 mod routes;
 pub mod shutdown;
 pub mod validate;
 
 pub use error::ApiError;
+pub use switchyard_config::{pbtxt, rollout as rollout_config, server as config};
 pub use routes::{AdminAuth, AppState, FORCE_ARM_HEADER, Rollouts, app};

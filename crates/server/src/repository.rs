@@ -180,10 +180,18 @@ fn load_version(
         queue_capacity: cfg.queue_capacity,
         warmup: cfg.warmup,
         max_batch_size: cfg.max_batch_size,
-        batching: cfg.dynamic_batching.as_ref().map(crate::config::BatchingConfig::policy),
+        batching: cfg.dynamic_batching.as_ref().map(batch_policy),
         background,
     };
     let pool = Pool::start(pool_opts, loader, metrics).map_err(|e| e.to_string())?;
     crate::pbtxt::check_declared(&cfg.declared, pool.signature(), pool.max_batch_size() > 0)?;
     Ok(pool)
+}
+
+/// A model's `dynamic_batching:` as the runtime's policy.
+fn batch_policy(cfg: &switchyard_config::BatchingConfig) -> switchyard_runtime::BatchPolicy {
+    switchyard_runtime::BatchPolicy {
+        max_queue_delay: cfg.max_queue_delay.map_or(std::time::Duration::ZERO, |s| s.0),
+        preferred: cfg.preferred_batch_size.clone(),
+    }
 }

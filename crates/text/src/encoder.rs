@@ -1,33 +1,9 @@
 //! Server-side tokenization: strings in, padded token ids, type ids and attention mask out, with the
 //! model's maximum length either truncating or refusing long texts (never a crash).
 
-use serde::Deserialize;
 use std::path::Path;
-use switchyard_backend::BackendError;
+use switchyard_backend::{BackendError, Truncation};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
-
-/// What to do with a text longer than the model takes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Truncation {
-    /// Keep the first `max_length` tokens (what sentence-transformers does).
-    #[default]
-    Truncate,
-    /// Refuse the request with a 400 naming the text.
-    Reject,
-}
-
-/// Per-model text settings (`text:` in the model's config.yaml).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TextOptions {
-    /// Tokens per text, special tokens included; default: the model's own limit.
-    pub max_length: Option<usize>,
-    #[serde(default)]
-    pub truncation: Truncation,
-    /// L2-normalise embeddings; default: as the model's modules.json says.
-    pub normalize: Option<bool>,
-}
 
 /// A batch of texts as the model takes them: row-major `[batch, seq]`.
 #[derive(Debug)]

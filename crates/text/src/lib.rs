@@ -5,5 +5,6 @@
 mod encoder;
 mod pooling;
 
-pub use encoder::{Encoded, TextEncoder, TextOptions, Truncation};
+pub use encoder::{Encoded, TextEncoder};
+pub use switchyard_backend::{TextOptions, Truncation};
 pub use pooling::{Pooling, SentenceConfig, pool};

@@ -13,7 +13,7 @@ pub struct ServerConfig {
     #[serde(default)]
     pub server: ServerSection,
     #[serde(default)]
-    pub rollouts: Vec<crate::rollout_config::RolloutConfig>,
+    pub rollouts: Vec<crate::rollout::RolloutConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -62,7 +62,7 @@ pub struct ModelConfig {
     pub dynamic_batching: Option<BatchingConfig>,
     /// Text models (a tokenizer.json beside the weights): length limit, truncation, normalisation.
     #[serde(default)]
-    pub text: switchyard_text::TextOptions,
+    pub text: switchyard_backend::TextOptions,
     /// Inputs and outputs a Triton `config.pbtxt` declares, checked against the model once it loads.
     #[serde(skip)]
     pub declared: Vec<crate::pbtxt::Declared>,
@@ -92,19 +92,10 @@ impl Default for ModelConfig {
 pub struct BatchingConfig {
     /// How long a request may wait for others to join it (`100us`, `2ms`); default 0: take only what is
     /// already queued when an instance frees up.
-    pub max_queue_delay: Option<crate::rollout_config::Seconds>,
+    pub max_queue_delay: Option<crate::rollout::Seconds>,
     /// Batch sizes to run at as soon as they are reached.
     #[serde(default)]
     pub preferred_batch_size: Vec<usize>,
-}
-
-impl BatchingConfig {
-    pub fn policy(&self) -> switchyard_runtime::BatchPolicy {
-        switchyard_runtime::BatchPolicy {
-            max_queue_delay: self.max_queue_delay.map_or(std::time::Duration::ZERO, |s| s.0),
-            preferred: self.preferred_batch_size.clone(),
-        }
-    }
 }
 
 impl ModelConfig {

@@ -3,8 +3,8 @@
 //! Declared inputs and outputs are checked against the loaded model as Triton does: a name the model
 //! lacks, or a datatype or dims that differ, fails the load with the field named.
 
-use crate::config::{BatchingConfig, ModelConfig};
-use crate::rollout_config::Seconds;
+use crate::server::{BatchingConfig, ModelConfig};
+use crate::rollout::Seconds;
 use std::time::Duration;
 use switchyard_backend::{Device, Signature};
 use switchyard_core::VersionPolicy;

@@ -1,0 +1,9 @@
+//! Switchyard's configuration files, parsed and checked apart from the server so they can be fuzzed
+//! and validated without building the serving stack: the server YAML (`server:` and `rollouts:`), a
+//! model's `config.yaml`, and Triton's `config.pbtxt`.
+
+pub mod pbtxt;
+pub mod rollout;
+pub mod server;
+
+pub use server::{BatchingConfig, ModelConfig, ServerConfig, ServerSection};
