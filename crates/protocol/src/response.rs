@@ -5,7 +5,8 @@ use crate::{DataType, OutputRequest, Tensor, TensorData, binary};
 use serde::Serialize;
 use serde::ser::SerializeSeq;
 
-/// An encoded response body; `json_len` is set when binary data follows the JSON header.
+/// An encoded response body; `json_len` is set whenever an output went out as binary data (even an
+/// empty one), so the client knows where the JSON header ends.
 #[derive(Debug)]
 pub struct EncodedResponse {
     pub body: Vec<u8>,
@@ -90,11 +91,14 @@ pub fn encode_response(
             })
             .collect(),
     };
+    let any_binary = outputs.iter().any(binary_of);
     let binary_len: usize = outputs.iter().filter(|t| binary_of(t)).map(|t| binary::encoded_len(&t.data)).sum();
-    let mut body = Vec::with_capacity(256 + binary_len + if binary_len == 0 { 16 * total_len(outputs) } else { 0 });
+    let mut body = Vec::with_capacity(256 + binary_len + if any_binary { 0 } else { 16 * total_len(outputs) });
     // Writing plain structs and numbers into a Vec cannot fail.
     serde_json::to_writer(&mut body, &wire).unwrap_or_default();
-    if binary_len == 0 {
+    // An output announced with `binary_data_size` (even 0) needs the header length, or the client has
+    // no binary part to read it from.
+    if !any_binary {
         return EncodedResponse { body, json_len: None };
     }
     let json_len = body.len();
@@ -141,6 +145,18 @@ mod tests {
         assert_eq!(v["outputs"][1]["parameters"]["binary_data_size"], 6);
         assert!(v["outputs"][1].get("data").is_none());
         assert_eq!(&r.body[n..], &[2, 0, 0, 0, b'h', b'i']);
+    }
+
+    /// Found by the round-trip property test: an empty binary output used to come back without the
+    /// header length, so a client saw `binary_data_size` but no binary part.
+    #[test]
+    fn an_empty_binary_output_still_reports_the_header_length() {
+        let outs = [Tensor { name: "e".into(), shape: vec![0, 3], data: TensorData::Fp32(vec![]) }];
+        let req = [OutputRequest { name: "e".into(), binary: true }];
+        let r = encode_response("m", "1", None, &outs, &req);
+        assert_eq!(r.json_len, Some(r.body.len()));
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["outputs"][0]["parameters"]["binary_data_size"], 0);
     }
 
     #[test]
