@@ -258,7 +258,9 @@ macro_rules! int_element {
         }
     };
 }
-/// A JSON integer at the start of `text` (valid JSON), widened to i128; `None` for a fraction or exponent.
+/// A JSON integer at the start of `text` (valid JSON), widened to i128; `None` for a fraction or exponent,
+/// and for `-0`, which serde_json reads as the float -0.0: the serde path then refuses it as it refuses
+/// `0.0`, so flat and nested data give the same answer.
 fn read_integer(text: &[u8]) -> Option<(i128, usize)> {
     let negative = text.first() == Some(&b'-');
     let mut i = usize::from(negative);
@@ -267,7 +269,7 @@ fn read_integer(text: &[u8]) -> Option<(i128, usize)> {
         value = value.checked_mul(10)?.checked_add(i128::from(d - b'0'))?;
         i += 1;
     }
-    if i == usize::from(negative) || matches!(text.get(i), Some(b'.' | b'e' | b'E')) {
+    if i == usize::from(negative) || matches!(text.get(i), Some(b'.' | b'e' | b'E')) || (negative && value == 0) {
         return None;
     }
     Some((if negative { -value } else { value }, i))
@@ -461,6 +463,20 @@ mod tests {
                 assert_eq!(flat, nested, "{raw} as {dt}");
             }
         }
+    }
+
+    /// Found by the round-trip tests: `[-0]` was accepted flat but refused nested (serde_json reads `-0`
+    /// as a float). Both now refuse it, as they refuse `0.0`.
+    #[test]
+    fn negative_zero_is_read_alike_flat_and_nested() {
+        for dt in [DataType::Int8, DataType::Uint8, DataType::Int64, DataType::Uint64] {
+            let flat = decode("[-0,1]", dt, &[1, 2], 2).unwrap_err();
+            let nested = decode("[[-0,1]]", dt, &[1, 2], 2).unwrap_err();
+            assert!(flat.contains("not an integer"), "{flat}");
+            assert_eq!(flat.split(" at line").next(), nested.split(" at line").next());
+        }
+        assert_eq!(decode("[-0.0]", DataType::Fp32, &[1], 1).unwrap(), TensorData::Fp32(vec![-0.0]));
+        assert_eq!(decode("[-0]", DataType::Fp64, &[1], 1).map(|d| format!("{d:?}")).unwrap(), "Fp64([-0.0])");
     }
 
     #[test]
