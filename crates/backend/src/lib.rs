@@ -4,8 +4,8 @@
 
 mod text;
 
-pub use text::{TextOptions, Truncation};
 use switchyard_protocol::{Tensor, TensorSpec};
+pub use text::{TextOptions, Truncation};
 
 /// What a loaded model declares: its platform name and its inputs and outputs.
 #[derive(Debug, Clone, PartialEq, Eq)]

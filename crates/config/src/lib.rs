@@ -6,4 +6,4 @@ pub mod pbtxt;
 pub mod rollout;
 pub mod server;
 
-pub use server::{BatchingConfig, ModelConfig, ServerConfig, ServerSection};
+pub use server::{BatchingConfig, ModelConfig, ServerConfig, ServerSection, TlsSection};

@@ -16,12 +16,27 @@ pub struct ServerConfig {
     pub rollouts: Vec<crate::rollout::RolloutConfig>,
 }
 
+/// `server:`: what a flag or `SWITCHYARD_*` variable can also set (they win). Read at start only.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
     pub max_request_bytes: Option<usize>,
     pub request_timeout_ms: Option<u64>,
     pub strict_readiness: Option<bool>,
+    pub max_header_bytes: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub max_concurrent_requests: Option<usize>,
+    pub header_read_timeout: Option<crate::rollout::Seconds>,
+    pub body_read_timeout: Option<crate::rollout::Seconds>,
+    pub tls: Option<TlsSection>,
+}
+
+/// `server.tls:`: serve HTTPS with this certificate chain and private key (PEM files).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 impl ServerConfig {

@@ -15,7 +15,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve a model repository over HTTP.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check a config file against a model repository, as a reload would, without serving: exit 0 when
     /// valid, 1 with every problem named.
     Validate(ValidateArgs),
@@ -53,6 +53,36 @@ pub struct ServeArgs {
     /// Largest request body in bytes; larger bodies get 413 before they are read [default: 67108864].
     #[arg(long, env = "SWITCHYARD_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
+
+    /// Largest request head (request line and headers) in bytes; larger gets 431 [default: 32768].
+    #[arg(long, env = "SWITCHYARD_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
+
+    /// Open connections at most; one more is answered 503 and closed [default: 4096].
+    #[arg(long, env = "SWITCHYARD_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Requests in progress at most (probes and /metrics aside); one more gets 503 with Retry-After
+    /// [default: 512]. With the body limit this bounds the memory requests can hold.
+    #[arg(long, env = "SWITCHYARD_MAX_CONCURRENT_REQUESTS")]
+    pub max_concurrent_requests: Option<usize>,
+
+    /// Seconds a client has to send a request's head; also how long an idle keep-alive connection stays
+    /// open. A partial head past it gets 408 and the connection closes [default: 60].
+    #[arg(long, env = "SWITCHYARD_HEADER_READ_TIMEOUT_SECS")]
+    pub header_read_timeout_secs: Option<u64>,
+
+    /// Seconds a client has to send a request's body once its head arrived; past it, 408 [default: 60].
+    #[arg(long, env = "SWITCHYARD_BODY_READ_TIMEOUT_SECS")]
+    pub body_read_timeout_secs: Option<u64>,
+
+    /// Serve HTTPS: the certificate chain (PEM). Needs --tls-key.
+    #[arg(long, env = "SWITCHYARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Serve HTTPS: the private key (PEM, PKCS#8, PKCS#1 or SEC1). Needs --tls-cert.
+    #[arg(long, env = "SWITCHYARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 
     /// Milliseconds a request may wait for its model when it sets no V2 `timeout` parameter [default: 60000].
     #[arg(long, env = "SWITCHYARD_REQUEST_TIMEOUT_MS")]
@@ -102,6 +132,3 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_DRAIN_DELAY_SECS", default_value_t = 5)]
     pub drain_delay_secs: u64,
 }
-
-/// Default body limit: 64 MiB.
-pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 << 20;

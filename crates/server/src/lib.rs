@@ -4,6 +4,8 @@
 
 pub mod cli;
 mod error;
+pub mod limits;
+pub mod listen;
 pub mod live_repository;
 pub mod observe;
 pub mod reload;
@@ -14,5 +16,5 @@ pub mod shutdown;
 pub mod validate;
 
 pub use error::ApiError;
+pub use routes::{AdminAuth, AppState, FORCE_ARM_HEADER, Rollouts, Settings, app};
 pub use switchyard_config::{pbtxt, rollout as rollout_config, server as config};
-pub use routes::{AdminAuth, AppState, FORCE_ARM_HEADER, Rollouts, app};

@@ -3,17 +3,17 @@
 
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
-use axum::serve::ListenerExt;
 use clap::Parser;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_backend_ort::{OrtEnvironment, find_library};
 use switchyard_runtime::Endpoints;
 use switchyard_runtime::Registry;
-use switchyard_server::cli::{Cli, Command, DEFAULT_MAX_REQUEST_BYTES, ServeArgs};
+use switchyard_server::cli::{Cli, Command, ServeArgs};
 use switchyard_server::config::ServerConfig;
+use switchyard_server::limits::Limits;
 use switchyard_server::live_repository::Repository;
-use switchyard_server::{AdminAuth, AppState, app, observe, reload, repository, rollouts, shutdown};
+use switchyard_server::{AdminAuth, AppState, Settings, app, listen, observe, reload, repository, rollouts, shutdown};
 
 // A request allocates many small, short-lived buffers across threads: mimalloc serves them faster than
 // glibc's allocator (malloc and free were a tenth of the server's time under load).
@@ -22,7 +22,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<()> {
     let args = match Cli::parse().command {
-        Command::Serve(args) => args,
+        Command::Serve(args) => *args,
         Command::Validate(v) => match switchyard_server::validate::run(&v.config, &v.model_repository) {
             Ok(summary) => {
                 println!("{summary}");
@@ -52,8 +52,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
         Some(path) => ServerConfig::load(path).map_err(anyhow::Error::msg)?,
         None => ServerConfig::default(),
     };
-    let max_request_bytes =
-        args.max_request_bytes.or(file.server.max_request_bytes).unwrap_or(DEFAULT_MAX_REQUEST_BYTES);
+    let limits = Limits::resolve(&args, &file.server);
+    if let Some(problem) = limits.problems().first() {
+        anyhow::bail!("limits: {problem}");
+    }
+    let tls = match &limits.tls {
+        Some(t) => Some(listen::acceptor(&t.cert, &t.key)?),
+        None => None,
+    };
+    raise_open_files_limit();
     let strict_readiness = args.strict_readiness.or(file.server.strict_readiness).unwrap_or(true);
 
     let lib = find_library(args.ort_dylib.as_deref()).map_err(anyhow::Error::msg)?;
@@ -77,8 +84,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     } else if admin.token.is_none() {
         tracing::warn!("admin API open without a token (--admin-insecure)");
     }
-    let request_timeout =
-        Duration::from_millis(args.request_timeout_ms.or(file.server.request_timeout_ms).unwrap_or(60_000));
+    let request_timeout = limits.request.request_timeout;
     let endpoints = Arc::new(ArcSwap::from_pointee(Endpoints::new(registry.clone(), rollouts, request_timeout)));
     let repository = Arc::new(Repository::new(args.model_repository.clone(), env.clone(), registry, configs, wanted));
     repository.clone().watch(Duration::from_secs(args.repository_poll_secs));
@@ -103,39 +109,29 @@ async fn serve(args: ServeArgs) -> Result<()> {
         }
     }
     let configs = repository.configs.clone();
-    let state = AppState::new(
-        endpoints.clone(),
-        configs,
-        Some(repository),
-        admin,
-        max_request_bytes,
-        strict_readiness,
-        Some(metrics),
-    );
+    let api_token = std::env::var("SWITCHYARD_API_TOKEN").ok().filter(|t| !t.is_empty());
+    if api_token.is_some() {
+        tracing::info!("the data plane needs a bearer token (SWITCHYARD_API_TOKEN)");
+    }
+    let settings = Settings { admin, api_token, limits: limits.request.clone(), strict_readiness };
+    let state = AppState::new(endpoints.clone(), configs, Some(repository), settings, Some(metrics));
 
     let addr = format!("{}:{}", args.host, args.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
-    tracing::info!(address = %local, repository = %args.model_repository.display(), "listening");
-    eprintln!("switchyard listening on http://{local}  (try: curl http://{local}/v2/models/mlp)");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(address = %local, %scheme, repository = %args.model_repository.display(), "listening");
+    eprintln!("switchyard listening on {scheme}://{local}  (try: curl {scheme}://{local}/v2/models/mlp)");
 
-    let mut stop_accepting = shutdown::watch(state.draining(), Duration::from_secs(args.drain_delay_secs));
-    // Replies go out as soon as they are written (no Nagle wait behind an unacknowledged segment).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-    });
-    let mut stopped = stop_accepting.clone();
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
-        let _ = stopped.wait_for(|&s| s).await;
-    });
+    let stop_accepting = shutdown::watch(state.draining(), Duration::from_secs(args.drain_delay_secs));
+    let server = listen::serve(listener, app(state), limits.connection.clone(), tls, stop_accepting.clone());
+    let mut stopped = stop_accepting;
     let deadline = async move {
-        let _ = stop_accepting.wait_for(|&s| s).await;
+        let _ = stopped.wait_for(|&s| s).await;
         tokio::time::sleep(Duration::from_secs(args.shutdown_timeout)).await;
     };
     tokio::select! {
-        r = server => r.context("server failed")?,
+        () = server => {}
         () = deadline => tracing::warn!(seconds = args.shutdown_timeout, "requests still in flight at the shutdown deadline; exiting"),
     }
     // Every rollout decision taken so far reaches its state file and audit log before the exit.
@@ -144,4 +140,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Each connection holds a descriptor: lift the soft limit to the hard one (often 1024 of 1M+), as
+/// servers do, so the connection limit is what refuses clients and not `accept`.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(open_files = n, "open-files limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-files limit"),
+    }
 }

@@ -29,20 +29,25 @@ impl AdminAuth {
     /// Whether these headers carry the token (always true in insecure mode without a token).
     pub fn authorized(&self, headers: &HeaderMap) -> bool {
         let Some(token) = &self.token else { return self.insecure };
-        // The scheme is case-insensitive (RFC 9110: `Bearer`, `bearer` and `BEARER` are the same).
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, credential)| credential.trim());
-        given.is_some_and(|g| same_secret(g.as_bytes(), token.as_bytes()))
+        bearer(headers).is_some_and(|g| same_secret(g, token))
     }
+}
+
+/// The credential of an `Authorization: Bearer` header. The scheme is case-insensitive (RFC 9110:
+/// `Bearer`, `bearer` and `BEARER` are the same).
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, credential)| credential.trim())
 }
 
 /// Compares a guess with the secret in time that depends only on the secret's length: no early exit
 /// on the first wrong byte, nor on a wrong length.
-fn same_secret(guess: &[u8], secret: &[u8]) -> bool {
+pub(super) fn same_secret(guess: &str, secret: &str) -> bool {
+    let (guess, secret) = (guess.as_bytes(), secret.as_bytes());
     let mut diff = u64::from(guess.len() != secret.len());
     for (i, &b) in secret.iter().enumerate() {
         diff |= u64::from(guess.get(i).copied().unwrap_or(0) ^ b);
@@ -150,6 +155,6 @@ mod tests {
             assert!(!with(bad), "{bad}");
         }
         assert!(!auth.authorized(&HeaderMap::new()));
-        assert!(same_secret(b"abc", b"abc") && !same_secret(b"abcd", b"abc") && !same_secret(b"", b"abc"));
+        assert!(same_secret("abc", "abc") && !same_secret("abcd", "abc") && !same_secret("", "abc"));
     }
 }

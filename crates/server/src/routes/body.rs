@@ -4,6 +4,7 @@
 //! decompressed size, so a small bomb cannot expand without bound.
 
 use crate::ApiError;
+use crate::limits::RequestLimits;
 use axum::body::Body;
 use axum::http::{HeaderMap, header};
 use bytes::Bytes;
@@ -11,7 +12,16 @@ use flate2::read::{GzDecoder, ZlibDecoder};
 use http_body_util::BodyExt;
 use std::io::Read;
 
-pub(super) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads the body within the request limits: its size, and the time the client has to send it (408).
+pub(super) async fn read_body(headers: &HeaderMap, body: Body, limits: &RequestLimits) -> Result<Bytes, ApiError> {
+    let deadline = limits.body_read_timeout;
+    tokio::time::timeout(deadline, read_within(headers, body, limits.max_request_bytes)).await.unwrap_or_else(|_| {
+        metrics::counter!("switchyard_http_body_timeouts_total").increment(1);
+        Err(ApiError::RequestTimeout(format!("the request body did not arrive within {deadline:?}")))
+    })
+}
+
+async fn read_within(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let too_large = |n: &dyn std::fmt::Display| {
         ApiError::PayloadTooLarge(format!("request body of {n} bytes is over the limit of {limit} bytes"))
     };

@@ -41,7 +41,7 @@ pub(super) async fn infer(
         Ok(checked) => checked,
         Err(e) => return Err(refuse(body, e).await),
     };
-    let bytes = read_body(&headers, body, app.max_request_bytes).await?;
+    let bytes = read_body(&headers, body, &app.limits).await?;
     let call = Call {
         model: &p.model,
         version: p.version.as_deref(),

@@ -3,6 +3,7 @@
 
 mod admin;
 mod body;
+mod guard;
 mod health;
 mod infer;
 mod models;
@@ -11,6 +12,7 @@ pub use admin::AdminAuth;
 pub use infer::FORCE_ARM_HEADER;
 
 use crate::ApiError;
+use crate::limits::RequestLimits;
 use crate::observe;
 use crate::repository::ModelConfigs;
 use axum::Router;
@@ -36,34 +38,54 @@ pub struct Shared {
     configs: Arc<arc_swap::ArcSwap<ModelConfigs>>,
     /// The repository kept in step with the disk (absent in router tests without models).
     repository: Option<Arc<crate::live_repository::Repository>>,
-    max_request_bytes: usize,
+    /// Bearer token the data plane (`/v2/...`) needs, when set; probes and `/metrics` never do.
+    api_token: Option<String>,
+    limits: RequestLimits,
+    /// Requests in progress, within `limits.max_concurrent_requests`.
+    in_flight: Arc<tokio::sync::Semaphore>,
     strict_readiness: bool,
     metrics: Option<PrometheusHandle>,
     /// Set at the first stop signal: readiness answers 503 while requests are still served.
     draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// How the HTTP front end behaves: who may call it and within which limits.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub admin: AdminAuth,
+    /// `SWITCHYARD_API_TOKEN`: the data plane needs `Authorization: Bearer <token>` when set.
+    pub api_token: Option<String>,
+    pub limits: RequestLimits,
+    /// Ready only when every model loaded (Triton's behaviour), else once loading finished.
+    pub strict_readiness: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { admin: AdminAuth::default(), api_token: None, limits: RequestLimits::default(), strict_readiness: true }
+    }
+}
+
 impl AppState {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         endpoints: Arc<arc_swap::ArcSwap<Endpoints>>,
         configs: Arc<arc_swap::ArcSwap<ModelConfigs>>,
         repository: Option<Arc<crate::live_repository::Repository>>,
-        admin: AdminAuth,
-        max_request_bytes: usize,
-        strict_readiness: bool,
+        settings: Settings,
         metrics: Option<PrometheusHandle>,
     ) -> Self {
-        let draining = Arc::default();
+        let Settings { admin, api_token, limits, strict_readiness } = settings;
         Self(Arc::new(Shared {
             endpoints,
             admin,
             configs,
             repository,
-            max_request_bytes,
+            api_token,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_requests)),
+            limits,
             strict_readiness,
             metrics,
-            draining,
+            draining: Arc::default(),
         }))
     }
 
@@ -93,24 +115,15 @@ pub(crate) struct ModelPath {
 }
 
 pub fn app(state: AppState) -> Router {
-    let mut router = Router::new();
-    if state.admin.enabled() {
-        let admin = Router::new()
-            .route("/admin/rollouts", get(admin::list))
-            .route("/admin/rollouts/{endpoint}", get(admin::show))
-            .route("/admin/rollouts/{endpoint}/{action}", post(admin::act))
-            .route("/v2/repository/models/{model}/load", post(admin::load_model))
-            .route("/v2/repository/models/{model}/unload", post(admin::unload_model))
-            .route_layer(axum::middleware::from_fn_with_state(state.clone(), admin::require_token));
-        router = router.merge(admin);
-    }
-    router
+    // Probes and the scrape are never refused for load and never need a token.
+    let probes = Router::new()
         .route("/health", get(health::live))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
-        .route("/v2", get(models::server_metadata))
         .route("/v2/health/live", get(health::live))
-        .route("/v2/health/ready", get(health::ready))
+        .route("/v2/health/ready", get(health::ready));
+    let mut guarded = Router::new()
+        .route("/v2", get(models::server_metadata))
         .route("/v2/repository/index", post(models::repository_index))
         .route("/v2/models/stats", get(models::all_stats))
         .route("/v2/models/{model}/stats", get(models::model_stats))
@@ -122,12 +135,37 @@ pub fn app(state: AppState) -> Router {
         .route("/v2/models/{model}/config", get(models::config))
         .route("/v2/models/{model}/versions/{version}/config", get(models::config))
         .route("/v2/models/{model}/infer", post(infer::infer))
-        .route("/v2/models/{model}/versions/{version}/infer", post(infer::infer))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(tower_http::compression::CompressionLayer::new())
+        .route("/v2/models/{model}/versions/{version}/infer", post(infer::infer));
+    if state.api_token.is_some() {
+        guarded = guarded.route_layer(axum::middleware::from_fn_with_state(state.clone(), guard::require_api_token));
+    }
+    if state.admin.enabled() {
+        let admin = Router::new()
+            .route("/admin/rollouts", get(admin::list))
+            .route("/admin/rollouts/{endpoint}", get(admin::show))
+            .route("/admin/rollouts/{endpoint}/{action}", post(admin::act))
+            .route("/v2/repository/models/{model}/load", post(admin::load_model))
+            .route("/v2/repository/models/{model}/unload", post(admin::unload_model))
+            .route_layer(axum::middleware::from_fn_with_state(state.clone(), admin::require_token));
+        guarded = guarded.merge(admin);
+    }
+    let guarded = guarded.route_layer(axum::middleware::from_fn_with_state(state.clone(), guard::admit));
+    harden(
+        probes
+            .merge(guarded)
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(tower_http::compression::CompressionLayer::new()),
+    )
+    .with_state(state)
+}
+
+/// The outer layers every route gets: a panic in a handler becomes a 500 on a connection that stays
+/// open (and is logged and counted), and every request is measured.
+fn harden<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    router
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(guard::panicked))
         .layer(axum::middleware::from_fn(observe::http_metrics))
-        .with_state(state)
 }
 
 async fn not_found(uri: Uri, body: axum::body::Body) -> ApiError {

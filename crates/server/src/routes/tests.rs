@@ -16,9 +16,10 @@ fn state() -> AppState {
         Arc::new(arc_swap::ArcSwap::from_pointee(endpoints)),
         Arc::default(),
         None,
-        AdminAuth::default(),
-        1000,
-        true,
+        Settings {
+            limits: crate::limits::RequestLimits { max_request_bytes: 1000, ..Default::default() },
+            ..Default::default()
+        },
         None,
     )
 }
@@ -62,4 +63,19 @@ async fn infer_resolves_the_model_before_reading_the_body() {
     let (status, body) = call("GET", "/v2/models/bad", "").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body.contains("unknown field"), "{body}");
+}
+
+#[tokio::test]
+async fn a_panicking_handler_answers_500_json_and_is_counted() {
+    async fn boom() -> &'static str {
+        panic!("secret detail")
+    }
+    let router: Router = harden(Router::new().route("/boom", get(boom)));
+    let req = Request::builder().uri("/boom").body(Body::empty()).unwrap();
+    let resp = router.oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = String::from_utf8_lossy(&bytes);
+    assert!(body.contains(r#""error":"internal error while handling the request (logged)""#), "{body}");
+    assert!(!body.contains("secret detail"), "the panic message stays in the log: {body}");
 }

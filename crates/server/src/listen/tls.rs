@@ -1,0 +1,40 @@
+//! HTTPS for the listener: a certificate chain and private key from PEM files (rustls with the ring
+//! provider). Off unless both files are configured.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::{ServerConfig, crypto};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("TLS certificate {path}: {message}")]
+    Certificate { path: PathBuf, message: String },
+    #[error("TLS private key {path}: {message}")]
+    Key { path: PathBuf, message: String },
+    #[error("TLS certificate and key do not make a server config: {0}")]
+    Config(String),
+}
+
+/// An acceptor for the certificate chain at `cert` and the private key at `key`.
+pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| TlsError::Certificate { path: cert.to_owned(), message: e.to_string() })?;
+    if certs.is_empty() {
+        return Err(TlsError::Certificate { path: cert.to_owned(), message: "no CERTIFICATE block".into() });
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| TlsError::Key { path: key.to_owned(), message: e.to_string() })?;
+    let provider = Arc::new(crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}

@@ -1,0 +1,153 @@
+//! The limits a client meets before its request reaches a model, through the real binary: request head
+//! size (431), head and body read deadlines (408), open connections (503), requests in progress (503
+//! with Retry-After, probes exempt), the data-plane token, and the connection staying usable after each
+//! answer that allows it.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::rollouts::{copy_dir, scratch};
+use common::{Conn, Server, mlp_request, test_repo};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// A repository with only `mlp`, so the server starts in a moment.
+fn mlp_repo(name: &str) -> std::path::PathBuf {
+    let dir = scratch(name);
+    copy_dir(&test_repo().join("mlp"), &dir.join("repo/mlp"));
+    dir.join("repo")
+}
+
+/// Reads until the peer closes (or `limit` passes); returns what arrived.
+fn read_to_close(stream: &mut TcpStream, limit: Duration) -> String {
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn an_oversized_head_gets_431() {
+    let s = Server::start_in(&mlp_repo("head-size"), &["--max-header-bytes", "4096"]);
+    let big = "x".repeat(8000);
+    let mut conn = s.conn();
+    let r = conn.request("GET", "/v2/models/mlp", &[("x-padding", &big)], b"");
+    assert_eq!(r.status, 431, "{}", r.text());
+    // Under the limit is fine.
+    let r = s.conn().request("GET", "/v2/models/mlp", &[("x-padding", &big[..3000])], b"");
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn a_stalled_head_gets_408_and_an_idle_connection_closes_quietly() {
+    let s = Server::start_in(&mlp_repo("head-deadline"), &["--header-read-timeout-secs", "1"]);
+    let mut partial = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    partial.write_all(b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let mut idle = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    let begun = Instant::now();
+    let answer = read_to_close(&mut partial, Duration::from_secs(10));
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(answer.contains("did not arrive"), "{answer:?}");
+    assert!(begun.elapsed() < Duration::from_secs(5), "took {:?}", begun.elapsed());
+    // An idle keep-alive connection (no byte of a next request) is closed without an answer.
+    assert_eq!(read_to_close(&mut idle, Duration::from_secs(10)), "");
+    // A connection that keeps working within the deadline is unaffected.
+    let mut conn = s.conn();
+    for _ in 0..3 {
+        assert_eq!(conn.request("GET", "/v2/models/mlp", &[], b"").status, 200);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+}
+
+#[test]
+fn a_stalled_body_gets_408() {
+    let s = Server::start_in(&mlp_repo("body-deadline"), &["--body-read-timeout-secs", "1"]);
+    let mut stream = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    stream
+        .write_all(b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"inputs\":")
+        .unwrap();
+    let answer = read_to_close(&mut stream, Duration::from_secs(10));
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer:?}");
+    assert!(answer.contains("request body did not arrive"), "{answer:?}");
+    let metrics = s.get("/metrics").text();
+    assert!(metrics.contains("switchyard_http_body_timeouts_total 1"), "{metrics}");
+}
+
+/// A connection that got a slot: retried while earlier connections' slots are still being freed.
+fn working_conn(s: &Server) -> Conn {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = s.conn();
+        if c.request_result("GET", "/v2/health/live", &[], b"").is_ok_and(|r| r.status == 200) {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "no connection slot came free");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn connections_over_the_limit_get_503_and_the_limit_frees_up() {
+    let s = Server::start_in(&mlp_repo("connections"), &["--max-connections", "3"]);
+    let mut held: Vec<Conn> = (0..3).map(|_| working_conn(&s)).collect();
+    let mut extra = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    let answer = read_to_close(&mut extra, Duration::from_secs(10));
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+    assert!(answer.to_ascii_lowercase().contains("retry-after: 1"), "{answer:?}");
+    // The held connections still work, and a closed one frees its slot.
+    assert_eq!(held[0].request("GET", "/v2/health/live", &[], b"").status, 200);
+    held.pop();
+    working_conn(&s);
+}
+
+#[test]
+fn requests_over_the_concurrency_cap_get_503_with_retry_after_and_probes_still_answer() {
+    let s = Server::start_in(&mlp_repo("concurrency"), &["--max-concurrent-requests", "1"]);
+    // One request in progress: its body arrives slowly.
+    let body = mlp_request(1).to_string();
+    let mut slow = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    let head = format!("POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len());
+    slow.write_all(head.as_bytes()).unwrap();
+    slow.write_all(&body.as_bytes()[..10]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut conn = s.conn();
+    let r = conn.request("POST", "/v2/models/mlp/infer", &[], body.as_bytes());
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(r.error().contains("limit of 1 requests in progress"), "{}", r.error());
+    // The refused request's body was read: the connection carries the next request.
+    assert_eq!(conn.request("GET", "/ready", &[], b"").status, 200, "probes are never shed");
+    assert_eq!(conn.request("GET", "/metrics", &[], b"").status, 200);
+    // The slow request completes, and the cap frees up.
+    slow.write_all(&body.as_bytes()[10..]).unwrap();
+    let mut reader = std::io::BufReader::new(slow);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    assert_eq!(conn.request("POST", "/v2/models/mlp/infer", &[], body.as_bytes()).status, 200);
+}
+
+#[test]
+fn the_data_plane_token_guards_inference_but_not_probes() {
+    let s = Server::start_with(&mlp_repo("api-token"), &[], &[("SWITCHYARD_API_TOKEN", "data-secret")]);
+    let body = mlp_request(1).to_string();
+    let mut conn = s.conn();
+    for headers in [vec![], vec![("Authorization", "Bearer wrong")], vec![("Authorization", "Basic data-secret")]] {
+        let r = conn.request("POST", "/v2/models/mlp/infer", &headers, body.as_bytes());
+        assert_eq!(r.status, 401, "{headers:?}");
+        assert_eq!(conn.request("GET", "/v2/models/mlp", &headers, b"").status, 401);
+    }
+    for scheme in ["Bearer", "bearer"] {
+        let auth = format!("{scheme} data-secret");
+        let r = conn.request("POST", "/v2/models/mlp/infer", &[("Authorization", &auth)], body.as_bytes());
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    for probe in ["/health", "/ready", "/v2/health/live", "/v2/health/ready", "/metrics"] {
+        assert_eq!(conn.request("GET", probe, &[], b"").status, 200, "{probe}");
+    }
+    assert!(!s.log().contains("data-secret"), "the token is in the log");
+    assert!(!s.get("/metrics").text().contains("data-secret"));
+}

@@ -1,0 +1,83 @@
+"""HTTPS on the listener (--tls-cert/--tls-key, rustls): a real TLS client infers over it, the
+certificate is the one configured, plain HTTP to the TLS port gets no answer, and bad key files
+stop the start with the file named. The certificate is made here with the openssl command."""
+import http.client
+import json
+import re
+import shutil
+import ssl
+import subprocess
+import threading
+
+import pytest
+
+from conftest import BIN, ROOT, TEST_REPO
+
+pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command (Debian: openssl)")
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
+        check=True, capture_output=True)
+    return d / "cert.pem", d / "key.pem"
+
+
+def start(*args):
+    proc = subprocess.Popen(
+        [str(BIN), "serve", "--model-repository", str(TEST_REPO), "--port", "0", "--strict-readiness", "false", *args],
+        cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    port, log, found = [], [], threading.Event()
+
+    def drain():
+        for line in proc.stderr:
+            log.append(line)
+            m = re.search(r"listening on https://127\.0\.0\.1:(\d+)", line)
+            if m:
+                port.append(int(m.group(1)))
+                found.set()
+        found.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    found.wait(30)
+    return proc, (port[0] if port else None), log
+
+
+def test_inference_over_https_with_the_configured_certificate(cert):
+    cert_file, key_file = cert
+    proc, port, log = start("--tls-cert", str(cert_file), "--tls-key", str(key_file))
+    try:
+        assert port, "".join(log)
+        ctx = ssl.create_default_context(cafile=str(cert_file))
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
+        body = json.dumps({"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0.1] * 64}]})
+        for _ in range(3):  # keep-alive over one TLS session
+            conn.request("POST", "/v2/models/mlp/infer", body, {"Content-Type": "application/json"})
+            r = conn.getresponse()
+            assert r.status == 200, r.read()
+            assert json.loads(r.read())["outputs"][0]["shape"] == [1, 10]
+        peer = conn.sock.getpeercert()
+        assert ("commonName", "localhost") in [kv for rdn in peer["subject"] for kv in rdn]
+        # Plain HTTP on the TLS port gets no HTTP answer.
+        plain = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        with pytest.raises((http.client.HTTPException, ConnectionError, OSError)):
+            plain.request("GET", "/v2/health/live")
+            plain.getresponse().read()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_unreadable_key_files_stop_the_start_with_the_file_named(cert, tmp_path):
+    cert_file, _ = cert
+    bogus = tmp_path / "bogus.pem"
+    bogus.write_text("not a key\n")
+    proc, port, log = start("--tls-cert", str(cert_file), "--tls-key", str(bogus))
+    assert proc.wait(30) != 0
+    assert port is None
+    text = "".join(log)
+    assert "TLS private key" in text and str(bogus) in text, text
