@@ -6,5 +6,5 @@ mod encoder;
 mod pooling;
 
 pub use encoder::{Encoded, TextEncoder};
-pub use switchyard_backend::{TextOptions, Truncation};
 pub use pooling::{Pooling, SentenceConfig, pool};
+pub use switchyard_backend::{TextOptions, Truncation};
