@@ -53,7 +53,8 @@ pub(super) fn parse(text: &str) -> Result<DynamicMessage, PbtxtError> {
         let at = err.labels().and_then(|mut labels| labels.next()).map_or(patched.len(), |l| l.offset());
         let message = err.to_string();
         let progressed = inserted.last().is_none_or(|&last| at > last);
-        if message == NO_COLON_BEFORE_LIST && progressed && colon_may_be_left_out(&patched[..at], schema) {
+        let before = patched.get(..at);
+        if message == NO_COLON_BEFORE_LIST && progressed && before.is_some_and(|b| colon_may_be_left_out(b, schema)) {
             patched.to_mut().insert(at, ':');
             inserted.push(at);
             continue;
