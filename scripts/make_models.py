@@ -18,6 +18,9 @@ With --test, also models that must fail to load (the rest of the repository keep
   mlp_buggy     mlp's signature; warms up fine on zeros but fails on real inputs (an out-of-range Gather
                 index computed from the data): a canary that breaks in production
   mlp_heavy     mlp's signature with 64 -> 4096 -> 4096 -> 10 layers: a genuinely slower canary
+  flaky, flaky_alone  a model failing on real inputs (a model error, 500) behind a circuit breaker (3 failures in a row, open 1 s), with mlp as
+                fallback and without one
+  mlp_nan       mlp's signature, NaN outputs for any negative input; its config refuses non-finite outputs
   mlp_batched, multi_io_batched   mlp version 1 and multi_io with dynamic batching (2 ms queue delay)
   slow_queue1   the slow model with a queue of one: overload answers 429
   triton_style  mlp version 1 configured only by a Triton config.pbtxt
@@ -133,6 +136,54 @@ def mlp_buggy():
     return m
 
 
+def mlp_failing():
+    """mlp's signature; serves inputs near zero but fails on real ones with a model error (a Reshape to a
+    size the input cannot take), not an input error: a version that breaks in production."""
+    m = mlp(1)
+    g = m.graph
+    for node in g.node:
+        if "output" in node.output:
+            node.output[0] = "mlp_out"
+    g.initializer.extend([
+        numpy_helper.from_array(np.array(1000.0, np.float32), "k"),
+        numpy_helper.from_array(np.array([1], np.int64), "one"),
+        numpy_helper.from_array(np.array([-1], np.int64), "minus_one"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+    ])
+    g.node.extend([
+        helper.make_node("Abs", ["input"], ["absx"]),
+        helper.make_node("ReduceMax", ["absx"], ["mx"], keepdims=1),
+        helper.make_node("Mul", ["mx", "k"], ["scaled"]),
+        helper.make_node("Cast", ["scaled"], ["idx"], to=TensorProto.INT64),
+        helper.make_node("Reshape", ["idx", "one"], ["idx1"]),
+        helper.make_node("Add", ["idx1", "one"], ["cols"]),
+        helper.make_node("Concat", ["minus_one", "cols"], ["shape"], axis=0),
+        helper.make_node("Reshape", ["input", "shape"], ["r"]),
+        helper.make_node("ReduceSum", ["r"], ["sm"], keepdims=0),
+        helper.make_node("Mul", ["sm", "zero"], ["z"]),
+        helper.make_node("Add", ["mlp_out", "z"], ["output"]),
+    ])
+    return m
+
+
+def mlp_nan():
+    """mlp's signature; outputs NaN whenever an input value is negative (log of a negative number)."""
+    m = mlp(1)
+    g = m.graph
+    for node in g.node:
+        if "output" in node.output:
+            node.output[0] = "mlp_out"
+    zero = numpy_helper.from_array(np.array(0.0, np.float32), "zero")
+    g.initializer.extend([zero])
+    g.node.extend([
+        helper.make_node("ReduceMin", ["input"], ["mn"], keepdims=0),
+        helper.make_node("Log", ["mn"], ["lg"]),
+        helper.make_node("Mul", ["lg", "zero"], ["nan_or_zero"]),
+        helper.make_node("Add", ["mlp_out", "nan_or_zero"], ["output"]),
+    ])
+    return m
+
+
 def mlp_heavy():
     rng = np.random.default_rng(3)
     dims = [64, 4096, 4096, 10]
@@ -184,6 +235,12 @@ def main():
         save(strings(), repo, "on_gpu", 1, config="device: cuda:0\n")
         save(mlp_buggy(), repo, "mlp_buggy", 1)
         save(mlp_heavy(), repo, "mlp_heavy", 1)
+        # Containment: a version that fails on real inputs behind a breaker, with and without a fallback,
+        # and one whose NaN outputs its config refuses.
+        breaker = "circuit_breaker: { consecutive_failures: 3, open_for: 1s }\n"
+        save(mlp_failing(), repo, "flaky", 1, config=breaker + "fallback: { model: mlp, version: 1 }\n")
+        save(mlp_failing(), repo, "flaky_alone", 1, config=breaker)
+        save(mlp_nan(), repo, "mlp_nan", 1, config="reject_non_finite: true\n")
         batching = "max_batch_size: 64\ndynamic_batching: { max_queue_delay: 2ms }\n"
         save(mlp(1), repo, "mlp_batched", 1, config=batching)
         save(multi_io(), repo, "multi_io_batched", 1, config=batching)

@@ -78,6 +78,13 @@ pub struct ModelConfig {
     /// Text models (a tokenizer.json beside the weights): length limit, truncation, normalisation.
     #[serde(default)]
     pub text: switchyard_backend::TextOptions,
+    /// Open a circuit breaker on this model's versions when they keep failing; off when absent.
+    pub circuit_breaker: Option<BreakerConfig>,
+    /// Another model that answers when this one cannot (down, breaker open, overloaded, timed out).
+    pub fallback: Option<FallbackConfig>,
+    /// Refuse outputs holding NaN or Inf (a 500, counted as the model's failure).
+    #[serde(default)]
+    pub reject_non_finite: bool,
     /// Inputs and outputs a Triton `config.pbtxt` declares, checked against the model once it loads.
     #[serde(skip)]
     pub declared: Vec<crate::pbtxt::Declared>,
@@ -96,7 +103,70 @@ impl Default for ModelConfig {
             queue_capacity: queue(),
             text: Default::default(),
             dynamic_batching: None,
+            circuit_breaker: None,
+            fallback: None,
+            reject_non_finite: false,
             declared: Vec::new(),
+        }
+    }
+}
+
+/// `circuit_breaker:` in a model's config.yaml; every field has a default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Failures in a row that open it [5; 0: never on this rule].
+    pub consecutive_failures: Option<u32>,
+    /// Failure ratio over `window` that opens it [0.5; 1.0: never on this rule].
+    pub failure_ratio: Option<f64>,
+    /// [10s]
+    pub window: Option<crate::rollout::Seconds>,
+    /// Outcomes the window needs before its ratio counts [20].
+    pub min_requests: Option<u32>,
+    /// How long it stays open before one probe request [5s].
+    pub open_for: Option<crate::rollout::Seconds>,
+}
+
+impl BreakerConfig {
+    pub fn policy(&self) -> Result<switchyard_core::breaker::BreakerPolicy, String> {
+        let d = switchyard_core::breaker::BreakerPolicy::default();
+        let ratio = self.failure_ratio.unwrap_or(d.failure_ratio);
+        if !(ratio > 0.0 && ratio <= 1.0) {
+            return Err(format!("circuit_breaker.failure_ratio: {ratio} is not in (0, 1]"));
+        }
+        let open_for = self.open_for.map_or(d.open_for, |s| s.0);
+        if open_for.is_zero() {
+            return Err("circuit_breaker.open_for: must be more than 0".into());
+        }
+        Ok(switchyard_core::breaker::BreakerPolicy {
+            consecutive_failures: self.consecutive_failures.unwrap_or(d.consecutive_failures),
+            failure_ratio: ratio,
+            window: self.window.map_or(d.window, |s| s.0),
+            min_requests: self.min_requests.unwrap_or(d.min_requests),
+            open_for,
+        })
+    }
+}
+
+/// `fallback:` in a model's config.yaml: `fallback: rules` or `fallback: { model: rules, version: 1 }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum FallbackConfig {
+    Model(String),
+    Target { model: String, version: Option<u64> },
+}
+
+impl FallbackConfig {
+    pub fn model(&self) -> &str {
+        match self {
+            Self::Model(m) | Self::Target { model: m, .. } => m,
+        }
+    }
+
+    pub fn version(&self) -> Option<u64> {
+        match self {
+            Self::Model(_) => None,
+            Self::Target { version, .. } => *version,
         }
     }
 }
@@ -147,6 +217,9 @@ impl ModelConfig {
             if value == 0 {
                 return Err(format!("config.yaml: {field} must be at least 1"));
             }
+        }
+        if let Some(b) = &cfg.circuit_breaker {
+            b.policy().map_err(|e| format!("config.yaml: {e}"))?;
         }
         Ok(cfg)
     }

@@ -1,6 +1,7 @@
 //! Decisions without I/O. Everything here is a pure function of its inputs (time, when needed, is passed
 //! in), so the server's choices can be tested exhaustively and the rollout engine can reuse them.
 
+pub mod breaker;
 pub mod rollout;
 mod versions;
 

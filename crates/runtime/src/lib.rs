@@ -4,6 +4,7 @@
 //! (`serving`) that every front end calls, rollouts and shadows included.
 
 mod batch;
+mod contain;
 mod metrics;
 mod pool;
 mod priority;
@@ -14,6 +15,7 @@ pub mod serving;
 pub mod shadow;
 
 pub use batch::BatchPolicy;
+pub use contain::VersionBreaker;
 pub use metrics::{Outcome, StatsSnapshot, VersionMetrics};
 pub use pool::{DEFAULT_MAX_BATCH_SIZE, InferError, Loader, Pool, PoolOptions};
 pub use priority::Foreground;

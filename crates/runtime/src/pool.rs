@@ -30,6 +30,10 @@ pub struct PoolOptions {
     /// Serve at the lowest CPU priority (a shadow's workers): the kernel runs them only on capacity no
     /// other thread wants, so they never cost control its latency or throughput.
     pub background: bool,
+    /// Refuse outputs holding NaN or Inf (a failure of the model).
+    pub reject_non_finite: bool,
+    /// The version's circuit breaker, when its config has one.
+    pub breaker: Option<std::sync::Arc<crate::VersionBreaker>>,
 }
 
 /// The largest batch of a batchable model whose configuration sets none.
@@ -66,6 +70,7 @@ pub struct Pool {
     tx: Queues<Job>,
     signature: Signature,
     max_batch_size: usize,
+    breaker: Option<std::sync::Arc<crate::VersionBreaker>>,
 }
 
 impl Pool {
@@ -79,11 +84,14 @@ impl Pool {
             let (rx, ready_tx, loader, metrics, warmup) =
                 (rx.clone(), ready_tx.clone(), loader.clone(), metrics.clone(), opts.warmup);
             let (batching, configured_max, background) = (opts.batching.clone(), opts.max_batch_size, opts.background);
+            let finite = opts.reject_non_finite;
             std::thread::Builder::new()
                 .name(format!("{}#{i}", opts.label))
                 .spawn(move || {
                     let backend =
-                        loader().and_then(|mut b| if warmup { warm_up(b.as_mut()).map(|()| b) } else { Ok(b) });
+                        loader().and_then(|mut b| if warmup { warm_up(b.as_mut()).map(|()| b) } else { Ok(b) }).map(
+                            |b| if finite { Box::new(crate::contain::FiniteOutputs(b)) as Box<dyn Backend> } else { b },
+                        );
                     match backend {
                         Ok(b) => {
                             let _ = ready_tx.send(Ok(b.signature().clone()));
@@ -116,11 +124,21 @@ impl Pool {
                 "dynamic batching needs a model with a batch dimension (max_batch_size > 0)".into(),
             ));
         }
-        Ok(Self { label: opts.label, tx, signature, max_batch_size })
+        Ok(Self { label: opts.label, tx, signature, max_batch_size, breaker: opts.breaker })
     }
 
     pub fn signature(&self) -> &Signature {
         &self.signature
+    }
+
+    /// `model/version`, as logs and errors name it.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The version's circuit breaker, when configured.
+    pub fn breaker(&self) -> Option<&crate::VersionBreaker> {
+        self.breaker.as_deref()
     }
 
     /// Largest first dimension a request may have; 0 when the model has no batch dimension.

@@ -38,6 +38,8 @@ struct ModelRecord {
     versions: BTreeMap<u64, VersionEntry>,
     /// A problem with the model as a whole (bad config.yaml, no versions on disk).
     error: Option<String>,
+    /// The model that answers when this one cannot (its config's `fallback`).
+    fallback: Option<crate::rollout::Target>,
 }
 
 /// Every model's versions and states.
@@ -103,6 +105,18 @@ impl Registry {
     /// Records the outcome of loading one version. A version that failed to load while an older
     /// load of it serves keeps serving, with the failure kept as its note; a ready one replaces the old
     /// atomically (requests in flight finish on the pool they hold).
+    /// Sets the model that answers when `model` cannot (from its config; `None` for none).
+    pub fn set_fallback(&self, model: &str, fallback: Option<crate::rollout::Target>) {
+        if let Some(r) = self.write().get_mut(model) {
+            r.fallback = fallback;
+        }
+    }
+
+    /// The model that answers when `model` cannot.
+    pub fn fallback(&self, model: &str) -> Option<crate::rollout::Target> {
+        self.read().get(model).and_then(|r| r.fallback.clone())
+    }
+
     pub fn set_state(&self, model: &str, version: u64, state: ModelState) {
         if let ModelState::Failed(_) = state {
             metrics::counter!("switchyard_model_load_failures_total", "model" => model.to_owned()).increment(1);

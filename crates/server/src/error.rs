@@ -31,6 +31,9 @@ pub enum ApiError {
     /// Shed for load (the cap on requests in progress): worth retrying shortly.
     #[error("{0}")]
     Busy(String),
+    /// Refused at once by an open circuit breaker; worth retrying after this many seconds.
+    #[error("{0}")]
+    CircuitOpen(String, u64),
     /// The client was too slow sending the request.
     #[error("{0}")]
     RequestTimeout(String),
@@ -51,7 +54,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) | Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy(_) | Self::CircuitOpen(..) => StatusCode::SERVICE_UNAVAILABLE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -94,6 +97,9 @@ impl From<ServeError> for ApiError {
             ServeError::QueueFull(_) => Self::TooManyRequests(e.to_string()),
             ServeError::Stopped(_) => Self::Unavailable(e.to_string()),
             ServeError::TimedOut { .. } => Self::Timeout(e.to_string()),
+            ServeError::CircuitOpen { retry_after, .. } => {
+                Self::CircuitOpen(e.to_string(), retry_after.as_secs_f64().ceil().max(1.0) as u64)
+            }
             ServeError::Failed(_) | ServeError::Injected(_) => Self::Internal(e.to_string()),
         }
     }
@@ -125,6 +131,9 @@ impl IntoResponse for ApiError {
         }
         if status == StatusCode::TOO_MANY_REQUESTS || matches!(self, Self::Busy(_)) {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Self::CircuitOpen(_, secs) = &self {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*secs));
         }
         if status == StatusCode::REQUEST_TIMEOUT {
             // The rest of the body may still be on its way: this connection cannot carry another request.

@@ -194,6 +194,7 @@ impl Repository {
         seen.config = config_fp;
         self.seen.lock().unwrap_or_else(PoisonError::into_inner).insert(name.to_owned(), seen);
         if !(config_seen && changes.is_empty()) {
+            self.registry.set_fallback(name, crate::repository::fallback_of(&cfg));
             self.configs.rcu(|c| {
                 let mut c = (**c).clone();
                 c.insert(name.to_owned(), cfg.clone());

@@ -42,6 +42,7 @@ pub fn scan_and_load(
             }
             Ok((cfg, versions)) => {
                 let handles = registry.declare(&name, &versions, None);
+                registry.set_fallback(&name, fallback_of(&cfg));
                 let cfg = Arc::new(cfg);
                 for (v, metrics) in versions.into_iter().zip(handles) {
                     let (registry, env, cfg, name, path) =
@@ -182,6 +183,11 @@ fn load_version(
         max_batch_size: cfg.max_batch_size,
         batching: cfg.dynamic_batching.as_ref().map(batch_policy),
         background,
+        reject_non_finite: cfg.reject_non_finite,
+        breaker: match &cfg.circuit_breaker {
+            Some(b) => Some(std::sync::Arc::new(switchyard_runtime::VersionBreaker::new(name, version, b.policy()?))),
+            None => None,
+        },
     };
     let pool = Pool::start(pool_opts, loader, metrics).map_err(|e| e.to_string())?;
     crate::pbtxt::check_declared(&cfg.declared, pool.signature(), pool.max_batch_size() > 0)?;
@@ -194,4 +200,11 @@ fn batch_policy(cfg: &switchyard_config::BatchingConfig) -> switchyard_runtime::
         max_queue_delay: cfg.max_queue_delay.map_or(std::time::Duration::ZERO, |s| s.0),
         preferred: cfg.preferred_batch_size.clone(),
     }
+}
+
+/// A model config's `fallback` as the runtime's target.
+pub(crate) fn fallback_of(cfg: &ModelConfig) -> Option<switchyard_runtime::rollout::Target> {
+    cfg.fallback
+        .as_ref()
+        .map(|f| switchyard_runtime::rollout::Target { model: f.model().to_owned(), version: f.version() })
 }

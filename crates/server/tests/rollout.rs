@@ -59,8 +59,10 @@ fn a_healthy_canary_walks_its_steps_keys_stay_sticky_and_it_is_promoted() {
     let _serial = serial();
     let (s, _dir) = start(
         "healthy",
-        "  - endpoint: scorer\n    control: { model: mlp, version: 1 }\n    canary: { model: mlp, version: 2, steps: [ { weight: 20, hold: 3s }, { weight: 60, hold: 1s } ] }\n    assignment: { header: x-user-id }\n    analysis: { min_requests: 30 }\n",
+        "  - endpoint: scorer\n    control: { model: mlp, version: 1 }\n    canary: { model: mlp, version: 2, steps: [ { weight: 20, hold: 3s }, { weight: 60, hold: 1s } ] }\n    assignment: { header: x-user-id }\n    analysis: { min_requests: 30, latency: { quantile: 0.75, max_ratio: 5.0 } }\n",
     );
+    // The canary is the same network as control: judged on the 75th percentile, which noise on a shared CI
+    // machine does not move five-fold (tail latency is what the latency-rollback test exercises).
     // Readiness never waits for a canary; until it has loaded, every request goes to control.
     wait_for(Duration::from_secs(30), "the canary to load", || s.get("/v2/models/mlp/versions/2/ready").status == 200);
     let body = mlp_request(1).to_string();
@@ -88,7 +90,11 @@ fn a_healthy_canary_walks_its_steps_keys_stay_sticky_and_it_is_promoted() {
         assert!(Instant::now() < deadline, "not promoted: {:#}", admin(&s, "scorer"));
         let now: Vec<String> = (0..200).map(|u| arm_of(&mut conn, u)).collect();
         for (u, (before, after)) in first.iter().zip(&now).enumerate() {
-            assert!(!(before == "canary" && after == "control"), "user-{u} moved back to control");
+            assert!(
+                !(before == "canary" && after == "control"),
+                "user-{u} moved back to control: {:#}",
+                admin(&s, "scorer")
+            );
         }
         seen_step_1 |= admin(&s, "scorer")["step"] == 1;
     }

@@ -57,6 +57,24 @@ impl Rollout {
         Self::build(plan, state)
     }
 
+    /// A rollout whose saved state could not be read: it starts paused with every request on control,
+    /// so nothing is decided (and nothing promoted) until an operator resumes it at the first step.
+    pub fn held(plan: Plan, now_ms: u64) -> Self {
+        let mut r = Self::new(plan, now_ms);
+        r.state.paused = true;
+        r.state.weight_bp = 0;
+        r
+    }
+
+    /// The canary's weight the plan gives the current phase.
+    fn planned_weight(&self) -> u32 {
+        match (self.state.phase, &self.plan.schedule) {
+            (Phase::Step(n), Schedule::Steps(steps)) => steps.get(n).map_or(self.state.weight_bp, |s| s.weight_bp),
+            (Phase::Fixed, Schedule::Fixed(w)) => *w,
+            _ => self.state.weight_bp,
+        }
+    }
+
     fn build(plan: Plan, state: State) -> Self {
         let a = plan.analysis;
         let baseline = state.baseline.map(|b| BaselineTests::new(b, a.latency_quantile, a.latency_max_ratio));
@@ -342,6 +360,8 @@ impl Rollout {
             Action::Resume if !self.state.paused => return Err(ActionRefused::NotPaused),
             Action::Resume => {
                 self.state.paused = false;
+                // A held rollout (control only) takes its step's weight again.
+                self.state.weight_bp = self.planned_weight();
                 Decision::Resumed
             }
         };

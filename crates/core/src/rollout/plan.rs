@@ -77,7 +77,10 @@ impl Plan {
             return Err(format!("analysis.alpha must be between 0 and 1, got {}", a.alpha));
         }
         if !(a.latency_quantile > 0.5 && a.latency_quantile < 1.0) {
-            return Err(format!("analysis.latency.quantile must be between 0.5 and 1, got {}", a.latency_quantile));
+            return Err(format!(
+                "analysis.latency.quantile must be more than 0.5 and less than 1, got {}",
+                a.latency_quantile
+            ));
         }
         if a.error_max_ratio < 1.0 || a.latency_max_ratio < 1.0 {
             return Err("analysis max_ratio must be at least 1".into());

@@ -42,8 +42,13 @@ impl Journal {
     pub(crate) fn start(endpoint: &str, paths: Paths) -> std::io::Result<Self> {
         if let Some(dir) = paths.state_file.parent() {
             std::fs::create_dir_all(dir)?;
+            remove_leftovers(dir, &paths.state_file);
         }
-        let audit = std::fs::OpenOptions::new().create(true).append(true).open(&paths.audit_log)?;
+        let mut audit = std::fs::OpenOptions::new().create(true).append(true).open(&paths.audit_log)?;
+        // A crash can leave a torn last line; the next line starts on a line of its own.
+        if !ends_with_newline(&paths.audit_log) {
+            audit.write_all(b"\n")?;
+        }
         let (tx, rx) = mpsc::channel::<Entry>();
         std::thread::Builder::new()
             .name(format!("journal:{endpoint}"))
@@ -96,6 +101,29 @@ fn write_loop(rx: &mpsc::Receiver<Entry>, paths: &Paths, mut audit: std::fs::Fil
             ack(e.done);
         }
     }
+}
+
+/// Removes temporary files a killed process left behind while replacing `state_file`.
+fn remove_leftovers(dir: &Path, state_file: &Path) {
+    let Some(name) = state_file.file_name().map(|n| n.to_string_lossy().into_owned()) else { return };
+    let prefix = format!(".{name}.");
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if file.starts_with(&prefix) && file.ends_with(".tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether the file is empty or ends with a newline.
+fn ends_with_newline(path: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else { return true };
+    let mut last = [b'\n'];
+    if f.seek(SeekFrom::End(-1)).is_ok() {
+        let _ = f.read_exact(&mut last);
+    }
+    last[0] == b'\n'
 }
 
 /// Replaces `path` with `value` atomically and durably, through a temporary file unique to this

@@ -75,7 +75,7 @@ pub enum Observation {
 pub enum RolloutError {
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
-    #[error("{path}: not a rollout state file ({source}); move it away to start the rollout afresh")]
+    #[error("{path}: not a rollout state file ({source})")]
     Corrupt { path: String, source: serde_json::Error },
 }
 
@@ -151,6 +151,22 @@ fn read_saved(path: &Path) -> Result<Option<Saved>, RolloutError> {
     }
 }
 
+/// Moves a state file that cannot be read aside (kept for a post-mortem, never overwritten) and says
+/// why the rollout starts held.
+fn quarantine(file: &Path, shown: &str, error: &serde_json::Error, now_ms: u64) -> String {
+    let aside = file.with_extension(format!("json.corrupt-{now_ms}"));
+    let kept = match std::fs::rename(file, &aside) {
+        Ok(()) => format!("kept as {}", aside.display()),
+        Err(e) => format!("could not be moved aside ({e})"),
+    };
+    let why = format!(
+        "the state file {shown} is not a rollout state file ({error}); it was {kept}. The rollout starts \
+         paused with every request on control: resume it from the admin API to start its plan"
+    );
+    tracing::error!(state_file = %shown, "{why}");
+    why
+}
+
 impl RolloutDriver {
     /// Starts a rollout, or resumes the saved one when it belongs to the same control and canary and the
     /// current plan can hold it (a rolled-back canary stays rolled back until the config names a new
@@ -184,12 +200,20 @@ impl RolloutDriver {
             audit_log: d.join("audit.jsonl"),
         });
         let resumed = if handed.is_some() { "reloaded" } else { "resumed" };
+        let mut quarantined = None;
         let saved = match (&paths, handed) {
             (_, Some(h)) => Some(h),
-            (Some(p), None) => read_saved(&p.state_file)?,
+            (Some(p), None) => match read_saved(&p.state_file) {
+                Err(RolloutError::Corrupt { path, source }) => {
+                    quarantined = Some(quarantine(&p.state_file, &path, &source, now));
+                    None
+                }
+                other => other?,
+            },
             (None, None) => None,
         };
         let (machine, event, why) = match saved {
+            None if quarantined.is_some() => (Rollout::held(spec.plan.clone(), now), "held", quarantined),
             None => (Rollout::new(spec.plan.clone(), now), "started", None),
             Some(s) if s.control != spec.control || s.canary != spec.canary => {
                 let why = format!("the saved state was for control {} and canary {}", s.control, s.canary);
@@ -247,6 +271,8 @@ impl RolloutDriver {
         let m = driver.lock();
         let state = m.state().clone();
         match &why {
+            // A quarantined state file was logged as an error where it was found.
+            Some(_) if event == "held" => {}
             Some(why) => {
                 tracing::warn!(endpoint = %driver.spec.endpoint, %why, "rollout restarted with the configured plan")
             }

@@ -116,11 +116,44 @@ fn a_saved_state_the_new_plan_cannot_hold_starts_the_new_plan_and_says_why() {
     assert!(last["why"].as_str().unwrap().contains("step"), "{last}");
 }
 
-#[test]
-fn a_corrupt_state_file_is_a_startup_error_naming_it() {
-    let dir = scratch("corrupt");
+#[tokio::test]
+async fn a_corrupt_state_file_is_kept_aside_and_the_rollout_starts_held_on_control() {
+    for (i, garbage) in [&b"{\"endpoint\": \"corr"[..], b"", b"\0\0\0", b"[1, 2]"].into_iter().enumerate() {
+        let dir = scratch(&format!("corrupt-{i}"));
+        std::fs::create_dir_all(dir.join("rollouts")).unwrap();
+        std::fs::write(dir.join("rollouts/corrupt.json"), garbage).unwrap();
+        let driver = RolloutDriver::start(spec("corrupt"), Some(&dir)).unwrap();
+        let status = driver.status();
+        assert_eq!((status["paused"].as_bool(), status["canary_weight_percent"].as_f64()), (Some(true), Some(0.0)));
+        // Every request goes to control while it is held.
+        assert!((0..200u64).all(|r| driver.choose(None, r.wrapping_mul(0x9E37_79B9_7F4A_7C15)) == Arm::Control));
+        let kept: Vec<_> = std::fs::read_dir(dir.join("rollouts"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("corrupt.json.corrupt-"))
+            .collect();
+        assert_eq!(kept.len(), 1, "the corrupt file is kept aside");
+        assert_eq!(std::fs::read(dir.join("rollouts").join(&kept[0])).unwrap(), garbage);
+        driver.flush().await.unwrap();
+        let audit = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+        assert!(audit.contains(r#""event":"held""#) && audit.contains("kept as"), "{audit}");
+    }
+}
+
+#[tokio::test]
+async fn a_held_rollout_takes_its_first_step_when_resumed() {
+    let dir = scratch("held-resume");
     std::fs::create_dir_all(dir.join("rollouts")).unwrap();
-    std::fs::write(dir.join("rollouts/corrupt.json"), b"{\"endpoint\": \"corr").unwrap();
-    let e = RolloutDriver::start(spec("corrupt"), Some(&dir)).unwrap_err().to_string();
-    assert!(e.contains("corrupt.json") && e.contains("move it away"), "{e}");
+    std::fs::write(dir.join("rollouts/held.json"), b"not json").unwrap();
+    let driver = RolloutDriver::start(spec("held"), Some(&dir)).unwrap();
+    assert_eq!(driver.status()["canary_weight_percent"], 0.0);
+    driver.act(Action::Resume).await.unwrap();
+    let status = driver.status();
+    assert_eq!(status["paused"], false);
+    assert!(status["canary_weight_percent"].as_f64().unwrap() > 0.0, "{status}");
+    // Its state file is whole again.
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("rollouts/held.json")).unwrap()).unwrap();
+    assert_eq!(saved["state"]["paused"], false);
 }

@@ -145,5 +145,6 @@ fn finish(
         version: served.version,
         arm: Some(arm),
         served_by: Some(format!("{}/{}", driver.target(arm).model, served.version)),
+        fallback: None,
     }
 }

@@ -30,6 +30,9 @@ pub enum ServeError {
     /// The model failed while computing (or panicked).
     #[error("inference failed: {0}")]
     Failed(String),
+    /// The version's circuit breaker is open: refused at once.
+    #[error("the circuit breaker of {model} is open after repeated failures; retry in {retry_after:?}")]
+    CircuitOpen { model: String, retry_after: std::time::Duration },
     /// A failure injected by the rollout's fault config (for rehearsals).
     #[error("injected fault on the {0} arm")]
     Injected(&'static str),
@@ -58,13 +61,30 @@ impl ServeError {
             | Self::Stopped(_)
             | Self::TimedOut { .. }
             | Self::Failed(_)
+            | Self::CircuitOpen { .. }
             | Self::Injected(_) => Blame::Arm,
         }
     }
 
-    /// Whether this is a refusal (queue full or deadline): counted as `rejected` per model version.
+    /// Whether this is a refusal (queue full, deadline, breaker open): counted as `rejected` per model
+    /// version.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, Self::QueueFull(_) | Self::TimedOut { .. })
+        matches!(self, Self::QueueFull(_) | Self::TimedOut { .. } | Self::CircuitOpen { .. })
+    }
+
+    /// Whether this says the model itself is failing (for its circuit breaker): not a client's
+    /// mistake, not a refusal for load, not a deadline the client chose.
+    pub fn is_model_failure(&self) -> bool {
+        matches!(self, Self::Failed(_) | Self::TimedOut { client_deadline: false, .. } | Self::Stopped(_))
+    }
+
+    /// How long a client should wait before retrying, when that is known.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::CircuitOpen { retry_after, .. } => Some(*retry_after),
+            Self::QueueFull(_) => Some(std::time::Duration::from_secs(1)),
+            _ => None,
+        }
     }
 
     pub(crate) fn from_infer(e: InferError, client_deadline: bool) -> Self {

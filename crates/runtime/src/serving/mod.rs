@@ -11,6 +11,7 @@
 
 mod arms;
 mod error;
+mod fallback;
 mod mirror;
 mod run;
 
@@ -56,6 +57,8 @@ pub struct Reply {
     pub arm: Option<Arm>,
     /// `model/version` that served it, through a rollout.
     pub served_by: Option<String>,
+    /// `model/version` of the fallback that answered because the model could not.
+    pub fallback: Option<String>,
 }
 
 /// What a model route resolves to: the version that answers, and for an endpoint its arms.
@@ -107,19 +110,38 @@ impl Endpoints {
         self.rollouts.get(endpoint)
     }
 
-    /// Serves one inference call.
+    /// Serves one inference call; when the model (for an endpoint, control) cannot, its fallback may.
     pub async fn infer(&self, call: Call<'_>) -> Result<Reply, ServeError> {
+        let source = call.request.clone();
         if call.version.is_none()
             && let Some(driver) = self.rollouts.get(call.model)
         {
-            return arms::serve(self, driver, call).await;
+            let name = call.model;
+            return match arms::serve(self, driver, call).await {
+                Err(e) => self.fall_back(&driver.spec.control.model, name, source, e).await,
+                ok => ok,
+            };
         }
-        let served = self.lookup(call.model, call.version)?;
-        let mut decoded = run::Decoded::new(call.request);
-        let req = decoded.for_version(&served, false);
-        let (result, _) = run::run(&served, req, self.default_timeout, Priority::Control).await;
-        let (request, outputs) = result?;
-        Ok(Reply { request, outputs, name: call.model.to_owned(), version: served.version, arm: None, served_by: None })
+        let result = async {
+            let served = self.lookup(call.model, call.version)?;
+            let req = run::Decoded::new(call.request).for_version(&served, false);
+            let (result, _) = run::run(&served, req, self.default_timeout, Priority::Control).await;
+            let (request, outputs) = result?;
+            Ok(Reply {
+                request,
+                outputs,
+                name: call.model.to_owned(),
+                version: served.version,
+                arm: None,
+                served_by: None,
+                fallback: None,
+            })
+        }
+        .await;
+        match result {
+            Err(e) => self.fall_back(call.model, call.model, source, e).await,
+            ok => ok,
+        }
     }
 
     /// The version a plain model call answers with: pinned when the path names one, else the newest

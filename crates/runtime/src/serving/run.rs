@@ -70,6 +70,16 @@ pub(crate) async fn run(
     priority: Priority,
 ) -> (Result<(InferRequest, Vec<Tensor>), ServeError>, Duration) {
     let start = Instant::now();
+    let pass = match served.pool.breaker().map(crate::VersionBreaker::admit) {
+        Some(Err(retry_after)) => {
+            let model = served.pool.label().to_owned();
+            let e = ServeError::CircuitOpen { model, retry_after };
+            served.metrics.record_request(Outcome::Rejected, start.elapsed());
+            return (Err(e), start.elapsed());
+        }
+        Some(Ok(pass)) => Some(pass),
+        None => None,
+    };
     let _in_flight = InFlight::new(&served.metrics);
     let _foreground = (priority != Priority::Shadow).then(crate::priority::Foreground::enter);
     let result: Result<(InferRequest, Vec<Tensor>), ServeError> = async {
@@ -89,6 +99,14 @@ pub(crate) async fn run(
         Ok((req, outputs))
     }
     .await;
+    if let (Some(breaker), Some(pass)) = (served.pool.breaker(), pass) {
+        match &result {
+            Ok(_) => breaker.record(pass, false),
+            Err(e) if e.is_model_failure() => breaker.record(pass, true),
+            // Says nothing of the model; a probe that ends here is replaced after `open_for`.
+            Err(_) => {}
+        }
+    }
     let outcome = match &result {
         Ok(_) => Outcome::Success,
         Err(e) if e.is_refusal() => Outcome::Rejected,

@@ -63,6 +63,24 @@ pub(super) async fn require_token(State(app): State<AppState>, req: Request, nex
     Ok(next.run(req).await)
 }
 
+/// `GET /admin/breakers`: every model version with a circuit breaker, its state and why it last opened.
+pub(super) async fn breakers(State(app): State<AppState>) -> Json<Value> {
+    let mut out = Vec::new();
+    for m in app.endpoints().registry().index() {
+        for (version, state, _) in &m.versions {
+            if let switchyard_runtime::ModelState::Ready(pool) = state
+                && let Some(b) = pool.breaker()
+            {
+                let mut entry = b.status();
+                entry["model"] = json!(m.name);
+                entry["version"] = json!(version.to_string());
+                out.push(entry);
+            }
+        }
+    }
+    Json(Value::Array(out))
+}
+
 pub(super) async fn list(State(app): State<AppState>) -> Json<Value> {
     Json(Value::Array(app.endpoints().rollouts().values().map(|d| d.status()).collect()))
 }

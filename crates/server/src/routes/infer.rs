@@ -19,6 +19,9 @@ use switchyard_protocol::{decode_request, encode_response};
 use switchyard_runtime::rollout::Arm;
 use switchyard_runtime::{Call, Decode, Metadata, Reply};
 
+/// Header on an answer that the model's fallback gave (`model/version`), because the model could not.
+pub const FALLBACK_HEADER: &str = "x-switchyard-fallback";
+
 /// Header that forces an arm (`control` or `canary`), honoured only with the admin bearer token.
 pub const FORCE_ARM_HEADER: &str = "x-switchyard-force-arm";
 
@@ -85,7 +88,7 @@ fn inference_header_length(headers: &HeaderMap) -> Result<Option<usize>, ApiErro
 
 /// Encodes the reply: JSON, or JSON followed by binary outputs; tagged with the arm through a rollout.
 fn respond(reply: Reply) -> Response {
-    let Reply { request, outputs, name, version, arm, served_by } = reply;
+    let Reply { request, outputs, name, version, arm, served_by, fallback } = reply;
     let enc = encode_response(&name, &version.to_string(), request.id.as_deref(), &outputs, &request.outputs);
     let mut resp = Response::new(Body::from(enc.body));
     let h = resp.headers_mut();
@@ -101,6 +104,9 @@ fn respond(reply: Reply) -> Response {
     }
     if let Some(v) = served_by.and_then(|s| HeaderValue::from_str(&s).ok()) {
         h.insert("x-switchyard-model", v);
+    }
+    if let Some(v) = fallback.and_then(|s| HeaderValue::from_str(&s).ok()) {
+        h.insert(FALLBACK_HEADER, v);
     }
     resp
 }

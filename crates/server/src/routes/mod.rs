@@ -141,6 +141,7 @@ pub fn app(state: AppState) -> Router {
     }
     if state.admin.enabled() {
         let admin = Router::new()
+            .route("/admin/breakers", get(admin::breakers))
             .route("/admin/rollouts", get(admin::list))
             .route("/admin/rollouts/{endpoint}", get(admin::show))
             .route("/admin/rollouts/{endpoint}/{action}", post(admin::act))
