@@ -14,6 +14,56 @@ pub struct ServerConfig {
     pub server: ServerSection,
     #[serde(default)]
     pub rollouts: Vec<crate::rollout::RolloutConfig>,
+    #[serde(default)]
+    pub rate_limits: Vec<RateLimitConfig>,
+}
+
+/// One entry of `rate_limits:`: a token bucket for an endpoint (or `*`), optionally one per client key.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// A model or rollout endpoint name, or `*` for every endpoint without its own entry.
+    pub endpoint: String,
+    pub requests_per_second: f64,
+    /// Requests allowed at once after a quiet spell [requests_per_second, at least 1].
+    pub burst: Option<f64>,
+    /// `{ header: x-api-key }`: a bucket per value of this header.
+    pub key: Option<RateLimitKey>,
+    /// Most client keys remembered at once [10000].
+    pub max_keys: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitKey {
+    pub header: String,
+}
+
+impl RateLimitConfig {
+    /// The burst, checked; `Err` names the field.
+    pub fn checked_burst(&self) -> Result<f64, String> {
+        let at = |f: &str| format!("rate_limits[{}].{f}", self.endpoint);
+        if !(self.requests_per_second > 0.0 && self.requests_per_second.is_finite()) {
+            return Err(format!("{}: must be more than 0", at("requests_per_second")));
+        }
+        let burst = self.burst.unwrap_or(self.requests_per_second.max(1.0));
+        if !(burst >= 1.0 && burst.is_finite()) {
+            return Err(format!("{}: must be at least 1", at("burst")));
+        }
+        if self.max_keys == Some(0) {
+            return Err(format!("{}: must be at least 1", at("max_keys")));
+        }
+        if self.key.as_ref().is_some_and(|k| header_name(&k.header).is_none()) {
+            return Err(format!("{}: not a header name", at("key.header")));
+        }
+        Ok(burst)
+    }
+}
+
+/// A lower-cased header name, when it is one (token characters only).
+fn header_name(name: &str) -> Option<String> {
+    let ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    ok.then(|| name.to_ascii_lowercase())
 }
 
 /// `server:`: what a flag or `SWITCHYARD_*` variable can also set (they win). Read at start only.

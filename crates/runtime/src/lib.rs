@@ -21,4 +21,4 @@ pub use pool::{DEFAULT_MAX_BATCH_SIZE, InferError, Loader, Pool, PoolOptions};
 pub use priority::Foreground;
 pub use queue::Priority;
 pub use registry::{LookupError, ModelIndex, ModelState, Readiness, Registry, Served, VersionEntry};
-pub use serving::{Call, Decode, Endpoints, Metadata, Reply, Resolved, ServeError};
+pub use serving::{Call, Decode, Endpoints, Metadata, RateLimitSpec, RateLimits, Reply, Resolved, ServeError};

@@ -34,6 +34,9 @@ pub enum ApiError {
     /// Refused at once by an open circuit breaker; worth retrying after this many seconds.
     #[error("{0}")]
     CircuitOpen(String, u64),
+    /// Over a rate limit; worth retrying after this many seconds.
+    #[error("{0}")]
+    RateLimited(String, u64),
     /// The client was too slow sending the request.
     #[error("{0}")]
     RequestTimeout(String),
@@ -53,7 +56,7 @@ impl ApiError {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyRequests(_) | Self::RateLimited(..) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) | Self::Busy(_) | Self::CircuitOpen(..) => StatusCode::SERVICE_UNAVAILABLE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -100,6 +103,9 @@ impl From<ServeError> for ApiError {
             ServeError::CircuitOpen { retry_after, .. } => {
                 Self::CircuitOpen(e.to_string(), retry_after.as_secs_f64().ceil().max(1.0) as u64)
             }
+            ServeError::RateLimited { retry_after, .. } => {
+                Self::RateLimited(e.to_string(), retry_after.as_secs_f64().ceil().max(1.0) as u64)
+            }
             ServeError::Failed(_) | ServeError::Injected(_) => Self::Internal(e.to_string()),
         }
     }
@@ -129,11 +135,14 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if status == StatusCode::TOO_MANY_REQUESTS || matches!(self, Self::Busy(_)) {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        if let Self::CircuitOpen(_, secs) = &self {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*secs));
+        match &self {
+            Self::CircuitOpen(_, secs) | Self::RateLimited(_, secs) => {
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*secs));
+            }
+            Self::TooManyRequests(_) | Self::Busy(_) => {
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
         }
         if status == StatusCode::REQUEST_TIMEOUT {
             // The rest of the body may still be on its way: this connection cannot carry another request.

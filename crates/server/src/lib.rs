@@ -8,6 +8,7 @@ pub mod limits;
 pub mod listen;
 pub mod live_repository;
 pub mod observe;
+pub mod rate_limits;
 pub mod reload;
 pub mod repository;
 pub mod rollouts;

@@ -85,7 +85,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
         tracing::warn!("admin API open without a token (--admin-insecure)");
     }
     let request_timeout = limits.request.request_timeout;
-    let endpoints = Arc::new(ArcSwap::from_pointee(Endpoints::new(registry.clone(), rollouts, request_timeout)));
+    let limits_spec = switchyard_server::rate_limits::specs(&file.rate_limits)
+        .map_err(|p| anyhow::anyhow!("rate_limits: {}", p.join("; ")))?;
+    let rate_limits = switchyard_server::rate_limits::build(limits_spec, None);
+    let endpoints = Endpoints::new(registry.clone(), rollouts, request_timeout).with_rate_limits(rate_limits);
+    let endpoints = Arc::new(ArcSwap::from_pointee(endpoints));
     let repository = Arc::new(Repository::new(args.model_repository.clone(), env.clone(), registry, configs, wanted));
     repository.clone().watch(Duration::from_secs(args.repository_poll_secs));
     if let Some(path) = &args.config {

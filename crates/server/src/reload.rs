@@ -153,7 +153,8 @@ impl Reloader {
         drop(last);
         self.load_named_versions(&cfg).await?;
         let specs = rollouts::specs(&cfg.rollouts, &self.repository.configs.load(), &self.registry)?;
-        let applied = self.apply(specs).await?;
+        let limits = crate::rate_limits::specs(&cfg.rate_limits).map_err(|p| ReloadError::Invalid(p.join("; ")))?;
+        let applied = self.apply(specs, limits).await?;
         self.repository.set_wanted(rollouts::wanted(&cfg.rollouts));
         Ok(applied)
     }
@@ -182,7 +183,11 @@ impl Reloader {
     }
 
     /// Swaps in the endpoints for `specs`, keeping or continuing the rollouts that allow it.
-    async fn apply(&self, specs: Vec<switchyard_runtime::rollout::RolloutSpec>) -> Result<Reloaded, ReloadError> {
+    async fn apply(
+        &self,
+        specs: Vec<switchyard_runtime::rollout::RolloutSpec>,
+        limits: Vec<switchyard_runtime::RateLimitSpec>,
+    ) -> Result<Reloaded, ReloadError> {
         let current = self.endpoints.load_full();
         let state_dir = self.state_dir.as_deref();
         let (mut next, mut fresh) = (Rollouts::new(), Vec::new());
@@ -218,7 +223,9 @@ impl Reloader {
             }
         }
         let removed = current.rollouts().keys().filter(|e| !next.contains_key(*e)).count();
-        self.endpoints.store(Arc::new(Endpoints::new(self.registry.clone(), next, self.request_timeout)));
+        let limits = crate::rate_limits::build(limits, Some(current.rate_limits()));
+        let endpoints = Endpoints::new(self.registry.clone(), next, self.request_timeout).with_rate_limits(limits);
+        self.endpoints.store(Arc::new(endpoints));
         rollouts::watch_canaries_of(fresh.iter(), self.registry.clone());
         Ok(Reloaded::Applied { kept, continued, started, removed })
     }

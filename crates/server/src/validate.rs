@@ -39,6 +39,9 @@ pub fn run(config: &Path, repository_root: &Path) -> Result<String, Vec<String>>
         .collect();
     let (needed, unused): (Vec<_>, Vec<_>) = broken.iter().partition(|(name, _)| used.contains(name.as_str()));
     let mut errors: Vec<String> = needed.iter().map(|(n, r)| format!("model '{n}' cannot be served: {r}")).collect();
+    if let Err(problems) = crate::rate_limits::specs(&cfg.rate_limits) {
+        errors.extend(problems);
+    }
     let specs = match rollouts::specs(&cfg.rollouts, &models, &registry) {
         Ok(specs) => specs,
         Err(e) => {

@@ -151,3 +151,54 @@ fn the_data_plane_token_guards_inference_but_not_probes() {
     assert!(!s.log().contains("data-secret"), "the token is in the log");
     assert!(!s.get("/metrics").text().contains("data-secret"));
 }
+
+#[test]
+fn rate_limits_per_endpoint_and_per_client_key_answer_429_with_retry_after() {
+    let repo = mlp_repo("rate-limits");
+    copy_dir(&test_repo().join("mlp_batched"), &repo.join("mlp_batched"));
+    let cfg = repo.parent().unwrap().join("switchyard.yaml");
+    std::fs::write(
+        &cfg,
+        "rate_limits:\n  - { endpoint: mlp, requests_per_second: 2, burst: 2, key: { header: x-api-key } }\n  \
+         - { endpoint: \"*\", requests_per_second: 5, burst: 3 }\n",
+    )
+    .unwrap();
+    let s = Server::start_in(&repo, &["--config", cfg.to_str().unwrap()]);
+    let body = mlp_request(1).to_string();
+    let mut conn = s.conn();
+    let mut call = |path: &str, key: &str| conn.request("POST", path, &[("x-api-key", key)], body.as_bytes());
+    // Per key: alice spends her burst; bob, and callers without the header, have their own buckets.
+    assert_eq!(call("/v2/models/mlp/infer", "alice").status, 200);
+    assert_eq!(call("/v2/models/mlp/infer", "alice").status, 200);
+    let r = call("/v2/models/mlp/infer", "alice");
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(r.error().contains("rate limit of mlp"), "{}", r.error());
+    assert_eq!(call("/v2/models/mlp/infer", "bob").status, 200);
+    // A versioned call is the model's traffic too.
+    let statuses: Vec<u16> = (0..3).map(|_| call("/v2/models/mlp/versions/1/infer", "carol").status).collect();
+    assert_eq!(statuses, [200, 200, 429]);
+    // Another model falls under `*`: one bucket for every caller, three in a burst.
+    let statuses: Vec<u16> = (0..4).map(|i| call("/v2/models/mlp_batched/infer", &format!("k{i}")).status).collect();
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    // Tokens come back at the configured rate (2 a second for alice).
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(call("/v2/models/mlp/infer", "alice").status, 200);
+    let metrics = s.get("/metrics").text();
+    assert!(metrics.contains(r#"switchyard_rate_limited_total{limit="mlp"} 2"#), "{metrics}");
+    assert!(metrics.contains(r#"switchyard_rate_limited_total{limit="*"} 1"#), "{metrics}");
+}
+
+#[test]
+fn a_bad_rate_limit_stops_the_start_naming_the_field() {
+    let repo = mlp_repo("rate-limits-bad");
+    let cfg = repo.parent().unwrap().join("switchyard.yaml");
+    std::fs::write(&cfg, "rate_limits:\n  - { endpoint: mlp, requests_per_second: 0 }\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["serve", "--port", "0", "--model-repository", repo.to_str().unwrap(), "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rate_limits[mlp].requests_per_second: must be more than 0"), "{err}");
+}

@@ -33,6 +33,9 @@ pub enum ServeError {
     /// The version's circuit breaker is open: refused at once.
     #[error("the circuit breaker of {model} is open after repeated failures; retry in {retry_after:?}")]
     CircuitOpen { model: String, retry_after: std::time::Duration },
+    /// The endpoint's rate limit (for this client key) is spent.
+    #[error("the rate limit of {endpoint} is reached; retry in {retry_after:?}")]
+    RateLimited { endpoint: String, retry_after: std::time::Duration },
     /// A failure injected by the rollout's fault config (for rehearsals).
     #[error("injected fault on the {0} arm")]
     Injected(&'static str),
@@ -54,7 +57,8 @@ impl ServeError {
         match self {
             Self::Lookup(LookupError::UnknownModel(_) | LookupError::UnknownVersion { .. })
             | Self::Protocol(_)
-            | Self::InvalidInput(_) => Blame::Client,
+            | Self::InvalidInput(_)
+            | Self::RateLimited { .. } => Blame::Client,
             Self::TimedOut { client_deadline: true, .. } => Blame::ClientDeadline,
             Self::Lookup(LookupError::NotReady { .. })
             | Self::QueueFull(_)
@@ -81,7 +85,7 @@ impl ServeError {
     /// How long a client should wait before retrying, when that is known.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
-            Self::CircuitOpen { retry_after, .. } => Some(*retry_after),
+            Self::CircuitOpen { retry_after, .. } | Self::RateLimited { retry_after, .. } => Some(*retry_after),
             Self::QueueFull(_) => Some(std::time::Duration::from_secs(1)),
             _ => None,
         }

@@ -13,9 +13,11 @@ mod arms;
 mod error;
 mod fallback;
 mod mirror;
+mod ratelimit;
 mod run;
 
 pub use error::{Blame, ServeError};
+pub use ratelimit::{RateLimitSpec, RateLimits};
 
 use crate::rollout::{Arm, RolloutDriver, Target};
 use crate::{LookupError, Priority, Registry, Served};
@@ -86,6 +88,7 @@ pub struct Endpoints {
     rollouts: BTreeMap<String, Arc<RolloutDriver>>,
     pins: BTreeMap<String, Pin>,
     default_timeout: Duration,
+    rate_limits: Arc<RateLimits>,
 }
 
 impl Endpoints {
@@ -95,7 +98,18 @@ impl Endpoints {
         default_timeout: Duration,
     ) -> Self {
         let pins = pins(&rollouts);
-        Self { registry, rollouts, pins, default_timeout }
+        Self { registry, rollouts, pins, default_timeout, rate_limits: Arc::default() }
+    }
+
+    /// With these rate limits (shared with the endpoints this replaces when unchanged, so a reload
+    /// does not refill every bucket).
+    pub fn with_rate_limits(mut self, limits: Arc<RateLimits>) -> Self {
+        self.rate_limits = limits;
+        self
+    }
+
+    pub fn rate_limits(&self) -> &Arc<RateLimits> {
+        &self.rate_limits
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -112,6 +126,7 @@ impl Endpoints {
 
     /// Serves one inference call; when the model (for an endpoint, control) cannot, its fallback may.
     pub async fn infer(&self, call: Call<'_>) -> Result<Reply, ServeError> {
+        self.rate_limits.check(call.model, call.metadata)?;
         let source = call.request.clone();
         if call.version.is_none()
             && let Some(driver) = self.rollouts.get(call.model)
