@@ -21,6 +21,7 @@ With --test, also models that must fail to load (the rest of the repository keep
   flaky, flaky_alone  a model failing on real inputs (a model error, 500) behind a circuit breaker (3 failures in a row, open 1 s), with mlp as
                 fallback and without one
   mlp_nan       mlp's signature, NaN outputs for any negative input; its config refuses non-finite outputs
+  mlp_hang      mlp's signature; hangs on real inputs (zeros are served); its workers are replaced after 1 s
   mlp_batched, multi_io_batched   mlp version 1 and multi_io with dynamic batching (2 ms queue delay)
   slow_queue1   the slow model with a queue of one: overload answers 429
   triton_style  mlp version 1 configured only by a Triton config.pbtxt
@@ -166,6 +167,42 @@ def mlp_failing():
     return m
 
 
+def mlp_hang():
+    """mlp's signature; serves inputs of zeros but spins for hours on real ones (a Loop with a trip count
+    from the data): a model that hangs."""
+    m = mlp(1)
+    g = m.graph
+    for node in g.node:
+        if "output" in node.output:
+            node.output[0] = "mlp_out"
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("Add", ["v_in", "one_f"], ["v_out"])],
+        "spin",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [])],
+        [numpy_helper.from_array(np.array(1.0, np.float32), "one_f")])
+    g.initializer.extend([
+        numpy_helper.from_array(np.array(1e12, np.float32), "big"),
+        numpy_helper.from_array(np.array(True), "yes"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "v0"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+    ])
+    g.node.extend([
+        helper.make_node("Abs", ["input"], ["absx"]),
+        helper.make_node("ReduceMax", ["absx"], ["mx"], keepdims=0),
+        helper.make_node("Mul", ["mx", "big"], ["trips_f"]),
+        helper.make_node("Cast", ["trips_f"], ["trips"], to=TensorProto.INT64),
+        helper.make_node("Loop", ["trips", "yes", "v0"], ["spun"], body=body),
+        helper.make_node("Mul", ["spun", "zero"], ["z"]),
+        helper.make_node("Add", ["mlp_out", "z"], ["output"]),
+    ])
+    return m
+
+
 def mlp_nan():
     """mlp's signature; outputs NaN whenever an input value is negative (log of a negative number)."""
     m = mlp(1)
@@ -241,6 +278,7 @@ def main():
         save(mlp_failing(), repo, "flaky", 1, config=breaker + "fallback: { model: mlp, version: 1 }\n")
         save(mlp_failing(), repo, "flaky_alone", 1, config=breaker)
         save(mlp_nan(), repo, "mlp_nan", 1, config="reject_non_finite: true\n")
+        save(mlp_hang(), repo, "mlp_hang", 1, config="hang_timeout: 1s\n")
         batching = "max_batch_size: 64\ndynamic_batching: { max_queue_delay: 2ms }\n"
         save(mlp(1), repo, "mlp_batched", 1, config=batching)
         save(multi_io(), repo, "multi_io_batched", 1, config=batching)

@@ -132,6 +132,8 @@ pub struct ModelConfig {
     pub circuit_breaker: Option<BreakerConfig>,
     /// Another model that answers when this one cannot (down, breaker open, overloaded, timed out).
     pub fallback: Option<FallbackConfig>,
+    /// A worker busy on one call for longer than this is replaced [120s].
+    pub hang_timeout: Option<crate::rollout::Seconds>,
     /// Refuse outputs holding NaN or Inf (a 500, counted as the model's failure).
     #[serde(default)]
     pub reject_non_finite: bool,
@@ -155,6 +157,7 @@ impl Default for ModelConfig {
             dynamic_batching: None,
             circuit_breaker: None,
             fallback: None,
+            hang_timeout: None,
             reject_non_finite: false,
             declared: Vec::new(),
         }

@@ -13,6 +13,7 @@ mod registry;
 pub mod rollout;
 pub mod serving;
 pub mod shadow;
+mod worker;
 
 pub use batch::BatchPolicy;
 pub use contain::VersionBreaker;

@@ -184,6 +184,7 @@ fn load_version(
         batching: cfg.dynamic_batching.as_ref().map(batch_policy),
         background,
         reject_non_finite: cfg.reject_non_finite,
+        hang_timeout: cfg.hang_timeout.map_or(DEFAULT_HANG_TIMEOUT, |s| s.0.max(std::time::Duration::from_millis(100))),
         breaker: match &cfg.circuit_breaker {
             Some(b) => Some(std::sync::Arc::new(switchyard_runtime::VersionBreaker::new(name, version, b.policy()?))),
             None => None,
@@ -201,6 +202,9 @@ fn batch_policy(cfg: &switchyard_config::BatchingConfig) -> switchyard_runtime::
         preferred: cfg.preferred_batch_size.clone(),
     }
 }
+
+/// How long one model call may run before its worker is replaced, unless the model's config says.
+pub const DEFAULT_HANG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// A model config's `fallback` as the runtime's target.
 pub(crate) fn fallback_of(cfg: &ModelConfig) -> Option<switchyard_runtime::rollout::Target> {

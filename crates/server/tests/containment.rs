@@ -92,3 +92,22 @@ fn nan_outputs_are_refused_where_the_config_says_so() {
     // The same graph without the setting answers (JSON has no NaN: the encoder's choice shows here).
     assert_eq!(s.post_json("/v2/models/mlp_nan/infer", &positive).json()["outputs"][0]["shape"], json!([1, 10]));
 }
+
+#[test]
+fn a_hanging_model_call_times_out_and_its_worker_is_replaced() {
+    let s = Server::start_with(&common::test_repo(), &["--request-timeout-ms", "1500"], &[]);
+    let begun = Instant::now();
+    let r = s.post_json("/v2/models/mlp_hang/infer", &request(true));
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(begun.elapsed() < Duration::from_secs(5), "took {:?}", begun.elapsed());
+    // The only worker is still stuck in that call; a replacement serves the next request.
+    wait_for(Duration::from_secs(10), "a replacement worker", || {
+        s.post_json("/v2/models/mlp_hang/infer", &request(false)).status == 200
+    });
+    assert_eq!(
+        metric(&s, r#"switchyard_worker_replacements_total{model="mlp_hang",version="1",reason="hung"}"#),
+        Some(1.0)
+    );
+    assert_eq!(s.get("/v2/models/mlp_hang/ready").status, 200);
+    assert!(s.log().contains("stuck in a model call"), "{}", s.log());
+}
