@@ -74,6 +74,8 @@ pub struct ServerSection {
     pub request_timeout_ms: Option<u64>,
     pub strict_readiness: Option<bool>,
     pub max_header_bytes: Option<usize>,
+    pub max_elements: Option<usize>,
+    pub max_bytes_element: Option<usize>,
     pub max_connections: Option<usize>,
     pub max_concurrent_requests: Option<usize>,
     pub header_read_timeout: Option<crate::rollout::Seconds>,

@@ -14,7 +14,7 @@ mod tensor;
 pub use datatype::DataType;
 pub use error::ProtocolError;
 pub use metadata::{ModelMetadata, ServerMetadata, TensorMetadata};
-pub use request::{InferRequest, OutputRequest, decode_request};
+pub use request::{DecodeLimits, InferRequest, OutputRequest, decode_request, decode_request_within};
 pub use response::{EncodedResponse, encode_response};
 pub use tensor::{Tensor, TensorData, TensorSpec, element_count};
 

@@ -71,17 +71,63 @@ struct OutputParams {
     classification: Option<IgnoredAny>,
 }
 
-/// Decodes `body` for a model with the given inputs and outputs. `header_len` is the value of
-/// `Inference-Header-Content-Length` when present; `Some(0)` marks a raw single-input request.
+/// What one request may hold, beyond what its body's size already bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Elements in one input tensor.
+    pub max_elements: usize,
+    /// Bytes in one BYTES element.
+    pub max_bytes_element: usize,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        Self { max_elements: 1 << 26, max_bytes_element: 1 << 22 }
+    }
+}
+
+/// Decodes `body` for a model with the given inputs and outputs, within the default [`DecodeLimits`].
+/// `header_len` is the value of `Inference-Header-Content-Length` when present; `Some(0)` marks a raw
+/// single-input request.
 pub fn decode_request(
     body: &[u8],
     header_len: Option<usize>,
     inputs: &[TensorSpec],
     outputs: &[TensorSpec],
 ) -> Result<InferRequest, ProtocolError> {
+    decode_request_within(body, header_len, inputs, outputs, &DecodeLimits::default())
+}
+
+/// [`decode_request`] within `limits`: an input over them is refused, naming it, before its data is read.
+pub fn decode_request_within(
+    body: &[u8],
+    header_len: Option<usize>,
+    inputs: &[TensorSpec],
+    outputs: &[TensorSpec],
+    limits: &DecodeLimits,
+) -> Result<InferRequest, ProtocolError> {
+    let req = decode_unchecked(body, header_len, inputs, outputs, limits)?;
+    for t in &req.inputs {
+        if let crate::TensorData::Bytes(v) = &t.data
+            && let Some((i, e)) = v.iter().enumerate().find(|(_, e)| e.len() > limits.max_bytes_element)
+        {
+            let (n, max) = (e.len(), limits.max_bytes_element);
+            return Err(ProtocolError::input(&t.name, format!("BYTES element {i} has {n} bytes; the limit is {max}")));
+        }
+    }
+    Ok(req)
+}
+
+fn decode_unchecked(
+    body: &[u8],
+    header_len: Option<usize>,
+    inputs: &[TensorSpec],
+    outputs: &[TensorSpec],
+    limits: &DecodeLimits,
+) -> Result<InferRequest, ProtocolError> {
     let framing = |m: String| ProtocolError::Framing(m);
     let (json, mut bin) = match header_len {
-        Some(0) => return decode_raw(body, inputs, outputs),
+        Some(0) => return decode_raw(body, inputs, outputs, limits),
         Some(n) if n > body.len() => {
             return Err(framing(format!(
                 "Inference-Header-Content-Length is {n} but the body has {} bytes",
@@ -111,6 +157,12 @@ pub fn decode_request(
             return Err(err(format!("datatype {dt} does not match the model's {}", spec.datatype)));
         }
         let count = check_shape(&input.shape, spec).map_err(err)?;
+        if count > limits.max_elements {
+            return Err(err(format!(
+                "shape {:?} holds {count} elements; the limit is {}",
+                input.shape, limits.max_elements
+            )));
+        }
         let shape: Vec<usize> = input.shape.iter().map(|&d| d as usize).collect();
         let p = input.parameters.as_ref();
         if p.is_some_and(|p| p.shared_memory_region.is_some()) {
@@ -211,7 +263,12 @@ fn check_shape(shape: &[i64], spec: &TensorSpec) -> Result<usize, String> {
 }
 
 /// A raw binary request: the whole body is the one input's data; every output comes back binary.
-fn decode_raw(body: &[u8], inputs: &[TensorSpec], outputs: &[TensorSpec]) -> Result<InferRequest, ProtocolError> {
+fn decode_raw(
+    body: &[u8],
+    inputs: &[TensorSpec],
+    outputs: &[TensorSpec],
+    limits: &DecodeLimits,
+) -> Result<InferRequest, ProtocolError> {
     let [spec] = inputs else {
         return Err(ProtocolError::Framing(format!(
             "a raw binary request (Inference-Header-Content-Length: 0) needs a model with one input, this one has {}",
@@ -230,6 +287,9 @@ fn decode_raw(body: &[u8], inputs: &[TensorSpec], outputs: &[TensorSpec]) -> Res
         Some(size) => body.len() / size,
         None => binary::count_bytes_elements(body).map_err(|m| err(format!("raw body: {m}")))?,
     };
+    if count > limits.max_elements {
+        return Err(err(format!("raw body holds {count} elements; the limit is {}", limits.max_elements)));
+    }
     let shape = infer_shape(&spec.shape, count).map_err(err)?;
     let data = binary::decode(body, spec.datatype, count).map_err(|m| err(format!("raw body: {m}")))?;
     Ok(InferRequest {

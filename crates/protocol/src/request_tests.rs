@@ -179,3 +179,21 @@ fn optional_inputs_may_be_left_out() {
     .unwrap();
     assert_eq!(r.inputs.len(), 1);
 }
+
+#[test]
+fn limits_refuse_large_tensors_and_long_bytes_elements_naming_the_input() {
+    let specs = [TensorSpec::new("x", DataType::Fp32, vec![-1])];
+    let limits = DecodeLimits { max_elements: 4, max_bytes_element: 3 };
+    let body = br#"{"inputs":[{"name":"x","shape":[5],"datatype":"FP32","data":[1,2,3,4,5]}]}"#;
+    let e = decode_request_within(body, None, &specs, &specs, &limits).unwrap_err().to_string();
+    assert_eq!(e, "input 'x': shape [5] holds 5 elements; the limit is 4");
+    let ok = br#"{"inputs":[{"name":"x","shape":[4],"datatype":"FP32","data":[1,2,3,4]}]}"#;
+    assert!(decode_request_within(ok, None, &specs, &specs, &limits).is_ok());
+    let s = [TensorSpec::new("s", DataType::Bytes, vec![-1])];
+    let body = br#"{"inputs":[{"name":"s","shape":[2],"datatype":"BYTES","data":["abc","abcd"]}]}"#;
+    let e = decode_request_within(body, None, &s, &s, &limits).unwrap_err().to_string();
+    assert_eq!(e, "input 's': BYTES element 1 has 4 bytes; the limit is 3");
+    let raw = [0u8; 20];
+    let e = decode_request_within(&raw, Some(0), &specs, &specs, &limits).unwrap_err().to_string();
+    assert!(e.contains("raw body holds 5 elements; the limit is 4"), "{e}");
+}

@@ -58,6 +58,14 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_MAX_HEADER_BYTES")]
     pub max_header_bytes: Option<usize>,
 
+    /// Elements in one input tensor at most; more is a 400 naming the input [default: 67108864].
+    #[arg(long, env = "SWITCHYARD_MAX_ELEMENTS")]
+    pub max_elements: Option<usize>,
+
+    /// Bytes in one BYTES element at most; more is a 400 naming the input [default: 4194304].
+    #[arg(long, env = "SWITCHYARD_MAX_BYTES_ELEMENT")]
+    pub max_bytes_element: Option<usize>,
+
     /// Open connections at most; one more is answered 503 and closed [default: 4096].
     #[arg(long, env = "SWITCHYARD_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,

@@ -2,9 +2,9 @@
 //! win), the config's `server:` section, then the defaults here. The README's limits table lists them.
 
 use crate::cli::ServeArgs;
-use std::path::PathBuf;
 use std::time::Duration;
 use switchyard_config::{ServerSection, TlsSection};
+use switchyard_protocol::DecodeLimits;
 
 /// Default body limit: 64 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 << 20;
@@ -31,6 +31,8 @@ pub struct RequestLimits {
     pub max_concurrent_requests: usize,
     /// The server's deadline for a model's answer; a client's V2 `timeout` can only shorten it.
     pub request_timeout: Duration,
+    /// Elements per input tensor and bytes per BYTES element.
+    pub decode: DecodeLimits,
 }
 
 impl Default for RequestLimits {
@@ -40,6 +42,7 @@ impl Default for RequestLimits {
             body_read_timeout: DEFAULT_READ_TIMEOUT,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            decode: DecodeLimits::default(),
         }
     }
 }
@@ -81,6 +84,16 @@ impl Limits {
                     .request_timeout_ms
                     .or(file.request_timeout_ms)
                     .map_or(DEFAULT_REQUEST_TIMEOUT, Duration::from_millis),
+                decode: DecodeLimits {
+                    max_elements: args
+                        .max_elements
+                        .or(file.max_elements)
+                        .unwrap_or(DecodeLimits::default().max_elements),
+                    max_bytes_element: args
+                        .max_bytes_element
+                        .or(file.max_bytes_element)
+                        .unwrap_or(DecodeLimits::default().max_bytes_element),
+                },
             },
             tls,
         }
@@ -96,6 +109,7 @@ impl Limits {
         };
         zero(self.connection.max_connections, "max_connections", &mut out);
         zero(self.request.max_concurrent_requests, "max_concurrent_requests", &mut out);
+        zero(self.request.decode.max_elements, "max_elements", &mut out);
         if self.connection.max_header_bytes < 1024 {
             out.push("max_header_bytes must be at least 1024".into());
         }
@@ -108,10 +122,5 @@ impl Limits {
             }
         }
         out
-    }
-
-    /// The TLS files, when HTTPS is on.
-    pub fn tls_files(&self) -> Option<(PathBuf, PathBuf)> {
-        self.tls.as_ref().map(|t| (t.cert.clone(), t.key.clone()))
     }
 }

@@ -202,3 +202,12 @@ fn a_bad_rate_limit_stops_the_start_naming_the_field() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("rate_limits[mlp].requests_per_second: must be more than 0"), "{err}");
 }
+
+#[test]
+fn a_tensor_over_the_element_limit_is_a_400_naming_the_input() {
+    let s = Server::start_in(&mlp_repo("elements"), &["--max-elements", "100"]);
+    assert_eq!(s.post_json("/v2/models/mlp/infer", &mlp_request(1)).status, 200);
+    let r = s.post_json("/v2/models/mlp/infer", &mlp_request(2));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.error(), "input 'input': shape [2, 64] holds 128 elements; the limit is 100");
+}

@@ -14,8 +14,8 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use bytes::Bytes;
 use std::sync::Arc;
+use switchyard_protocol::{DecodeLimits, decode_request_within, encode_response};
 use switchyard_protocol::{HEADER_CONTENT_LENGTH, InferRequest, ProtocolError, TensorSpec};
-use switchyard_protocol::{decode_request, encode_response};
 use switchyard_runtime::rollout::Arm;
 use switchyard_runtime::{Call, Decode, Metadata, Reply};
 
@@ -48,7 +48,7 @@ pub(super) async fn infer(
     let call = Call {
         model: &p.model,
         version: p.version.as_deref(),
-        request: Arc::new(HttpRequest { bytes, header_len }),
+        request: Arc::new(HttpRequest { bytes, header_len, limits: app.limits.decode }),
         metadata: &Headers(&headers),
         forced,
     };
@@ -60,11 +60,12 @@ pub(super) async fn infer(
 struct HttpRequest {
     bytes: Bytes,
     header_len: Option<usize>,
+    limits: DecodeLimits,
 }
 
 impl Decode for HttpRequest {
     fn decode(&self, inputs: &[TensorSpec], outputs: &[TensorSpec]) -> Result<InferRequest, ProtocolError> {
-        decode_request(&self.bytes, self.header_len, inputs, outputs)
+        decode_request_within(&self.bytes, self.header_len, inputs, outputs, &self.limits)
     }
 }
 
