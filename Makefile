@@ -12,7 +12,7 @@ PORT    ?= 8000
 TEST_REPO := target/test-models
 
 .PHONY: run test setup build models test-models lint fmt clean simulate bench bench-text \
-        image image-full image-bases test-image
+        image image-full image-bases test-image fuzz fuzz-smoke
 .DEFAULT_GOAL := run
 
 ADMIN_TOKEN ?= demo-token
@@ -33,7 +33,24 @@ test: setup test-models
 	cargo test --release --workspace
 	SWITCHYARD_BIN=$(BIN) SWITCHYARD_TEST_REPO=$(TEST_REPO) $(PY) -m pytest -q tests/python
 	cargo run --release -q -p switchyard-sim
+	@$(MAKE) -s --no-print-directory fuzz-smoke
 	@$(MAKE) -s --no-print-directory test-image
+
+# Coverage-guided fuzzing (cargo fuzz, nightly toolchain) of the V2 JSON decoder, binary framing, BYTES,
+# config.pbtxt, the server YAML and a model's config.yaml: every target for FUZZ_SECONDS each (`make
+# fuzz`), or a few seconds each inside `make test`. A crash fails the run and leaves its input under
+# target/fuzz/artifacts/.
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 5
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+fuzz-smoke:
+	@if scripts/install_cargo_fuzz.sh >/dev/null; then \
+	  scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS); \
+	else \
+	  echo "SKIPPED: the fuzz smoke run needs rustup's nightly toolchain and cargo-fuzz (reason above)"; \
+	fi
 
 setup: $(STAMP)
 
