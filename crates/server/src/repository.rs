@@ -73,7 +73,7 @@ pub fn scan(root: &Path, wanted: &Wanted) -> Result<Vec<(String, Result<(ModelCo
         .into_iter()
         .map(|(name, dir)| {
             let extra = wanted.versions.get(&name).cloned().unwrap_or_default();
-            let planned = plan(&dir, &extra);
+            let planned = within(root, &dir).and_then(|()| plan(&dir, &extra));
             (name, planned)
         })
         .collect())
@@ -133,12 +133,14 @@ pub fn load_now(
 /// Reads a model's config and picks the versions to serve: the policy's, and those a rollout names.
 pub(crate) fn plan(dir: &Path, extra: &BTreeSet<u64>) -> Result<(ModelConfig, Vec<u64>), String> {
     let cfg = ModelConfig::load(dir)?;
-    let on_disk: Vec<u64> = std::fs::read_dir(dir)
-        .map_err(|e| e.to_string())?
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect();
+    let mut on_disk: Vec<u64> = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
+        let Some(v) = e.file_name().to_str().and_then(|n| n.parse().ok()) else { continue };
+        if e.path().is_dir() {
+            within(dir, &e.path()).map_err(|why| format!("version {v}: {why}"))?;
+            on_disk.push(v);
+        }
+    }
     if on_disk.is_empty() {
         return Err("no numeric version directories (expected <model>/<version>/model.onnx)".into());
     }
@@ -205,6 +207,17 @@ fn batch_policy(cfg: &switchyard_config::BatchingConfig) -> switchyard_runtime::
 
 /// How long one model call may run before its worker is replaced, unless the model's config says.
 pub const DEFAULT_HANG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Refuses a directory that a symlink leads out of `root` (the model repository, or a model's own
+/// directory for its versions): the repository is the only place models are read from.
+pub(crate) fn within(root: &Path, dir: &Path) -> Result<(), String> {
+    let (Ok(real), Ok(root_real)) = (dir.canonicalize(), root.canonicalize()) else { return Ok(()) };
+    if real.starts_with(&root_real) {
+        Ok(())
+    } else {
+        Err(format!("{} leads outside the model repository (to {})", dir.display(), real.display()))
+    }
+}
 
 /// A model config's `fallback` as the runtime's target.
 pub(crate) fn fallback_of(cfg: &ModelConfig) -> Option<switchyard_runtime::rollout::Target> {

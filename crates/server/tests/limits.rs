@@ -211,3 +211,23 @@ fn a_tensor_over_the_element_limit_is_a_400_naming_the_input() {
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(r.error(), "input 'input': shape [2, 64] holds 128 elements; the limit is 100");
 }
+
+#[test]
+fn model_and_version_directories_that_lead_outside_the_repository_are_refused() {
+    let repo = mlp_repo("symlinks");
+    let outside = repo.parent().unwrap().join("outside");
+    copy_dir(&test_repo().join("mlp"), &outside.join("mlp"));
+    std::os::unix::fs::symlink(outside.join("mlp"), repo.join("escaped")).unwrap();
+    copy_dir(&test_repo().join("mlp"), &repo.join("versioned"));
+    std::os::unix::fs::symlink(outside.join("mlp/1"), repo.join("versioned/7")).unwrap();
+    // A symlink that stays inside the repository is fine.
+    std::os::unix::fs::symlink(repo.join("mlp"), repo.join("alias")).unwrap();
+    let s = Server::start_in(&repo, &[]);
+    for model in ["escaped", "versioned"] {
+        let r = s.get(&format!("/v2/models/{model}/ready"));
+        assert_eq!(r.status, 503, "{model}: {}", r.text());
+        assert!(r.error().contains("leads outside the model repository"), "{model}: {}", r.error());
+    }
+    assert_eq!(s.get("/v2/models/alias/ready").status, 200);
+    assert_eq!(s.post_json("/v2/models/mlp/infer", &mlp_request(1)).status, 200);
+}
