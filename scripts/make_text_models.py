@@ -139,7 +139,8 @@ def minilm_onnx(out):
 def tiny_reject(out):
     tiny(out)
     with open(os.path.join(out, "config.yaml"), "w") as f:
-        f.write("# Refuse texts over the model's 16 tokens instead of truncating them.\ntext: { truncation: reject }\n")
+        f.write("# Refuse texts over the model's 16 tokens instead of truncating them, and calls over 64 tokens.\n"
+                "text: { truncation: reject, max_batch_tokens: 64 }\n")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ built from the same safetensors weights and the Python `tokenizers` package."""
 import json
 import math
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -110,6 +111,25 @@ def test_empty_batch_and_rejected_lengths(client):
         embed(client, "tiny_bert_reject", ["word " * 40])
     assert e.value.status() == "400" and "text 0" in e.value.message() and "tokens long" in e.value.message()
     assert embed(client, "tiny_bert_reject", ["short text"]).shape == (1, 32)
+
+
+def test_a_megabyte_of_text_costs_only_what_the_model_reads(client):
+    # Cut before tokenizing: the embedding is that of the first 16 tokens, and it comes back at once.
+    started = time.monotonic()
+    big = embed(client, "tiny_bert", ["word " * 200_000])
+    assert time.monotonic() - started < 2
+    np.testing.assert_allclose(big, embed(client, "tiny_bert", ["word " * 20]), rtol=1e-5, atol=1e-6)
+    with pytest.raises(InferenceServerException) as e:
+        embed(client, "tiny_bert_reject", ["word " * 200_000])
+    assert e.value.status() == "400" and "1000000 bytes long" in e.value.message(), e.value.message()
+
+
+def test_a_call_over_the_token_budget_is_refused_naming_it(client):
+    texts = ["short text"] * 6  # 11 tokens each: 66 over the budget of 64, 55 for five
+    with pytest.raises(InferenceServerException) as e:
+        embed(client, "tiny_bert_reject", texts)
+    assert e.value.status() == "400" and "budget of 64 tokens" in e.value.message(), e.value.message()
+    assert embed(client, "tiny_bert_reject", texts[:5]).shape == (5, 32)
 
 
 def test_minilm_embeds_like_the_reference_and_ranks_paraphrases(client, test_repo):

@@ -85,7 +85,7 @@ impl BertEmbedder {
         let sentence = SentenceConfig::read(dir)?;
         let own_limit = sentence.max_seq_length.unwrap_or(config.max_position_embeddings);
         let max_length = text.max_length.unwrap_or(own_limit).min(config.max_position_embeddings);
-        let encoder = TextEncoder::load(&dir.join("tokenizer.json"), max_length, text.truncation)?;
+        let encoder = TextEncoder::load(&dir.join("tokenizer.json"), max_length, text.truncation, text.batch_tokens())?;
         let mut outputs = vec![TensorSpec::new("embedding", DataType::Fp32, vec![-1, config.hidden_size as i64])];
         if let Some(h) = &head {
             outputs.push(TensorSpec::new("logits", DataType::Fp32, vec![-1, h.labels.len() as i64]));

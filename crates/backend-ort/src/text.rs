@@ -39,7 +39,7 @@ impl OrtTextModel {
         }
         let sentence = SentenceConfig::read(dir)?;
         let max_length = text.max_length.or(sentence.max_seq_length).unwrap_or(512);
-        let encoder = TextEncoder::load(&dir.join("tokenizer.json"), max_length, text.truncation)?;
+        let encoder = TextEncoder::load(&dir.join("tokenizer.json"), max_length, text.truncation, text.batch_tokens())?;
         let mut inputs = vec![TensorSpec::new("text", DataType::Bytes, vec![-1]).optional()];
         inputs.extend(sig.inputs.iter().cloned().map(TensorSpec::optional));
         let mut outputs = sig.outputs.clone();

@@ -5,7 +5,7 @@
 mod text;
 
 use switchyard_protocol::{Tensor, TensorSpec};
-pub use text::{TextOptions, Truncation};
+pub use text::{DEFAULT_MAX_BATCH_TOKENS, TextOptions, Truncation};
 
 /// What a loaded model declares: its platform name and its inputs and outputs.
 #[derive(Debug, Clone, PartialEq, Eq)]

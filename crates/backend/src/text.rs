@@ -24,4 +24,17 @@ pub struct TextOptions {
     pub truncation: Truncation,
     /// L2-normalise embeddings; default: as the model's modules.json says.
     pub normalize: Option<bool>,
+    /// Tokens one model call may hold, padding included (texts × the longest text's tokens): a call
+    /// over it is refused with a 400 naming the budget, so no request can ask for unbounded attention
+    /// buffers [16384, as text-embeddings-inference's `max_batch_tokens`].
+    pub max_batch_tokens: Option<usize>,
+}
+
+/// Tokens one call of a text model may hold unless its config says.
+pub const DEFAULT_MAX_BATCH_TOKENS: usize = 16_384;
+
+impl TextOptions {
+    pub fn batch_tokens(&self) -> usize {
+        self.max_batch_tokens.unwrap_or(DEFAULT_MAX_BATCH_TOKENS)
+    }
 }
