@@ -8,6 +8,7 @@ import shutil
 import ssl
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -54,6 +55,14 @@ def test_inference_over_https_with_the_configured_certificate(cert):
         assert port, "".join(log)
         ctx = ssl.create_default_context(cafile=str(cert_file))
         conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
+        deadline = time.monotonic() + 30
+        while True:  # readiness over HTTPS: every model loaded
+            conn.request("GET", "/v2/models/mlp/ready")
+            r = conn.getresponse()
+            r.read()
+            if r.status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         body = json.dumps({"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0.1] * 64}]})
         for _ in range(3):  # keep-alive over one TLS session
             conn.request("POST", "/v2/models/mlp/infer", body, {"Content-Type": "application/json"})

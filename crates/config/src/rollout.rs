@@ -130,6 +130,8 @@ pub struct FaultConfig {
     pub error: Option<Percent>,
     /// Time added to every request.
     pub delay: Option<Seconds>,
+    /// Share of requests whose model call panics on its worker (contained: a failure of the arm).
+    pub panic: Option<Percent>,
 }
 
 /// A YAML scalar that may be written as a number or with a unit (`5%`, `30s`).

@@ -62,6 +62,8 @@ pub(crate) struct Job {
     pub(crate) outputs: Vec<String>,
     pub(crate) enqueued: Instant,
     pub(crate) priority: Priority,
+    /// An injected fault: the model call panics (rollout rehearsals).
+    pub(crate) panic: bool,
     pub(crate) reply: oneshot::Sender<Result<Vec<Tensor>, InferError>>,
 }
 
@@ -141,12 +143,22 @@ impl Pool {
         outputs: Vec<String>,
         priority: Priority,
     ) -> Result<oneshot::Receiver<Result<Vec<Tensor>, InferError>>, InferError> {
+        self.submit_job(inputs, outputs, priority, false)
+    }
+
+    fn submit_job(
+        &self,
+        inputs: Vec<Tensor>,
+        outputs: Vec<String>,
+        priority: Priority,
+        panic: bool,
+    ) -> Result<oneshot::Receiver<Result<Vec<Tensor>, InferError>>, InferError> {
         let (reply, rx) = oneshot::channel();
         let rows = match self.max_batch_size {
             0 => 1,
             _ => inputs.first().and_then(|t| t.shape.first()).map_or(1, |&b| b as u64),
         };
-        let job = Job { rows, inputs, outputs, enqueued: Instant::now(), priority, reply };
+        let job = Job { rows, inputs, outputs, enqueued: Instant::now(), priority, panic, reply };
         match self.tx.try_send(job, priority) {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => Err(InferError::QueueFull(self.label.clone())),
@@ -164,7 +176,19 @@ impl Pool {
         timeout: std::time::Duration,
         priority: Priority,
     ) -> Result<Vec<Tensor>, InferError> {
-        let rx = self.submit(inputs, outputs, priority)?;
+        self.infer_job(inputs, outputs, timeout, priority, false).await
+    }
+
+    /// [`Pool::infer`], with the model call made to panic when `panic` (an injected fault).
+    pub(crate) async fn infer_job(
+        &self,
+        inputs: Vec<Tensor>,
+        outputs: Vec<String>,
+        timeout: std::time::Duration,
+        priority: Priority,
+        panic: bool,
+    ) -> Result<Vec<Tensor>, InferError> {
+        let rx = self.submit_job(inputs, outputs, priority, panic)?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(reply) => reply.unwrap_or_else(|_| Err(InferError::Stopped(self.label.clone()))),
             Err(_) => Err(InferError::TimedOut(timeout, self.label.clone())),

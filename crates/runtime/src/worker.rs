@@ -316,9 +316,14 @@ fn run(backend: &mut dyn Backend, group: Vec<Job>, metrics: &VersionMetrics, slo
     let output_names = group[0].outputs.clone();
     let names: Vec<&str> = output_names.iter().map(String::as_str).collect();
     let total_rows: u64 = group.iter().map(|j| j.rows).sum();
+    // An injected panic fails the whole call, as a real one would for a merged batch.
+    let injected = group.iter().any(|j| j.panic);
     let mut call = |inputs: Vec<Tensor>| {
-        catch_unwind(AssertUnwindSafe(|| backend.infer(inputs, &names)))
-            .unwrap_or_else(|_| Err(BackendError::Inference("the model panicked".into())))
+        catch_unwind(AssertUnwindSafe(|| {
+            assert!(!injected, "injected fault: the model panicked");
+            backend.infer(inputs, &names)
+        }))
+        .unwrap_or_else(|_| Err(BackendError::Inference("the model panicked".into())))
     };
     if group.len() == 1 {
         let mut group = group;

@@ -141,7 +141,25 @@ pub fn install_metrics() -> Result<PrometheusHandle, String> {
         "switchyard_config_last_reload_success_timestamp_seconds",
         "Unix time of the last successful config load"
     );
+    describe_protection();
     Ok(handle)
+}
+
+/// HELP text for the metrics of limits, faulty-model containment and rate limits.
+fn describe_protection() {
+    use metrics::{describe_counter as counter, describe_gauge as gauge};
+    gauge!("switchyard_http_connections_open", "Open client connections");
+    counter!("switchyard_http_connections_refused_total", "Connections refused over --max-connections (503)");
+    counter!("switchyard_http_head_timeouts_total", "Request heads not received in time (408)");
+    counter!("switchyard_http_body_timeouts_total", "Request bodies not received in time (408)");
+    counter!("switchyard_http_requests_shed_total", "Requests refused over --max-concurrent-requests (503)");
+    counter!("switchyard_http_panics_total", "Request handlers that panicked (answered 500)");
+    counter!("switchyard_rate_limited_total", "Requests refused by a rate limit (429), by the limit's endpoint");
+    gauge!("switchyard_circuit_state", "Circuit breaker of a model version: 0 closed, 1 half-open, 2 open");
+    counter!("switchyard_circuit_opened_total", "Circuit breaker openings by model version and reason");
+    counter!("switchyard_fallback_total", "Requests answered by the model's fallback, by reason");
+    counter!("switchyard_fallback_failures_total", "Fallbacks that could not answer (the original error was returned)");
+    counter!("switchyard_worker_replacements_total", "Model workers replaced, by reason (panic, hung)");
 }
 
 /// Middleware: counts and times every request by its route template (never the raw path).

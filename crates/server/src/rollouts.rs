@@ -82,6 +82,7 @@ pub fn specs(
             f.as_ref().map_or(Fault::default(), |f| Fault {
                 error_bp: f.error.map_or(0, |p| p.0),
                 delay: f.delay.map_or(Duration::ZERO, |d| d.0),
+                panic_bp: f.panic.map_or(0, |p| p.0),
             })
         };
         let spec = RolloutSpec {

@@ -234,7 +234,8 @@ fn hostile_requests_never_crash_or_allocate_what_they_claim() {
     expect(&mut c, path, &[], claim.as_bytes(), 400, "holds 64000000000000 elements; the limit is 67108864");
     let claim = r#"{"inputs":[{"name":"input","shape":[1000000,64],"datatype":"FP32","data":[1,2]}]}"#;
     expect(&mut c, path, &[], claim.as_bytes(), 400, "needs 64000000");
-    let claim = r#"{"inputs":[{"name":"text","shape":[60000000],"datatype":"BYTES","parameters":{"binary_data_size":8}}]}"#;
+    let claim =
+        r#"{"inputs":[{"name":"text","shape":[60000000],"datatype":"BYTES","parameters":{"binary_data_size":8}}]}"#;
     let mut b = claim.as_bytes().to_vec();
     b.extend_from_slice(&[255, 255, 255, 255, 1, 2, 3, 4]);
     let n = claim.len().to_string();

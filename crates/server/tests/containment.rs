@@ -111,3 +111,23 @@ fn a_hanging_model_call_times_out_and_its_worker_is_replaced() {
     assert_eq!(s.get("/v2/models/mlp_hang/ready").status, 200);
     assert!(s.log().contains("stuck in a model call"), "{}", s.log());
 }
+
+#[test]
+fn a_canary_whose_model_panics_is_contained_answered_by_control_and_rolled_back() {
+    let (s, _dir) = common::rollouts::start(
+        "panicking",
+        "  - endpoint: scorer\n    control: { model: mlp, version: 1 }\n    canary: { model: mlp, version: 2, weight: 50 }\n    \
+         faults: { canary: { panic: 100% } }\n",
+    );
+    let rolled_back = || common::rollouts::admin(&s, "scorer")["phase"] == "rolled_back";
+    let (n, bad, _) = common::rollouts::traffic(&s, 4, Duration::from_secs(20), rolled_back);
+    let status = common::rollouts::admin(&s, "scorer");
+    assert_eq!(
+        (status["phase"].as_str(), status["reason"]["kind"].as_str()),
+        (Some("rolled_back"), Some("error_rate"))
+    );
+    assert_eq!(bad, 0, "clients saw errors in {n} requests: control answers for the panicking canary");
+    assert!(s.log().contains("the model panicked"), "{}", s.log());
+    // The canary's worker survived its panics and serves a direct call.
+    assert_eq!(s.post_json("/v2/models/mlp/versions/2/infer", &mlp_request(1)).status, 200);
+}

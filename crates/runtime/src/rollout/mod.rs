@@ -42,6 +42,8 @@ impl std::fmt::Display for Target {
 pub struct Fault {
     pub error_bp: u32,
     pub delay: Duration,
+    /// Share of calls (basis points) whose model call panics on the worker.
+    pub panic_bp: u32,
 }
 
 /// Everything about one rollout that comes from the config.

@@ -118,7 +118,8 @@ async fn attempt(
         let arm = if priority == Priority::Canary { "canary" } else { "control" };
         return (Err(ServeError::Injected(arm)), start.elapsed());
     }
-    let (result, _) = run::run(served, req, ep.default_timeout, priority).await;
+    let panic = fault.panic_bp > 0 && assign::random_bucket(random()) < fault.panic_bp;
+    let (result, _) = run::run_with(served, req, ep.default_timeout, priority, panic).await;
     (result, start.elapsed())
 }
 

@@ -69,6 +69,17 @@ pub(crate) async fn run(
     default_timeout: Duration,
     priority: Priority,
 ) -> (Result<(InferRequest, Vec<Tensor>), ServeError>, Duration) {
+    run_with(served, req, default_timeout, priority, false).await
+}
+
+/// [`run`], with the model call made to panic when `panic` (an injected fault).
+pub(crate) async fn run_with(
+    served: &Served,
+    req: Result<InferRequest, ServeError>,
+    default_timeout: Duration,
+    priority: Priority,
+    panic: bool,
+) -> (Result<(InferRequest, Vec<Tensor>), ServeError>, Duration) {
     let start = Instant::now();
     let pass = match served.pool.breaker().map(crate::VersionBreaker::admit) {
         Some(Err(retry_after)) => {
@@ -93,7 +104,7 @@ pub(crate) async fn run(
         let timeout = asked.unwrap_or(default_timeout);
         let outputs = served
             .pool
-            .infer(inputs, names, timeout, priority)
+            .infer_job(inputs, names, timeout, priority, panic)
             .await
             .map_err(|e| ServeError::from_infer(e, client_deadline))?;
         Ok((req, outputs))
