@@ -132,6 +132,8 @@ pub struct FaultConfig {
     pub delay: Option<Seconds>,
     /// Share of requests whose model call panics on its worker (contained: a failure of the arm).
     pub panic: Option<Percent>,
+    /// Share of requests whose worker panics outside the model call (it starts afresh).
+    pub crash: Option<Percent>,
 }
 
 /// A YAML scalar that may be written as a number or with a unit (`5%`, `30s`).

@@ -54,6 +54,17 @@ pub enum InferError {
     Backend(#[from] BackendError),
 }
 
+/// A fault a rollout rehearsal injects into a job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum JobFault {
+    #[default]
+    None,
+    /// The model call panics (contained per call: a failed request).
+    Panic,
+    /// The worker panics outside the model call (its supervisor starts it afresh).
+    Crash,
+}
+
 #[derive(Debug)]
 pub(crate) struct Job {
     /// Inferences in this job: the batch size for batched models, else 1.
@@ -62,8 +73,8 @@ pub(crate) struct Job {
     pub(crate) outputs: Vec<String>,
     pub(crate) enqueued: Instant,
     pub(crate) priority: Priority,
-    /// An injected fault: the model call panics (rollout rehearsals).
-    pub(crate) panic: bool,
+    /// A fault a rollout rehearsal injects.
+    pub(crate) fault: JobFault,
     pub(crate) reply: oneshot::Sender<Result<Vec<Tensor>, InferError>>,
 }
 
@@ -143,7 +154,7 @@ impl Pool {
         outputs: Vec<String>,
         priority: Priority,
     ) -> Result<oneshot::Receiver<Result<Vec<Tensor>, InferError>>, InferError> {
-        self.submit_job(inputs, outputs, priority, false)
+        self.submit_job(inputs, outputs, priority, JobFault::None)
     }
 
     fn submit_job(
@@ -151,14 +162,14 @@ impl Pool {
         inputs: Vec<Tensor>,
         outputs: Vec<String>,
         priority: Priority,
-        panic: bool,
+        fault: JobFault,
     ) -> Result<oneshot::Receiver<Result<Vec<Tensor>, InferError>>, InferError> {
         let (reply, rx) = oneshot::channel();
         let rows = match self.max_batch_size {
             0 => 1,
             _ => inputs.first().and_then(|t| t.shape.first()).map_or(1, |&b| b as u64),
         };
-        let job = Job { rows, inputs, outputs, enqueued: Instant::now(), priority, panic, reply };
+        let job = Job { rows, inputs, outputs, enqueued: Instant::now(), priority, fault, reply };
         match self.tx.try_send(job, priority) {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => Err(InferError::QueueFull(self.label.clone())),
@@ -176,21 +187,25 @@ impl Pool {
         timeout: std::time::Duration,
         priority: Priority,
     ) -> Result<Vec<Tensor>, InferError> {
-        self.infer_job(inputs, outputs, timeout, priority, false).await
+        self.infer_job(inputs, outputs, timeout, priority, JobFault::None).await
     }
 
-    /// [`Pool::infer`], with the model call made to panic when `panic` (an injected fault).
+    /// [`Pool::infer`], with a fault injected into the job.
     pub(crate) async fn infer_job(
         &self,
         inputs: Vec<Tensor>,
         outputs: Vec<String>,
         timeout: std::time::Duration,
         priority: Priority,
-        panic: bool,
+        fault: JobFault,
     ) -> Result<Vec<Tensor>, InferError> {
-        let rx = self.submit_job(inputs, outputs, priority, panic)?;
+        let rx = self.submit_job(inputs, outputs, priority, fault)?;
         match tokio::time::timeout(timeout, rx).await {
-            Ok(reply) => reply.unwrap_or_else(|_| Err(InferError::Stopped(self.label.clone()))),
+            // The worker dropped the job unanswered: it crashed, or the version is being unloaded.
+            Ok(reply) => reply.unwrap_or_else(|_| {
+                let e = format!("the worker of {} stopped before answering", self.label);
+                Err(InferError::Backend(BackendError::Inference(e)))
+            }),
             Err(_) => Err(InferError::TimedOut(timeout, self.label.clone())),
         }
     }

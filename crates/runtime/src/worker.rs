@@ -9,7 +9,7 @@
 
 use crate::VersionMetrics;
 use crate::batch::{self, BatchPolicy};
-use crate::pool::{InferError, Job, resolve_max_batch_size};
+use crate::pool::{InferError, Job, JobFault, resolve_max_batch_size};
 use crate::queue::{Priority, Receivers};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -316,8 +316,10 @@ fn run(backend: &mut dyn Backend, group: Vec<Job>, metrics: &VersionMetrics, slo
     let output_names = group[0].outputs.clone();
     let names: Vec<&str> = output_names.iter().map(String::as_str).collect();
     let total_rows: u64 = group.iter().map(|j| j.rows).sum();
-    // An injected panic fails the whole call, as a real one would for a merged batch.
-    let injected = group.iter().any(|j| j.panic);
+    // Injected faults (rehearsals): a crash takes the worker down outside the model call; a panic fails
+    // the whole call, as a real one would for a merged batch.
+    assert!(!group.iter().any(|j| j.fault == JobFault::Crash), "injected fault: the worker crashed");
+    let injected = group.iter().any(|j| j.fault == JobFault::Panic);
     let mut call = |inputs: Vec<Tensor>| {
         catch_unwind(AssertUnwindSafe(|| {
             assert!(!injected, "injected fault: the model panicked");

@@ -83,6 +83,7 @@ pub fn specs(
                 error_bp: f.error.map_or(0, |p| p.0),
                 delay: f.delay.map_or(Duration::ZERO, |d| d.0),
                 panic_bp: f.panic.map_or(0, |p| p.0),
+                crash_bp: f.crash.map_or(0, |p| p.0),
             })
         };
         let spec = RolloutSpec {

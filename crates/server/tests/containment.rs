@@ -33,6 +33,7 @@ fn metric(s: &Server, needle: &str) -> Option<f64> {
 
 #[test]
 fn a_failing_version_trips_its_breaker_the_fallback_answers_and_a_probe_closes_it() {
+    let _serial = common::rollouts::serial(); // one server at a time: the hang test keeps a core busy
     let s = Server::start_with(&common::test_repo(), &[], &[("SWITCHYARD_ADMIN_TOKEN", TOKEN)]);
     // Failures are answered by the fallback (mlp version 1), and count for the breaker.
     for i in 0..3 {
@@ -63,6 +64,7 @@ fn a_failing_version_trips_its_breaker_the_fallback_answers_and_a_probe_closes_i
 
 #[test]
 fn without_a_fallback_an_open_breaker_answers_503_with_retry_after_at_once() {
+    let _serial = common::rollouts::serial(); // one server at a time: the hang test keeps a core busy
     let s = Server::start_with(&common::test_repo(), &[], &[("SWITCHYARD_ADMIN_TOKEN", TOKEN)]);
     for _ in 0..3 {
         assert_eq!(s.post_json("/v2/models/flaky_alone/infer", &request(true)).status, 500);
@@ -82,6 +84,7 @@ fn without_a_fallback_an_open_breaker_answers_503_with_retry_after_at_once() {
 
 #[test]
 fn nan_outputs_are_refused_where_the_config_says_so() {
+    let _serial = common::rollouts::serial(); // one server at a time: the hang test keeps a core busy
     let s = Server::start(&[]);
     let negative = json!({"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": vec![-0.5; 64]}]});
     let positive = json!({"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": vec![0.5; 64]}]});
@@ -95,6 +98,7 @@ fn nan_outputs_are_refused_where_the_config_says_so() {
 
 #[test]
 fn a_hanging_model_call_times_out_and_its_worker_is_replaced() {
+    let _serial = common::rollouts::serial(); // one server at a time: the hang test keeps a core busy
     let s = Server::start_with(&common::test_repo(), &["--request-timeout-ms", "1500"], &[]);
     let begun = Instant::now();
     let r = s.post_json("/v2/models/mlp_hang/infer", &request(true));
@@ -114,6 +118,7 @@ fn a_hanging_model_call_times_out_and_its_worker_is_replaced() {
 
 #[test]
 fn a_canary_whose_model_panics_is_contained_answered_by_control_and_rolled_back() {
+    let _serial = common::rollouts::serial(); // one server at a time: the hang test keeps a core busy
     let (s, _dir) = common::rollouts::start(
         "panicking",
         "  - endpoint: scorer\n    control: { model: mlp, version: 1 }\n    canary: { model: mlp, version: 2, weight: 50 }\n    \
@@ -129,5 +134,30 @@ fn a_canary_whose_model_panics_is_contained_answered_by_control_and_rolled_back(
     assert_eq!(bad, 0, "clients saw errors in {n} requests: control answers for the panicking canary");
     assert!(s.log().contains("the model panicked"), "{}", s.log());
     // The canary's worker survived its panics and serves a direct call.
+    assert_eq!(s.post_json("/v2/models/mlp/versions/2/infer", &mlp_request(1)).status, 200);
+}
+
+#[test]
+fn a_canary_whose_worker_crashes_is_restarted_answered_by_control_and_rolled_back() {
+    let _serial = common::rollouts::serial(); // one server at a time: the hang test keeps a core busy
+    let (s, _dir) = common::rollouts::start(
+        "crashing",
+        "  - endpoint: scorer\n    control: { model: mlp, version: 1 }\n    canary: { model: mlp, version: 2, weight: 50 }\n    \
+         faults: { canary: { crash: 100% } }\n",
+    );
+    let rolled_back = || common::rollouts::admin(&s, "scorer")["phase"] == "rolled_back";
+    let (n, bad, _) = common::rollouts::traffic(&s, 4, Duration::from_secs(20), rolled_back);
+    let status = common::rollouts::admin(&s, "scorer");
+    assert_eq!(
+        (status["phase"].as_str(), status["reason"]["kind"].as_str()),
+        (Some("rolled_back"), Some("error_rate")),
+        "{status:#}"
+    );
+    assert_eq!(bad, 0, "clients saw errors in {n} requests");
+    assert!(s.log().contains("a worker panicked outside a model call"), "{}", s.log());
+    let restarts = metric(&s, r#"switchyard_worker_replacements_total{model="mlp",version="2",reason="panic"}"#);
+    assert!(restarts.is_some_and(|r| r >= 1.0), "{restarts:?}");
+    // Readiness never wavered, and the restarted worker serves.
+    assert_eq!(s.get("/ready").status, 200);
     assert_eq!(s.post_json("/v2/models/mlp/versions/2/infer", &mlp_request(1)).status, 200);
 }

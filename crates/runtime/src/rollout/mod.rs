@@ -44,6 +44,8 @@ pub struct Fault {
     pub delay: Duration,
     /// Share of calls (basis points) whose model call panics on the worker.
     pub panic_bp: u32,
+    /// Share of calls (basis points) whose worker panics outside the model call.
+    pub crash_bp: u32,
 }
 
 /// Everything about one rollout that comes from the config.

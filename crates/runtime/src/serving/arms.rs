@@ -15,6 +15,7 @@
 
 use super::run::{self, Decoded};
 use super::{Blame, Call, Endpoints, Reply, ServeError, mirror, random};
+use crate::pool::JobFault;
 use crate::rollout::{Arm, Fault, Observation, RolloutDriver};
 use crate::{Priority, Served};
 use std::sync::Arc;
@@ -118,8 +119,15 @@ async fn attempt(
         let arm = if priority == Priority::Canary { "canary" } else { "control" };
         return (Err(ServeError::Injected(arm)), start.elapsed());
     }
-    let panic = fault.panic_bp > 0 && assign::random_bucket(random()) < fault.panic_bp;
-    let (result, _) = run::run_with(served, req, ep.default_timeout, priority, panic).await;
+    let chosen = |bp: u32| bp > 0 && assign::random_bucket(random()) < bp;
+    let job_fault = if chosen(fault.panic_bp) {
+        JobFault::Panic
+    } else if chosen(fault.crash_bp) {
+        JobFault::Crash
+    } else {
+        JobFault::None
+    };
+    let (result, _) = run::run_with(served, req, ep.default_timeout, priority, job_fault).await;
     (result, start.elapsed())
 }
 

@@ -3,6 +3,7 @@
 //! version's metrics and statistics.
 
 use super::{Decode, ServeError};
+use crate::pool::JobFault;
 use crate::{Outcome, Priority, Served, VersionMetrics};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,16 +70,16 @@ pub(crate) async fn run(
     default_timeout: Duration,
     priority: Priority,
 ) -> (Result<(InferRequest, Vec<Tensor>), ServeError>, Duration) {
-    run_with(served, req, default_timeout, priority, false).await
+    run_with(served, req, default_timeout, priority, JobFault::None).await
 }
 
-/// [`run`], with the model call made to panic when `panic` (an injected fault).
+/// [`run`], with a fault injected into the job (rollout rehearsals).
 pub(crate) async fn run_with(
     served: &Served,
     req: Result<InferRequest, ServeError>,
     default_timeout: Duration,
     priority: Priority,
-    panic: bool,
+    fault: JobFault,
 ) -> (Result<(InferRequest, Vec<Tensor>), ServeError>, Duration) {
     let start = Instant::now();
     let pass = match served.pool.breaker().map(crate::VersionBreaker::admit) {
@@ -104,7 +105,7 @@ pub(crate) async fn run_with(
         let timeout = asked.unwrap_or(default_timeout);
         let outputs = served
             .pool
-            .infer_job(inputs, names, timeout, priority, panic)
+            .infer_job(inputs, names, timeout, priority, fault)
             .await
             .map_err(|e| ServeError::from_infer(e, client_deadline))?;
         Ok((req, outputs))
