@@ -3,6 +3,7 @@
 //! model's `config.yaml`, and Triton's `config.pbtxt`.
 
 pub mod pbtxt;
+pub mod protect;
 pub mod rollout;
 pub mod server;
 

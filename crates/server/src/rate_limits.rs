@@ -2,7 +2,7 @@
 //! the buckets kept across a reload when the limits did not change.
 
 use std::sync::Arc;
-use switchyard_config::server::RateLimitConfig;
+use switchyard_config::protect::RateLimitConfig;
 use switchyard_runtime::{RateLimitSpec, RateLimits};
 
 /// Default number of client keys a keyed limit remembers.
@@ -24,7 +24,7 @@ pub fn specs(cfg: &[RateLimitConfig]) -> Result<Vec<RateLimitSpec>, Vec<String>>
                 key_header: c.key.as_ref().map(|k| k.header.to_ascii_lowercase()),
                 max_keys: c.max_keys.unwrap_or(DEFAULT_MAX_KEYS),
             }),
-            Err(e) => problems.push(e),
+            Err(e) => problems.push(e.to_string()),
         }
     }
     if problems.is_empty() { Ok(out) } else { Err(problems) }

@@ -188,7 +188,11 @@ fn load_version(
         reject_non_finite: cfg.reject_non_finite,
         hang_timeout: cfg.hang_timeout.map_or(DEFAULT_HANG_TIMEOUT, |s| s.0.max(std::time::Duration::from_millis(100))),
         breaker: match &cfg.circuit_breaker {
-            Some(b) => Some(std::sync::Arc::new(switchyard_runtime::VersionBreaker::new(name, version, b.policy()?))),
+            Some(b) => Some(std::sync::Arc::new(switchyard_runtime::VersionBreaker::new(
+                name,
+                version,
+                b.policy().map_err(|e| e.to_string())?,
+            ))),
             None => None,
         },
     };
