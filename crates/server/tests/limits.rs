@@ -132,7 +132,8 @@ fn requests_over_the_concurrency_cap_get_503_with_retry_after_and_probes_still_a
 
 #[test]
 fn the_data_plane_token_guards_inference_but_not_probes() {
-    let s = Server::start_with(&mlp_repo("api-token"), &[], &[("SWITCHYARD_API_TOKEN", "data-secret")]);
+    let envs = [("SWITCHYARD_API_TOKEN", "data-secret"), ("SWITCHYARD_ADMIN_TOKEN", "admin-secret")];
+    let s = Server::start_with(&mlp_repo("api-token"), &["--log", "debug"], &envs);
     let body = mlp_request(1).to_string();
     let mut conn = s.conn();
     for headers in [vec![], vec![("Authorization", "Bearer wrong")], vec![("Authorization", "Basic data-secret")]] {
@@ -148,8 +149,15 @@ fn the_data_plane_token_guards_inference_but_not_probes() {
     for probe in ["/health", "/ready", "/v2/health/live", "/v2/health/ready", "/metrics"] {
         assert_eq!(conn.request("GET", probe, &[], b"").status, 200, "{probe}");
     }
-    assert!(!s.log().contains("data-secret"), "the token is in the log");
-    assert!(!s.get("/metrics").text().contains("data-secret"));
+    // The admin token passes too; a wrong one is refused without echoing anything.
+    let r = conn.request("POST", "/v2/models/mlp/infer", &[("Authorization", "Bearer admin-secret")], body.as_bytes());
+    assert_eq!(r.status, 200);
+    let r = conn.request("GET", "/v2/models/mlp", &[("Authorization", "Bearer data-secreT")], b"");
+    assert!(!r.text().contains("secre"), "{}", r.text());
+    for secret in ["data-secret", "admin-secret"] {
+        assert!(!s.log().contains(secret), "a token is in the debug log");
+        assert!(!s.get("/metrics").text().contains(secret));
+    }
 }
 
 #[test]
