@@ -93,7 +93,12 @@ fn working_conn(s: &Server) -> Conn {
 fn connections_over_the_limit_get_503_and_the_limit_frees_up() {
     let s = Server::start_in(&mlp_repo("connections"), &["--max-connections", "3"]);
     let mut held: Vec<Conn> = (0..3).map(|_| working_conn(&s)).collect();
+    // A client that sends its request at once still reads the answer (no reset).
     let mut extra = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    let _ = extra.write_all(
+        format!("POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 3000\r\n\r\n{}", "x".repeat(3000))
+            .as_bytes(),
+    );
     let answer = read_to_close(&mut extra, Duration::from_secs(10));
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
     assert!(answer.to_ascii_lowercase().contains("retry-after: 1"), "{answer:?}");

@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -110,13 +110,8 @@ where
         let parts = conn.into_parts();
         if !parts.read_buf.is_empty() {
             metrics::counter!("switchyard_http_head_timeouts_total").increment(1);
-            let mut io = parts.io.into_inner();
-            let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                let answer = canned("408 Request Timeout", "", "the request head did not arrive in time");
-                let _ = io.write_all(&answer).await;
-                let _ = io.shutdown().await;
-            })
-            .await;
+            let answer = canned("408 Request Timeout", "", "the request head did not arrive in time");
+            answer_and_close(parts.io.into_inner(), &answer).await;
         }
     } else {
         tracing::debug!(error = %e, "connection ended with an error");
@@ -129,13 +124,23 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 /// A connection over the limit: answered 503 and closed (plain HTTP), or closed (TLS).
-async fn refuse(mut tcp: TcpStream, plain: bool) {
+async fn refuse(tcp: TcpStream, plain: bool) {
     if plain {
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            let answer = canned("503 Service Unavailable", "retry-after: 1\r\n", "too many open connections");
-            let _ = tcp.write_all(&answer).await;
-            let _ = tcp.shutdown().await;
-        })
-        .await;
+        let answer = canned("503 Service Unavailable", "retry-after: 1\r\n", "too many open connections");
+        answer_and_close(tcp, &answer).await;
     }
+}
+
+/// Writes `answer`, ends the sending side, and reads what the client still sends (for at most a
+/// second): a socket closed with unread data resets the connection, and the client would lose the
+/// answer.
+async fn answer_and_close<IO: AsyncRead + AsyncWrite + Unpin>(mut io: IO, answer: &[u8]) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        io.write_all(answer).await?;
+        io.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while io.read(&mut sink).await? > 0 {}
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
 }
