@@ -46,13 +46,17 @@ impl ErrorRateTest {
     pub fn observe(&mut self, side: Side, failed: bool) {
         let i = side as usize;
         // A small prior mass on failure: error rates are usually low, and an estimate that starts at
-        // one half would make the first successes cost the alternative dearly.
-        let estimate = |e: u64, n: u64| ((e as f64 + 0.1) / (n as f64 + 1.0)).min(0.5);
+        // one half would make the first successes cost the alternative dearly. It may approach 1 (never
+        // reach it): capped at one half, a canary failing every request against a healthy control at an
+        // even split could never be told from "both arms fail half the time" (found through the binary).
+        let estimate = |e: u64, n: u64| ((e as f64 + 0.1) / (n as f64 + 1.0)).min(1.0 - 0.5 / (n as f64 + 1.0));
         let mut q = estimate(self.e[i], self.n[i]);
         if side == Side::Canary {
-            // Push the prediction to the null's edge at least: it costs nothing in validity and makes
-            // the test bite sooner when the canary is bad.
-            q = q.max(self.bound(estimate(self.e[0], self.n[0]))).min(0.5);
+            // Push the prediction to the null's edge at least: it costs nothing in validity (any
+            // prediction from earlier requests keeps the e-process valid) and makes the test bite sooner
+            // when the canary is bad.
+            let n = self.n[i] as f64;
+            q = q.max(self.bound(estimate(self.e[0], self.n[0]))).min(1.0 - 0.5 / (n + 1.0));
         }
         self.log_alt += if failed { q.ln() } else { (1.0 - q).ln() };
         self.n[i] += 1;

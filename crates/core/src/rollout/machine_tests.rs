@@ -177,3 +177,17 @@ fn a_first_step_at_full_weight_is_refused() {
     assert!(Plan { schedule: Schedule::Fixed(FULL_WEIGHT), ..plan() }.validate().is_err());
     assert!(blue_green().validate().is_ok());
 }
+
+#[test]
+fn a_canary_failing_every_request_at_half_the_traffic_is_rolled_back() {
+    // Found through the binary: with as many canary requests as control ones, a canary that fails them
+    // all was indistinguishable from a null of "both fail half the time" once the analysis began.
+    for canary_every in [2, 3] {
+        let mut r = Rollout::new(plan(), 0);
+        let d = drive(&mut r, 0, 5_000, canary_every, |side, _| side == Side::Canary, steady);
+        let rolled_back = d.iter().find(|(_, d)| matches!(d, Decision::RolledBack { .. }));
+        let (at, _) =
+            rolled_back.unwrap_or_else(|| panic!("never rolled back (1 in {canary_every}): {:?}", r.evidence()));
+        assert!(*at < 500, "took {at} ms");
+    }
+}
