@@ -8,6 +8,8 @@ import socket
 import time
 import urllib.request
 
+import pytest
+
 from conftest import TEST_REPO, Server
 
 SLOW = 1000
@@ -28,8 +30,16 @@ def infer(url):
 
 
 def test_a_thousand_slow_clients_do_not_starve_the_others():
+    # 1,000 sockets here and as many in the server (which inherits this limit): lift the soft limit, and
+    # the hard one where allowed (root), so neither side runs out of descriptors.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * SLOW)), hard))
+    want = 4 * SLOW
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), max(hard, want)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, want)), hard))
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 3 * SLOW:
+        pytest.skip(f"needs {3 * SLOW} open files; the hard limit here is {hard}")
     s = Server(TEST_REPO, "--strict-readiness", "false", "--header-read-timeout-secs", "3")
     try:
         for _ in range(20):

@@ -172,8 +172,8 @@ fn rate_limits_per_endpoint_and_per_client_key_answer_429_with_retry_after() {
     let cfg = repo.parent().unwrap().join("switchyard.yaml");
     std::fs::write(
         &cfg,
-        "rate_limits:\n  - { endpoint: mlp, requests_per_second: 2, burst: 2, key: { header: x-api-key } }\n  \
-         - { endpoint: \"*\", requests_per_second: 5, burst: 3 }\n",
+        "rate_limits:\n  - { endpoint: mlp, requests_per_second: 1, burst: 2, key: { header: x-api-key } }\n  \
+         - { endpoint: \"*\", requests_per_second: 1, burst: 3 }\n",
     )
     .unwrap();
     let s = Server::start_in(&repo, &["--config", cfg.to_str().unwrap()]);
@@ -194,8 +194,8 @@ fn rate_limits_per_endpoint_and_per_client_key_answer_429_with_retry_after() {
     // Another model falls under `*`: one bucket for every caller, three in a burst.
     let statuses: Vec<u16> = (0..4).map(|i| call("/v2/models/mlp_batched/infer", &format!("k{i}")).status).collect();
     assert_eq!(statuses, [200, 200, 200, 429]);
-    // Tokens come back at the configured rate (2 a second for alice).
-    std::thread::sleep(Duration::from_millis(600));
+    // Tokens come back at the configured rate (one a second).
+    std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(call("/v2/models/mlp/infer", "alice").status, 200);
     let metrics = s.get("/metrics").text();
     assert!(metrics.contains(r#"switchyard_rate_limited_total{limit="mlp"} 2"#), "{metrics}");
