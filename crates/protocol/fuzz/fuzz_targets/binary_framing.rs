@@ -1,7 +1,8 @@
 //! Fuzzes the binary tensor data extension: a JSON header followed by binary data, split where
 //! `Inference-Header-Content-Length` says, including raw single-input bodies (length 0) and lengths that
-//! point past the body or into the middle of the JSON. Every answer is checked (`check`), and every
-//! accepted request must re-encode (JSON and binary) to the same tensors.
+//! point past the body or into the middle of the JSON. Every answer is checked (`check`), every accepted
+//! request must re-encode (JSON and binary) to the same tensors, and small decode limits may only add
+//! refusals (`check_limits`).
 //!
 //! Input layout, so that seeds stay readable: the header's value as the client sent it, a newline, then
 //! the body. The value is parsed as the server parses the header (trimmed decimal; anything else is a
@@ -11,7 +12,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use switchyard_protocol_fuzz::{check_reencodes, decode_checked, models};
+use switchyard_protocol_fuzz::{check_limits, check_reencodes, decode_checked, models};
 
 fuzz_target!(|input: &[u8]| {
     let (header_len, body) = match input.iter().position(|&b| b == b'\n') {
@@ -23,7 +24,9 @@ fuzz_target!(|input: &[u8]| {
         }
     };
     for model in models() {
-        if let Some(r) = decode_checked(body, header_len, model) {
+        let got = decode_checked(body, header_len, model);
+        check_limits(body, header_len, model, got.as_ref());
+        if let Some(r) = got {
             check_reencodes(&r, model);
         }
     }

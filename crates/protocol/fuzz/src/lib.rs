@@ -4,7 +4,7 @@
 
 use std::sync::LazyLock;
 use switchyard_protocol::{
-    DataType, InferRequest, OutputRequest, ProtocolError, Tensor, TensorData, TensorSpec, decode_request,
+    DataType, DecodeLimits, InferRequest, OutputRequest, ProtocolError, Tensor, TensorData, TensorSpec, decode_request,
     encode_response,
 };
 
@@ -73,6 +73,37 @@ pub fn decode_checked(body: &[u8], header_len: Option<usize>, model: &Model) -> 
     let got = decode_request(body, header_len, &model.inputs, &model.outputs);
     check(&got, header_len, model);
     got.ok()
+}
+
+/// Small limits, so that fuzzed inputs reach them.
+pub const SMALL: DecodeLimits = DecodeLimits { max_elements: 8, max_bytes_element: 4 };
+
+/// Decodes `body` within [`SMALL`] limits and checks the answer against `unlimited` (the same body
+/// decoded with the defaults): limits only ever add refusals. A request accepted within them holds no
+/// tensor over them and equals the unlimited answer; a request refused without them is refused within
+/// them; an accepted unlimited request that fits the limits is accepted within them too.
+pub fn check_limits(body: &[u8], header_len: Option<usize>, model: &Model, unlimited: Option<&InferRequest>) {
+    let got = switchyard_protocol::decode_request_within(body, header_len, &model.inputs, &model.outputs, &SMALL);
+    check(&got, header_len, model);
+    let fits = |r: &InferRequest| {
+        r.inputs.iter().all(|t| {
+            t.data.len() <= SMALL.max_elements
+                && match &t.data {
+                    TensorData::Bytes(v) => v.iter().all(|e| e.len() <= SMALL.max_bytes_element),
+                    _ => true,
+                }
+        })
+    };
+    match (&got, unlimited) {
+        (Ok(r), Some(u)) => {
+            assert!(fits(r), "a request over the limits was accepted: {r:?}");
+            // Compared as text: NaN is not equal to itself.
+            assert_eq!(format!("{r:?}"), format!("{u:?}"), "the limits changed an accepted request");
+        }
+        (Ok(r), None) => panic!("accepted within the limits, refused without them: {r:?}"),
+        (Err(_), Some(u)) => assert!(!fits(u), "a request within the limits was refused: {got:?}"),
+        (Err(_), None) => {}
+    }
 }
 
 /// The invariants of `decode_request`'s answer. A request: only the model's inputs, each once, with the
