@@ -2,9 +2,11 @@
 //! and validated without building the serving stack: the server YAML (`server:` and `rollouts:`), a
 //! model's `config.yaml`, and Triton's `config.pbtxt`.
 
+mod error;
 pub mod pbtxt;
 pub mod protect;
 pub mod rollout;
 pub mod server;
 
+pub use error::ConfigError;
 pub use server::{BatchingConfig, ModelConfig, ServerConfig, ServerSection, TlsSection};

@@ -1,6 +1,7 @@
 //! Configuration files: the server's YAML config (`--config`) and each model's `config.yaml`. Unknown
 //! fields are refused with the field named, so a typo is a clear error rather than a silent default.
 
+use crate::ConfigError;
 use serde::Deserialize;
 use std::path::Path;
 use switchyard_backend::Device;
@@ -44,13 +45,14 @@ pub struct TlsSection {
 }
 
 impl ServerConfig {
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("config {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = format!("config {}", path.display());
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read { file: file.clone(), error })?;
+        Self::parse(&text).map_err(|e| e.in_file(file))
     }
 
     /// Parses the config's text; every value is checked by type here and by `rollouts::specs` after.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
         parse_yaml(text)
     }
 }
@@ -133,7 +135,8 @@ pub struct BatchingConfig {
 impl ModelConfig {
     /// Reads `<model dir>/config.yaml`, else Triton's `config.pbtxt` (fields Switchyard does not
     /// support are named in a warning), else every default.
-    pub fn load(model_dir: &Path) -> Result<Self, String> {
+    pub fn load(model_dir: &Path) -> Result<Self, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid { file: "config.yaml".into(), message };
         let path = model_dir.join("config.yaml");
         let pbtxt = model_dir.join("config.pbtxt");
         let cfg: Self = match std::fs::read_to_string(&path) {
@@ -141,7 +144,7 @@ impl ModelConfig {
                 if pbtxt.exists() {
                     tracing::info!(model = %model_dir.display(), "config.yaml wins over config.pbtxt");
                 }
-                parse_yaml(&text).map_err(|e| format!("config.yaml: {e}"))?
+                parse_yaml(&text).map_err(|e| e.in_file("config.yaml"))?
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::read_to_string(&pbtxt) {
                 Ok(text) => {
@@ -152,9 +155,9 @@ impl ModelConfig {
                     cfg
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::default(),
-                Err(e) => return Err(format!("config.pbtxt: {e}")),
+                Err(error) => return Err(ConfigError::Read { file: "config.pbtxt".into(), error }),
             },
-            Err(e) => return Err(format!("config.yaml: {e}")),
+            Err(error) => return Err(ConfigError::Read { file: "config.yaml".into(), error }),
         };
         for (field, value) in [
             ("instances", cfg.instances),
@@ -162,21 +165,21 @@ impl ModelConfig {
             ("queue_capacity", cfg.queue_capacity),
         ] {
             if value == 0 {
-                return Err(format!("config.yaml: {field} must be at least 1"));
+                return Err(invalid(format!("{field} must be at least 1")));
             }
         }
         if let Some(b) = &cfg.circuit_breaker {
-            b.policy().map_err(|e| format!("config.yaml: {e}"))?;
+            b.policy().map_err(|e| invalid(e.to_string()))?;
         }
         Ok(cfg)
     }
 }
 
-fn parse_yaml<T: for<'de> Deserialize<'de> + Default>(text: &str) -> Result<T, String> {
+fn parse_yaml<T: for<'de> Deserialize<'de> + Default>(text: &str) -> Result<T, ConfigError> {
     if text.trim().is_empty() {
         return Ok(T::default());
     }
-    serde_norway::from_str(text).map_err(|e| e.to_string())
+    serde_norway::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))
 }
 
 fn one() -> usize {
@@ -210,8 +213,8 @@ mod tests {
             (c.max_batch_size, c.instances, c.intra_op_threads, c.device, c.warmup),
             (Some(8), 2, 3, Device::Cuda(1), false)
         );
-        assert!(parse_yaml::<ModelConfig>("instnces: 2").unwrap_err().contains("instnces"));
-        assert!(parse_yaml::<ModelConfig>("device: tpu").unwrap_err().contains("tpu"));
+        assert!(parse_yaml::<ModelConfig>("instnces: 2").unwrap_err().to_string().contains("instnces"));
+        assert!(parse_yaml::<ModelConfig>("device: tpu").unwrap_err().to_string().contains("tpu"));
         let d: ModelConfig = parse_yaml("").unwrap();
         assert_eq!(d.instances, 1);
     }
@@ -220,6 +223,8 @@ mod tests {
     fn server_config_refuses_unknown_fields() {
         let c: ServerConfig = parse_yaml("server:\n  max_request_bytes: 10\n").unwrap();
         assert_eq!(c.server.max_request_bytes, Some(10));
-        assert!(parse_yaml::<ServerConfig>("server:\n  max_bytes: 10\n").unwrap_err().contains("max_bytes"));
+        assert!(
+            parse_yaml::<ServerConfig>("server:\n  max_bytes: 10\n").unwrap_err().to_string().contains("max_bytes")
+        );
     }
 }

@@ -49,7 +49,7 @@ fn main() -> Result<()> {
 
 async fn serve(args: ServeArgs) -> Result<()> {
     let file = match &args.config {
-        Some(path) => ServerConfig::load(path).map_err(anyhow::Error::msg)?,
+        Some(path) => ServerConfig::load(path)?,
         None => ServerConfig::default(),
     };
     let limits = Limits::resolve(&args, &file.server);

@@ -133,7 +133,7 @@ impl Reloader {
             let parsed = match std::str::from_utf8(&bytes) {
                 // An empty file is a write caught half-way far more often than a wish to drop everything.
                 Ok(t) if t.trim().is_empty() => Err("the file is empty".to_owned()),
-                Ok(t) => ServerConfig::parse(t),
+                Ok(t) => ServerConfig::parse(t).map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
             match parsed {

@@ -132,7 +132,7 @@ pub fn load_now(
 
 /// Reads a model's config and picks the versions to serve: the policy's, and those a rollout names.
 pub(crate) fn plan(dir: &Path, extra: &BTreeSet<u64>) -> Result<(ModelConfig, Vec<u64>), String> {
-    let cfg = ModelConfig::load(dir)?;
+    let cfg = ModelConfig::load(dir).map_err(|e| e.to_string())?;
     let mut on_disk: Vec<u64> = Vec::new();
     for e in std::fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
         let Some(v) = e.file_name().to_str().and_then(|n| n.parse().ok()) else { continue };

@@ -15,7 +15,7 @@ use switchyard_runtime::Registry;
 /// Every problem found, or a summary of what the config declares (with warnings about models no
 /// rollout uses that cannot be served: the server serves the rest without them).
 pub fn run(config: &Path, repository_root: &Path) -> Result<String, Vec<String>> {
-    let cfg = ServerConfig::load(config).map_err(|e| vec![e])?;
+    let cfg = ServerConfig::load(config).map_err(|e| vec![e.to_string()])?;
     let wanted = rollouts::wanted(&cfg.rollouts);
     let registry = Registry::default();
     let mut models = ModelConfigs::new();

@@ -66,7 +66,7 @@ fn check_pbtxt_error(text: &str, e: &PbtxtError) {
 pub fn check_server_yaml(text: &str) {
     let cfg = match ServerConfig::parse(text) {
         Ok(cfg) => cfg,
-        Err(e) => return assert!(!e.is_empty(), "an empty error for {text:?}"),
+        Err(e) => return assert!(!e.to_string().is_empty(), "an empty error for {text:?}"),
     };
     for r in &cfg.rollouts {
         match r.plan() {
@@ -97,6 +97,9 @@ pub fn check_model_yaml(data: &[u8]) {
         Ok(cfg) => {
             assert!(cfg.instances >= 1 && cfg.intra_op_threads >= 1 && cfg.queue_capacity >= 1, "{cfg:?}");
         }
-        Err(e) => assert!(e.starts_with("config.yaml: ") && e.len() > 13, "load error {e:?}"),
+        Err(e) => {
+            let e = e.to_string();
+            assert!(e.starts_with("config.yaml: ") && e.len() > 13, "load error {e:?}");
+        }
     }
 }

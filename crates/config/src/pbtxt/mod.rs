@@ -46,13 +46,6 @@ impl PbtxtError {
     }
 }
 
-/// For callers whose errors are text (`ModelConfig::load`).
-impl From<PbtxtError> for String {
-    fn from(e: PbtxtError) -> Self {
-        e.to_string()
-    }
-}
-
 /// The fields Switchyard acts on, each with the sub-fields it reads. Any other field that is set is
 /// returned as ignored: a top-level one by name (`optimization`), a sub-field by path (`input.reshape`).
 const USED: &[(&str, &[&str])] = &[
