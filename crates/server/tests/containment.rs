@@ -116,34 +116,17 @@ fn a_hanging_model_call_times_out_and_its_worker_is_replaced() {
     assert!(s.log().contains("stuck in a model call"), "{}", s.log());
 }
 
-#[test]
-fn a_canary_whose_model_panics_is_contained_answered_by_control_and_rolled_back() {
-    let _serial = common::rollouts::serial(); // one server at a time: the hang test keeps a core busy
-    let (s, _dir) = common::rollouts::start(
-        "panicking",
-        "  - endpoint: scorer\n    control: { model: mlp, version: 1 }\n    canary: { model: mlp, version: 2, weight: 50 }\n    \
-         faults: { canary: { panic: 100% } }\n",
-    );
-    let rolled_back = || common::rollouts::admin(&s, "scorer")["phase"] == "rolled_back";
-    let (n, bad, _) = common::rollouts::traffic(&s, 4, Duration::from_secs(20), rolled_back);
-    let status = common::rollouts::admin(&s, "scorer");
-    assert_eq!(
-        (status["phase"].as_str(), status["reason"]["kind"].as_str()),
-        (Some("rolled_back"), Some("error_rate"))
-    );
-    assert_eq!(bad, 0, "clients saw errors in {n} requests: control answers for the panicking canary");
-    assert!(s.log().contains("the model panicked"), "{}", s.log());
-    // The canary's worker survived its panics and serves a direct call.
-    assert_eq!(s.post_json("/v2/models/mlp/versions/2/infer", &mlp_request(1)).status, 200);
-}
-
-#[test]
-fn a_canary_whose_worker_crashes_is_restarted_answered_by_control_and_rolled_back() {
-    let _serial = common::rollouts::serial(); // one server at a time: the hang test keeps a core busy
-    let (s, _dir) = common::rollouts::start(
-        "crashing",
-        "  - endpoint: scorer\n    control: { model: mlp, version: 1 }\n    canary: { model: mlp, version: 2, weight: 50 }\n    \
-         faults: { canary: { crash: 100% } }\n",
+/// A rollout whose canary (mlp version 2, half the traffic) has `fault` injected into every call, under
+/// traffic until it is rolled back: it must be rolled back on its error rate with no client error
+/// (control answers), readiness must hold, and the canary's worker must serve afterwards. Returns the
+/// server for the fault's own checks.
+fn rehearse(name: &str, fault: &str) -> (Server, std::path::PathBuf) {
+    let (s, dir) = common::rollouts::start(
+        name,
+        &format!(
+            "  - endpoint: scorer\n    control: {{ model: mlp, version: 1 }}\n    canary: {{ model: mlp, version: 2, weight: 50 }}\n    \
+             faults: {{ canary: {{ {fault}: 100% }} }}\n"
+        ),
     );
     let rolled_back = || common::rollouts::admin(&s, "scorer")["phase"] == "rolled_back";
     let (n, bad, _) = common::rollouts::traffic(&s, 4, Duration::from_secs(20), rolled_back);
@@ -153,11 +136,24 @@ fn a_canary_whose_worker_crashes_is_restarted_answered_by_control_and_rolled_bac
         (Some("rolled_back"), Some("error_rate")),
         "{status:#}"
     );
-    assert_eq!(bad, 0, "clients saw errors in {n} requests");
+    assert_eq!(bad, 0, "clients saw errors in {n} requests: control answers for the failing canary");
+    assert_eq!(s.get("/ready").status, 200);
+    assert_eq!(s.post_json("/v2/models/mlp/versions/2/infer", &mlp_request(1)).status, 200);
+    (s, dir)
+}
+
+#[test]
+fn a_canary_whose_model_panics_is_contained_answered_by_control_and_rolled_back() {
+    let _serial = common::rollouts::serial(); // one server at a time: the hang test keeps a core busy
+    let (s, _dir) = rehearse("panicking", "panic");
+    assert!(s.log().contains("the model panicked"), "{}", s.log());
+}
+
+#[test]
+fn a_canary_whose_worker_crashes_is_restarted_answered_by_control_and_rolled_back() {
+    let _serial = common::rollouts::serial(); // one server at a time: the hang test keeps a core busy
+    let (s, _dir) = rehearse("crashing", "crash");
     assert!(s.log().contains("a worker panicked outside a model call"), "{}", s.log());
     let restarts = metric(&s, r#"switchyard_worker_replacements_total{model="mlp",version="2",reason="panic"}"#);
     assert!(restarts.is_some_and(|r| r >= 1.0), "{restarts:?}");
-    // Readiness never wavered, and the restarted worker serves.
-    assert_eq!(s.get("/ready").status, 200);
-    assert_eq!(s.post_json("/v2/models/mlp/versions/2/infer", &mlp_request(1)).status, 200);
 }
