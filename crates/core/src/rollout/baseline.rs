@@ -64,9 +64,9 @@ impl Baseline {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OneSampleTest {
     null_rate: f64,
-    trials: u64,
-    hits: u64,
-    log_e: f64,
+    pub(super) trials: u64,
+    pub(super) hits: u64,
+    pub(super) log_e: f64,
 }
 
 impl OneSampleTest {

@@ -11,9 +11,9 @@ pub struct ErrorRateTest {
     ratio: f64,
     min_increase: f64,
     /// `[control, canary]` requests and errors.
-    n: [u64; 2],
-    e: [u64; 2],
-    log_alt: f64,
+    pub(super) n: [u64; 2],
+    pub(super) e: [u64; 2],
+    pub(super) log_alt: f64,
     /// Where the null's maximum was last found (a warm start for the next check).
     last_p0: f64,
 }
@@ -133,9 +133,9 @@ impl ErrorRateTest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ErrorsOnlyTest {
     ratio: f64,
-    errors: u64,
-    canary_errors: u64,
-    log_e: f64,
+    pub(super) errors: u64,
+    pub(super) canary_errors: u64,
+    pub(super) log_e: f64,
 }
 
 impl ErrorsOnlyTest {

@@ -91,6 +91,21 @@ impl LogHistogram {
         f64::INFINITY
     }
 
+    /// The non-empty buckets as `(index, count)` pairs: what a replica shares (a few hundred at most
+    /// for latencies within a few orders of magnitude).
+    pub fn to_sparse(&self) -> Vec<(u32, u64)> {
+        self.counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(i, c)| (i as u32, *c)).collect()
+    }
+
+    /// Adds a shared histogram bucket by bucket (the histogram of the pooled latencies: the buckets are
+    /// fixed). Indices out of range land in the last bucket.
+    pub fn add_sparse(&mut self, sparse: &[(u32, u64)]) {
+        for &(i, c) in sparse {
+            self.counts[(i as usize).min(BUCKETS - 1)] += c;
+            self.total += c;
+        }
+    }
+
     /// The `q`-quantile as observed (for reporting).
     pub fn quantile(&self, q: f64) -> f64 {
         if self.total == 0 {
@@ -118,18 +133,18 @@ pub struct LatencyTest {
     quantile: f64,
     ratio: f64,
     /// All control and canary latencies (for reporting).
-    control: LogHistogram,
-    canary: LogHistogram,
+    pub(super) control: LogHistogram,
+    pub(super) canary: LogHistogram,
     /// Control's previous and current epochs (the threshold's window).
     previous: LogHistogram,
     current: LogHistogram,
     /// The reference as last computed, and the window size it was computed at.
-    reference: f64,
+    pub(super) reference: f64,
     reference_at: u64,
     /// Tail events seen and how many came from the canary.
-    events: u64,
-    canary_events: u64,
-    log_e: f64,
+    pub(super) events: u64,
+    pub(super) canary_events: u64,
+    pub(super) log_e: f64,
 }
 
 impl LatencyTest {

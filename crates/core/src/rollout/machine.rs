@@ -24,17 +24,17 @@ pub use super::state::{
 /// A running rollout.
 #[derive(Debug, Clone)]
 pub struct Rollout {
-    plan: Plan,
-    state: State,
-    errors: ErrorRateTest,
+    pub(super) plan: Plan,
+    pub(super) state: State,
+    pub(super) errors: ErrorRateTest,
     /// Runs only when `min_increase` is 0 (it tests the ratio alone).
-    errors_only: Option<ErrorsOnlyTest>,
-    latency: LatencyTest,
-    step_requests: [u64; 2],
+    pub(super) errors_only: Option<ErrorsOnlyTest>,
+    pub(super) latency: LatencyTest,
+    pub(super) step_requests: [u64; 2],
     /// Control's successful latencies, kept only when the plan has a 100 % step (for its baseline).
-    control_latencies: Option<LogHistogram>,
+    pub(super) control_latencies: Option<LogHistogram>,
     /// The canary against control's frozen figures, once it takes all traffic.
-    baseline: Option<BaselineTests>,
+    pub(super) baseline: Option<BaselineTests>,
 }
 
 impl Rollout {
@@ -75,7 +75,7 @@ impl Rollout {
         }
     }
 
-    fn build(plan: Plan, state: State) -> Self {
+    pub(super) fn build(plan: Plan, state: State) -> Self {
         let a = plan.analysis;
         let baseline = state.baseline.map(|b| BaselineTests::new(b, a.latency_quantile, a.latency_max_ratio));
         Self {
@@ -289,7 +289,7 @@ impl Rollout {
         })
     }
 
-    fn regression(&mut self) -> Option<Reason> {
+    pub(super) fn regression(&mut self) -> Option<Reason> {
         if let Some(reason) = self.baseline_regression() {
             return Some(reason);
         }
@@ -322,7 +322,7 @@ impl Rollout {
         None
     }
 
-    fn roll_back(&mut self, reason: Reason, now_ms: u64) -> Decision {
+    pub(super) fn roll_back(&mut self, reason: Reason, now_ms: u64) -> Decision {
         self.finish(Phase::RolledBack, 0, reason.clone());
         self.state.verdict = Verdict::Regressed;
         self.state.updated_ms = now_ms;

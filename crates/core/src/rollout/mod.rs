@@ -7,6 +7,7 @@ pub mod errors;
 pub mod latency;
 pub mod machine;
 pub mod plan;
+pub mod pooled;
 mod state;
 
 pub use baseline::Baseline;
@@ -16,3 +17,4 @@ pub use machine::{
     phase_name,
 };
 pub use plan::{Analysis, FULL_WEIGHT, Plan, Schedule, Step};
+pub use pooled::{BaselineShare, Share, Tally};
