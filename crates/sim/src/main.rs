@@ -6,9 +6,12 @@
 //! latency rows again at 100 rps with a latency test on p99 (`max_ratio` 2), a quantile slow to place.
 //! Blue-green rows at 200 rps: control alone for 60 s (the baseline), then the canary takes all traffic
 //! and is judged against control's frozen figures; times to rollback counted from the switch.
+//! Then a fleet table (`fleet.rs`): the same traffic over 3 replicas judged by a leader pooling their
+//! shares, beside each replica judged alone and the single-server rows.
 //!
 //! `switchyard-sim [--aa-runs N] [--runs N] [--minutes M] [--seed S]`
 
+mod fleet;
 mod rng;
 mod scenario;
 
@@ -69,6 +72,8 @@ fn main() {
     println!("| scenario | rps | runs | judge | rolled back | median requests | median seconds | p90 seconds |");
     println!("|---|---:|---:|---|---:|---:|---:|---:|");
     let mut failures = Vec::new();
+    // The single-server tallies at 200 rps, for the fleet table.
+    let mut single = Vec::new();
     for rps in [20.0, 200.0] {
         aa_rows("A/A (canary = control)", &Scenario { rps, ..base.clone() }, &args, &mut failures);
         for (name, s) in base.regressions(rps) {
@@ -85,6 +90,9 @@ fn main() {
                         "{name} at {rps} rps: median {o:.1} s is not 10x shorter than Flagger's {f:.1} s"
                     ));
                 }
+            }
+            if rps == 200.0 {
+                single.push((name, ours));
             }
         }
     }
@@ -112,11 +120,12 @@ fn main() {
         let (ours, flagger) = many(&s, args.runs, args.seed + 7);
         print_rows(&format!("blue-green {name}"), BG_RPS, args.runs, &ours, &flagger);
     }
+    fleet::table(&base, &args, &single, &mut failures);
     println!();
     println!("Simulated in {:.1} s.", started.elapsed().as_secs_f64());
     if failures.is_empty() {
         println!(
-            "All targets met: A/A false rollbacks at most alpha; at 200 rps every regression of 2x and more caught in >= 99 % of runs with a median time to rollback at least 10x shorter than the Flagger-style check; with the p99 test at {P99_RPS} rps, latency x{P99_FACTOR} caught in >= 99 % of runs with a median time to rollback of at most {P99_MEDIAN_SECONDS} s."
+            "All targets met: A/A false rollbacks at most alpha (one server and the pooled fleet); at 200 rps every regression of 2x and more caught in >= 99 % of runs with a median time to rollback at least 10x shorter than the Flagger-style check; with the p99 test at {P99_RPS} rps, latency x{P99_FACTOR} caught in >= 99 % of runs with a median time to rollback of at most {P99_MEDIAN_SECONDS} s."
         );
     } else {
         for f in &failures {
