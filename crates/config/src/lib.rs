@@ -2,11 +2,13 @@
 //! and validated without building the serving stack: the server YAML (`server:` and `rollouts:`), a
 //! model's `config.yaml`, and Triton's `config.pbtxt`.
 
+pub mod coordination;
 mod error;
 pub mod pbtxt;
 pub mod protect;
 pub mod rollout;
 pub mod server;
 
+pub use coordination::{CoordinationConfig, EtcdSection};
 pub use error::ConfigError;
 pub use server::{BatchingConfig, ModelConfig, ServerConfig, ServerSection, TlsSection};

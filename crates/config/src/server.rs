@@ -17,6 +17,8 @@ pub struct ServerConfig {
     pub rollouts: Vec<crate::rollout::RolloutConfig>,
     #[serde(default)]
     pub rate_limits: Vec<crate::protect::RateLimitConfig>,
+    #[serde(default)]
+    pub coordination: crate::coordination::CoordinationConfig,
 }
 
 /// `server:`: what a flag or `SWITCHYARD_*` variable can also set (they win). Read at start only.

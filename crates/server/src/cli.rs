@@ -117,6 +117,19 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 
+    /// etcd members (`host:port`, comma-separated) through which this replica shares its rollouts with
+    /// the other replicas of the deployment: evidence pooled, one decision per rollout. None: decide alone.
+    #[arg(long, env = "SWITCHYARD_ETCD_ENDPOINTS", value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+
+    /// This replica's name in the fleet [default: the host name].
+    #[arg(long, env = "SWITCHYARD_REPLICA_NAME")]
+    pub replica_name: Option<String>,
+
+    /// The fleet's etcd key prefix [default: /switchyard/].
+    #[arg(long, env = "SWITCHYARD_ETCD_PREFIX")]
+    pub etcd_prefix: Option<String>,
+
     /// Serve the admin API without a token when SWITCHYARD_ADMIN_TOKEN is not set (never in production).
     #[arg(long, env = "SWITCHYARD_ADMIN_INSECURE")]
     pub admin_insecure: bool,

@@ -4,6 +4,7 @@
 
 pub mod cli;
 mod error;
+pub mod fleet;
 pub mod limits;
 pub mod listen;
 pub mod live_repository;

@@ -90,6 +90,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let rate_limits = switchyard_server::rate_limits::build(limits_spec, None);
     let endpoints = Endpoints::new(registry.clone(), rollouts, request_timeout).with_rate_limits(rate_limits);
     let endpoints = Arc::new(ArcSwap::from_pointee(endpoints));
+    let fleet = match switchyard_server::fleet::config(&args, file.coordination.etcd.as_ref()) {
+        Some(config) => Some(switchyard_server::fleet::join(config, endpoints.clone()).await?),
+        None => None,
+    };
     let repository = Arc::new(Repository::new(args.model_repository.clone(), env.clone(), registry, configs, wanted));
     repository.clone().watch(Duration::from_secs(args.repository_poll_secs));
     if let Some(path) = &args.config {
@@ -117,7 +121,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if api_token.is_some() {
         tracing::info!("the data plane needs a bearer token (SWITCHYARD_API_TOKEN)");
     }
-    let settings = Settings { admin, api_token, limits: limits.request.clone(), strict_readiness };
+    let settings =
+        Settings { admin, api_token, limits: limits.request.clone(), strict_readiness, fleet: fleet.clone() };
     let state = AppState::new(endpoints.clone(), configs, Some(repository), settings, Some(metrics));
 
     let addr = format!("{}:{}", args.host, args.port);
@@ -137,6 +142,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
     tokio::select! {
         () = server => {}
         () = deadline => tracing::warn!(seconds = args.shutdown_timeout, "requests still in flight at the shutdown deadline; exiting"),
+    }
+    // Leadership passes to another replica at once rather than when the lease runs out.
+    if let Some(fleet) = &fleet {
+        let _ = tokio::time::timeout(Duration::from_secs(2), fleet.leave()).await;
     }
     // Every rollout decision taken so far reaches its state file and audit log before the exit.
     for driver in endpoints.load().rollouts().values() {

@@ -160,6 +160,12 @@ fn describe_protection() {
     counter!("switchyard_fallback_total", "Requests answered by the model's fallback, by reason");
     counter!("switchyard_fallback_failures_total", "Fallbacks that could not answer (the original error was returned)");
     counter!("switchyard_worker_replacements_total", "Model workers replaced, by reason (panic, hung)");
+    gauge!("switchyard_fleet_leader", "1 while this replica leads its fleet (judges the pooled evidence), else 0");
+    gauge!("switchyard_fleet_etcd_up", "1 while this replica reaches the fleet's etcd cluster, else 0 (cut off)");
+    gauge!(
+        "switchyard_fleet_decision_revision",
+        "etcd revision of the last fleet decision this replica applied, by rollout endpoint"
+    );
 }
 
 /// Middleware: counts and times every request by its route template (never the raw path).

@@ -73,7 +73,7 @@ impl Reason {
 }
 
 /// What `evaluate` or an admin action changed.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "decision")]
 pub enum Decision {
     Advanced { step: usize, weight_bp: u32 },

@@ -5,9 +5,11 @@
 //! stale weight can never follow a rollback and the file always holds the last decision. The lock is
 //! held for one record-and-evaluate: microseconds, never across an inference or a file write.
 
+mod fleet;
 mod journal;
 
 use crate::shadow::ShadowStats;
+pub use fleet::{Applied, FleetMode};
 use journal::{Entry, Journal, Paths};
 use metrics::{Counter, Histogram, counter, gauge, histogram};
 use serde::{Deserialize, Serialize};
@@ -131,6 +133,10 @@ pub struct RolloutDriver {
     journal: Journal,
     /// Set when a reloaded config handed this rollout to a new driver: it decides and writes nothing more.
     retired: AtomicBool,
+    /// Alone, following a fleet, or cut off from it (see `fleet.rs`): who may decide what.
+    fleet_mode: std::sync::atomic::AtomicU8,
+    /// The last fleet decision applied (taken after `machine` when both are held).
+    applied: Mutex<Applied>,
 }
 
 impl std::fmt::Debug for RolloutDriver {
@@ -194,7 +200,11 @@ impl RolloutDriver {
             canary: spec.canary.clone(),
             state,
         };
-        Self::start_from(spec, state_dir, Some(saved))
+        let driver = Self::start_from(spec, state_dir, Some(saved))?;
+        // A fleet's replica stays in the fleet across a reload (the fleet's agent sees the new driver
+        // on its next round).
+        driver.fleet_mode.store(previous.fleet_mode() as u8, Ordering::Release);
+        Ok(driver)
     }
 
     fn start_from(spec: RolloutSpec, state_dir: Option<&Path>, handed: Option<Saved>) -> Result<Self, RolloutError> {
@@ -271,6 +281,8 @@ impl RolloutDriver {
             machine: Mutex::new(machine),
             journal,
             retired: AtomicBool::new(false),
+            fleet_mode: std::sync::atomic::AtomicU8::new(FleetMode::Alone as u8),
+            applied: Mutex::new(Applied::default()),
         };
         let m = driver.lock();
         let state = m.state().clone();
@@ -339,12 +351,18 @@ impl RolloutDriver {
             Observation::Failed => m.record(arm.side(), true, 0.0),
             Observation::Censored(took) => m.record_censored(arm.side(), took.as_secs_f64()),
         }
-        let decision = m.evaluate(now_ms());
+        let decision = match self.fleet_mode() {
+            FleetMode::Alone => m.evaluate(now_ms()),
+            FleetMode::Following => None,
+            FleetMode::CutOff => m.evaluate_regression(now_ms()),
+        };
         if m.requests_judged().is_multiple_of(64) {
             self.publish_evidence(&m.evidence());
         }
         if let Some(d) = decision {
-            self.apply(&m, &d, json!({ "by": "analysis" }), None);
+            let by =
+                if self.fleet_mode() == FleetMode::CutOff { "analysis (cut off from the fleet)" } else { "analysis" };
+            self.apply(&m, &d, json!({ "by": by }), None);
         }
     }
 

@@ -81,8 +81,29 @@ pub(super) async fn breakers(State(app): State<AppState>) -> Json<Value> {
     Json(Value::Array(out))
 }
 
+/// `GET /admin/fleet`: this replica in its fleet (404 without one).
+pub(super) async fn fleet(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let fleet =
+        app.fleet.as_ref().ok_or_else(|| ApiError::NotFound("no fleet: coordination.etcd is not set".into()))?;
+    Ok(Json(fleet.summary()))
+}
+
+/// A rollout's status, with the fleet's view of it (every replica's evidence and the pooled verdict)
+/// when this replica belongs to a fleet.
+async fn status(app: &AppState, driver: &switchyard_runtime::rollout::RolloutDriver) -> Value {
+    let mut status = driver.status();
+    if let Some(fleet) = &app.fleet {
+        status["fleet"] = fleet.rollout_view(driver).await;
+    }
+    status
+}
+
 pub(super) async fn list(State(app): State<AppState>) -> Json<Value> {
-    Json(Value::Array(app.endpoints().rollouts().values().map(|d| d.status()).collect()))
+    let mut out = Vec::new();
+    for d in app.endpoints().rollouts().values() {
+        out.push(status(&app, d).await);
+    }
+    Json(Value::Array(out))
 }
 
 pub(super) async fn show(State(app): State<AppState>, Path(endpoint): Path<String>) -> Result<Json<Value>, ApiError> {
@@ -91,7 +112,7 @@ pub(super) async fn show(State(app): State<AppState>, Path(endpoint): Path<Strin
         .rollout(&endpoint)
         .cloned()
         .ok_or_else(|| ApiError::NotFound(format!("no rollout for endpoint '{endpoint}'")))?;
-    Ok(Json(driver.status()))
+    Ok(Json(status(&app, &driver).await))
 }
 
 pub(super) async fn act(
@@ -112,9 +133,16 @@ pub(super) async fn act(
             return Err(ApiError::NotFound(format!("unknown action '{other}' (promote, rollback, pause, resume)")));
         }
     };
-    // Answers once the decision is durable: in the state file and the audit log.
-    let decision = driver.act(action).await.map_err(|e| ApiError::Conflict(e.to_string()))?;
-    Ok(Json(json!({ "decision": decision, "rollout": driver.status() })))
+    // Answers once the decision is durable: in the state file and the audit log, or (in a fleet)
+    // committed in etcd, from where every replica applies it.
+    let decision = match &app.fleet {
+        Some(fleet) => fleet.act(&driver, action).await.map_err(|e| match e {
+            switchyard_fleet::ActError::Refused(r) => ApiError::Conflict(r.to_string()),
+            switchyard_fleet::ActError::Unavailable(why) => ApiError::Unavailable(why),
+        })?,
+        None => driver.act(action).await.map_err(|e| ApiError::Conflict(e.to_string()))?,
+    };
+    Ok(Json(json!({ "decision": decision, "rollout": status(&app, &driver).await })))
 }
 
 fn repository(app: &AppState) -> Result<std::sync::Arc<crate::live_repository::Repository>, ApiError> {

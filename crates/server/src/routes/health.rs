@@ -20,6 +20,11 @@ pub(super) async fn ready(State(app): State<AppState>) -> Result<Json<Value>, Ap
     // Canaries and shadows never make the server unready: only what serves control traffic counts.
     let endpoints = app.endpoints();
     let readiness = endpoints.registry().readiness_ignoring(crate::rollouts::optional_targets(endpoints.rollouts()));
+    if let Some(fleet) = &app.fleet
+        && !fleet.is_joined()
+    {
+        return Err(ApiError::Unavailable("not ready: reading the fleet's rollout decisions from etcd".into()));
+    }
     if readiness.is_ready(app.strict_readiness) {
         Ok(Json(json!({ "ready": true })))
     } else {

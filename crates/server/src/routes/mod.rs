@@ -47,6 +47,8 @@ pub struct Shared {
     metrics: Option<PrometheusHandle>,
     /// Set at the first stop signal: readiness answers 503 while requests are still served.
     draining: Arc<std::sync::atomic::AtomicBool>,
+    /// The fleet this replica belongs to (`coordination.etcd`), when there is one.
+    fleet: Option<switchyard_fleet::Fleet>,
 }
 
 /// How the HTTP front end behaves: who may call it and within which limits.
@@ -58,11 +60,19 @@ pub struct Settings {
     pub limits: RequestLimits,
     /// Ready only when every model loaded (Triton's behaviour), else once loading finished.
     pub strict_readiness: bool,
+    /// The fleet: rollouts decided for every replica together (readiness waits to join it).
+    pub fleet: Option<switchyard_fleet::Fleet>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { admin: AdminAuth::default(), api_token: None, limits: RequestLimits::default(), strict_readiness: true }
+        Self {
+            admin: AdminAuth::default(),
+            api_token: None,
+            limits: RequestLimits::default(),
+            strict_readiness: true,
+            fleet: None,
+        }
     }
 }
 
@@ -74,7 +84,7 @@ impl AppState {
         settings: Settings,
         metrics: Option<PrometheusHandle>,
     ) -> Self {
-        let Settings { admin, api_token, limits, strict_readiness } = settings;
+        let Settings { admin, api_token, limits, strict_readiness, fleet } = settings;
         Self(Arc::new(Shared {
             endpoints,
             admin,
@@ -86,6 +96,7 @@ impl AppState {
             strict_readiness,
             metrics,
             draining: Arc::default(),
+            fleet,
         }))
     }
 
@@ -142,6 +153,7 @@ pub fn app(state: AppState) -> Router {
     if state.admin.enabled() {
         let admin = Router::new()
             .route("/admin/breakers", get(admin::breakers))
+            .route("/admin/fleet", get(admin::fleet))
             .route("/admin/rollouts", get(admin::list))
             .route("/admin/rollouts/{endpoint}", get(admin::show))
             .route("/admin/rollouts/{endpoint}/{action}", post(admin::act))
