@@ -85,9 +85,11 @@ ARG CUDA=0
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY crates/ crates/
+COPY scripts/protoc.sh scripts/
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     if [ "$CUDA" = 1 ]; then features=cuda; else features=; fi \
+    && PROTOC=$(scripts/protoc.sh) && export PROTOC \
     && cargo build --release --locked -p switchyard-server --bin switchyard --features "$features" \
     && mkdir /out && objcopy --strip-debug target/release/switchyard /out/switchyard
 
