@@ -26,6 +26,9 @@ pub(crate) struct Agent {
     drivers: Drivers,
     started: Instant,
     joined: AtomicBool,
+    /// Set when `join_timeout` passed before etcd answered (serving the config's initial stage), until
+    /// the first round that reaches it.
+    pub started_without_etcd: AtomicBool,
     pub up: AtomicBool,
     lease: Mutex<Option<Arc<Lease>>>,
     /// The leader key's create revision while this replica leads: every decision it writes is fenced on it.
@@ -56,6 +59,7 @@ impl Agent {
             drivers,
             started: Instant::now(),
             joined: AtomicBool::new(false),
+            started_without_etcd: AtomicBool::new(false),
             up: AtomicBool::new(false),
             lease: Mutex::new(None),
             fence: Mutex::new(None),
@@ -91,6 +95,7 @@ impl Agent {
             match self.round().await {
                 Ok(()) => {
                     failures = 0;
+                    self.started_without_etcd.store(false, Ordering::Release);
                     self.set_up(true, None);
                 }
                 Err(e) => {
@@ -103,6 +108,7 @@ impl Agent {
             }
             if !self.is_joined() && self.started.elapsed() >= self.config.join_timeout {
                 self.joined.store(true, Ordering::Release);
+                self.started_without_etcd.store(true, Ordering::Release);
                 tracing::warn!(
                     timeout = ?self.config.join_timeout,
                     "etcd unreachable at start: serving each rollout's initial stage from the config; rollbacks \
@@ -242,6 +248,7 @@ impl Agent {
                 at_ms: now_ms(),
                 mode: d.fleet_mode().name().to_owned(),
                 applied_seq: d.applied().seq,
+                applied_revision: d.applied().revision,
                 share: share.clone(),
             };
             pairs.push((self.keys.evidence_of(&d.spec.endpoint, &self.copy), to_json(&rec)));

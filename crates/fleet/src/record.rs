@@ -31,6 +31,9 @@ pub struct EvidenceRecord {
     /// `following` or `cut_off` (the state it routed by may lag the decision then).
     pub mode: String,
     pub applied_seq: Option<u64>,
+    /// The etcd revision of that decision.
+    #[serde(default)]
+    pub applied_revision: i64,
     pub share: Share,
 }
 

@@ -18,6 +18,7 @@ impl Agent {
             "copy": self.copy,
             "etcd_up": self.up.load(Ordering::Acquire),
             "joined": self.is_joined(),
+            "started_without_etcd": self.started_without_etcd.load(Ordering::Acquire),
             "leader": leader,
             "leading": self.is_leading(),
             "etcd_endpoints": self.config.endpoints,
@@ -35,7 +36,12 @@ impl Agent {
         let id = rollout_id(&d.spec);
         view["rollout_id"] = json!(id);
         if !self.up.load(Ordering::Acquire) {
-            view["error"] = json!("etcd cannot be reached: this replica's own view only");
+            let why = if self.started_without_etcd.load(Ordering::Acquire) {
+                "etcd could not be reached at start: serving the config's initial stage, rollbacks only, until it can"
+            } else {
+                "etcd cannot be reached: keeping the last fleet decision, rollbacks only; this replica's own view"
+            };
+            view["error"] = json!(why);
             return view;
         }
         let decision = match self.store.get(&self.keys.decision(&d.spec.endpoint)).await {
@@ -64,6 +70,7 @@ impl Agent {
                     "last_seen_ms_ago": now.saturating_sub(e.at_ms),
                     "mode": e.mode,
                     "applied_seq": e.applied_seq,
+                    "applied_revision": e.applied_revision,
                     "requests": { "control": e.share.requests[0], "canary": e.share.requests[1] },
                     "errors": { "control": e.share.errors[0], "canary": e.share.errors[1] },
                     "error_e_value": alone.error_e_value,

@@ -60,7 +60,9 @@ impl Replica {
         let text = std::fs::read_to_string(dir.join(&self.name).join("audit.jsonl")).unwrap_or_default();
         text.lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter_map(|v| Some((v["fleet_seq"].as_u64()?, v["decision"]["decision"].as_str().unwrap_or("").to_owned())))
+            .filter_map(|v| {
+                Some((v["fleet_seq"].as_u64()?, v["decision"]["decision"].as_str().unwrap_or("").to_owned()))
+            })
             .collect()
     }
 }
@@ -131,7 +133,10 @@ impl Fleet {
 
     fn leader(&self) -> Option<usize> {
         let leading: Vec<usize> = (0..self.replicas.len())
-            .filter(|&i| self.replicas[i].server.child.id() > 0 && self.replicas[i].metric("switchyard_fleet_leader ") == Some(1.0))
+            .filter(|&i| {
+                self.replicas[i].server.child.id() > 0
+                    && self.replicas[i].metric("switchyard_fleet_leader ") == Some(1.0)
+            })
             .collect();
         assert!(leading.len() <= 1, "two leaders at once: {leading:?}");
         leading.first().copied()
@@ -147,7 +152,9 @@ impl Fleet {
                 .iter()
                 .zip([3, 2, 1])
                 .map(|(r, clients)| {
-                    scope.spawn(move || traffic_to(&r.server, "scorer", clients, Duration::from_millis(10), limit, stopped))
+                    scope.spawn(move || {
+                        traffic_to(&r.server, "scorer", clients, Duration::from_millis(10), limit, stopped)
+                    })
                 })
                 .collect();
             let start = Instant::now();
@@ -178,13 +185,19 @@ fn a_failing_canary_is_rolled_back_on_every_replica_on_the_pooled_evidence() {
     assert_eq!(view["decision"]["decision"]["decision"], "rolled_back", "{view:#}");
     assert!(view["decision"]["by"].as_str().unwrap().starts_with("leader "), "{view:#}");
     // Every replica applied it within 2 s of the leader's decision, at the same etcd revision.
-    let revisions: Vec<Option<f64>> = f.replicas.iter().map(|r| r.metric("switchyard_fleet_decision_revision")).collect();
+    let revisions: Vec<Option<f64>> =
+        f.replicas.iter().map(|r| r.metric("switchyard_fleet_decision_revision")).collect();
     assert!(revisions.windows(2).all(|w| w[0] == w[1]) && revisions[0].is_some(), "{revisions:?}");
     for r in &f.replicas {
         let audit = std::fs::read_to_string(f.dir.join(&r.name).join("audit.jsonl")).unwrap();
         let line = audit.lines().find(|l| l.contains(r#""decision":"rolled_back""#)).expect("rollback audited");
         let applied_at = serde_json::from_str::<Value>(line).unwrap()["time_ms"].as_u64().unwrap();
-        assert!(applied_at.saturating_sub(decided_at) < 2_000, "{}: applied {} ms after", r.name, applied_at - decided_at);
+        assert!(
+            applied_at.saturating_sub(decided_at) < 2_000,
+            "{}: applied {} ms after",
+            r.name,
+            applied_at - decided_at
+        );
     }
     // The pooled evidence crossed before the replica with the least traffic could have alone.
     let threshold = view["pooled"]["error_threshold"].as_f64().unwrap();
@@ -193,7 +206,13 @@ fn a_failing_canary_is_rolled_back_on_every_replica_on_the_pooled_evidence() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["replica"].as_str().unwrap().to_owned(), r["error_e_value"].as_f64().unwrap(), r["requests"]["canary"].as_u64().unwrap()))
+        .map(|r| {
+            (
+                r["replica"].as_str().unwrap().to_owned(),
+                r["error_e_value"].as_f64().unwrap(),
+                r["requests"]["canary"].as_u64().unwrap(),
+            )
+        })
         .collect();
     eprintln!("pooled e-value {pooled:.1} (threshold {threshold:.0}); each replica alone: {alone:?}");
     assert!(pooled >= threshold, "{view:#}");
@@ -214,7 +233,9 @@ fn a_healthy_canary_is_promoted_together_and_actions_on_any_replica_apply_fleet_
     let follower = (0..3).find(|&i| Some(i) != f.leader()).unwrap();
     let (status, body) = act(&f.replicas[follower].server, "pause");
     assert_eq!(status, 200, "{body}");
-    wait_for(Duration::from_secs(1), "the pause on every replica", || f.replicas.iter().all(|r| r.status()["paused"] == true));
+    wait_for(Duration::from_secs(1), "the pause on every replica", || {
+        f.replicas.iter().all(|r| r.status()["paused"] == true)
+    });
     let (status, body) = act(&f.replicas[follower].server, "pause");
     assert_eq!(status, 409, "a refused action stays refused: {body}");
     f.traffic(Duration::from_secs(3), || false);
@@ -232,9 +253,12 @@ fn a_healthy_canary_is_promoted_together_and_actions_on_any_replica_apply_fleet_
     assert!(step == fleet_step || f.replicas[0].phase() == "promoted", "r4 at {step}, the fleet at {fleet_step}");
     let (n, bad) = f.traffic(Duration::from_secs(30), || first_three_promoted(&f));
     assert_eq!(bad, 0, "clients saw errors in {n} requests");
-    wait_for(Duration::from_secs(2), "promoted on every replica", || f.replicas.iter().all(|r| r.phase() == "promoted"));
+    wait_for(Duration::from_secs(2), "promoted on every replica", || {
+        f.replicas.iter().all(|r| r.phase() == "promoted")
+    });
     // No replica took a step the fleet did not decide: each applied the same decisions, in order, once.
-    let reference: Vec<(u64, String)> = f.replicas[0].audit(&f.dir).into_iter().filter(|(_, d)| !d.is_empty()).collect();
+    let reference: Vec<(u64, String)> =
+        f.replicas[0].audit(&f.dir).into_iter().filter(|(_, d)| !d.is_empty()).collect();
     let kinds: Vec<&str> = reference.iter().map(|(_, d)| d.as_str()).collect();
     assert_eq!(kinds, ["paused", "resumed", "advanced", "promoted"], "{reference:?}");
     for r in &f.replicas[1..3] {
@@ -273,7 +297,9 @@ fn the_leader_killed_mid_rollout_is_replaced_within_the_lease_ttl_and_nothing_is
     }
     let (status, body) = act(&f.replicas[others[0]].server, "promote");
     assert_eq!(status, 200, "{body}");
-    wait_for(Duration::from_secs(1), "promoted on the survivors", || others.iter().all(|&i| f.replicas[i].phase() == "promoted"));
+    wait_for(Duration::from_secs(1), "promoted on the survivors", || {
+        others.iter().all(|&i| f.replicas[i].phase() == "promoted")
+    });
     let seqs: Vec<u64> = f.replicas[others[1]].audit(&f.dir).into_iter().map(|(s, _)| s).collect();
     assert!(seqs.windows(2).all(|w| w[1] > w[0]), "{seqs:?}");
 }

@@ -9,7 +9,7 @@ fn plan(steps: &[u32]) -> Plan {
 
 /// A deterministic request stream: `(side, failed, latency)` for request `i` at a 20 % share.
 fn request(i: u64, canary_fail_every: u64) -> (Side, bool, f64) {
-    let side = if i % 5 == 0 { Side::Canary } else { Side::Control };
+    let side = if i.is_multiple_of(5) { Side::Canary } else { Side::Control };
     let fail_every = if side == Side::Canary { canary_fail_every } else { 500 };
     (side, (i / 5) % fail_every == 1, 0.002 + ((i * 7919) % 100) as f64 * 0.00005)
 }
