@@ -102,6 +102,12 @@ fn fleet(name: &str, rollout: &str) -> Option<Fleet> {
 impl Fleet {
     /// Starts a replica that reaches every etcd member through its own relays.
     fn add(&mut self, name: &str, cut_off_from_the_start: bool) -> &Replica {
+        let models = self.dir.join("models");
+        self.add_over(name, cut_off_from_the_start, &models)
+    }
+
+    /// `add`, over its own model repository.
+    fn add_over(&mut self, name: &str, cut_off_from_the_start: bool, models: &Path) -> &Replica {
         let relays: Vec<Relay> =
             (0..self.etcd.member_count()).map(|i| Relay::start(self.etcd.client_addr(i)).unwrap()).collect();
         if cut_off_from_the_start {
@@ -110,7 +116,7 @@ impl Fleet {
         let endpoints = relays.iter().map(Relay::endpoint).collect::<Vec<_>>().join(",");
         let state = self.dir.join(name);
         let server = Server::start_with(
-            &self.dir.join("models"),
+            models,
             &[
                 "--config",
                 self.config.to_str().unwrap(),
@@ -373,4 +379,40 @@ fn a_replica_cut_off_from_etcd_never_promotes_while_the_others_do_and_one_starte
     wait_for(Duration::from_secs(5), "both healed replicas promoted", || {
         f.replicas[cut].phase() == "promoted" && f.replicas[3].phase() == "promoted"
     });
+}
+
+#[test]
+fn a_cut_off_replica_rolls_back_on_its_own_evidence_and_the_others_carry_on() {
+    let _serial = serial();
+    // `cand` is mlp on r1 and r2, and the failing mlp_buggy on r3 (a fault of that replica alone).
+    let rollout = "  - endpoint: scorer\n    control: { model: mlp, version: 1 }\n    canary: { model: cand, version: 1, steps: [ { weight: 20, hold: 600s } ] }\n";
+    let Some(mut f) = fleet("local", rollout) else { return };
+    copy_dir(&test_repo().join("mlp"), &f.dir.join("models/cand"));
+    let bad = f.dir.join("models-bad");
+    copy_dir(&test_repo().join("mlp"), &bad.join("mlp"));
+    copy_dir(&test_repo().join("mlp_buggy"), &bad.join("cand"));
+    f.add("r1", false);
+    f.add("r2", false);
+    f.add_over("r3", false, &bad);
+    wait_for(Duration::from_secs(10), "every replica ready in the fleet", || (0..3).all(|i| f.ready(i)));
+    f.replicas[2].cut_off();
+    wait_for(Duration::from_secs(3), "etcd down on r3", || {
+        f.replicas[2].metric("switchyard_fleet_etcd_up") == Some(0.0)
+    });
+    let (n, bad_answers) = f.traffic(Duration::from_secs(20), || f.replicas[2].phase() == "rolled_back");
+    assert_eq!(bad_answers, 0, "clients saw errors in {n} requests");
+    let r3 = f.replicas[2].status();
+    assert_eq!(r3["phase"], "rolled_back", "{r3:#}");
+    assert_eq!(r3["reason"]["kind"], "error_rate", "{r3:#}");
+    let audit = std::fs::read_to_string(f.dir.join("r3/audit.jsonl")).unwrap();
+    assert!(audit.contains("cut off from the fleet"), "{audit}");
+    // The others never saw r3's failures: their rollout goes on.
+    for r in &f.replicas[..2] {
+        let s = r.status();
+        assert_eq!(
+            (s["phase"].as_str(), s["canary_weight_percent"].as_f64()),
+            (Some("progressing"), Some(20.0)),
+            "{s:#}"
+        );
+    }
 }
