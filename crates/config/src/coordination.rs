@@ -26,7 +26,7 @@ pub struct EtcdSection {
     /// How long a replica's lease lives without a keep-alive; a dead leader is replaced within it
     /// (default 5s).
     pub lease_ttl: Option<Seconds>,
-    /// How often a replica shares its evidence and the leader judges it (default 250ms).
+    /// How often a replica shares its evidence and the leader judges it (default 100ms).
     pub publish_interval: Option<Seconds>,
     /// How long a starting replica waits for etcd before it serves the config's initial stage
     /// (default 5s).

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
-use switchyard_core::rollout::{Action, Decision, Rollout, Share};
+use switchyard_core::rollout::{Action, Decision, Prior, Rollout, Share};
 use switchyard_runtime::rollout::{FleetMode, RolloutDriver, now_ms};
 
 pub(crate) struct Agent {
@@ -154,11 +154,13 @@ impl Agent {
         self.publish(&drivers).await?;
         self.campaign(&lease).await?;
         let fence = *lock(&self.fence);
-        if let Some(fence) = fence {
-            for d in &drivers {
-                if let Some(c) = current.get(&d.spec.endpoint) {
-                    self.judge(d, c, fence).await?;
-                }
+        for d in &drivers {
+            let shares = self.shares(&d.spec.endpoint, &rollout_id(&d.spec)).await?;
+            // What the others have seen gives this replica's tests a head start (see `Prior`).
+            let others = shares.iter().filter(|(copy, _)| *copy != self.copy).map(|(_, e)| &e.share);
+            d.set_prior(&Prior::from_shares(others));
+            if let (Some(fence), Some(c)) = (fence, current.get(&d.spec.endpoint)) {
+                self.judge(d, c, &shares, fence).await?;
             }
         }
         Ok(())
@@ -284,7 +286,13 @@ impl Agent {
 
     /// As leader: decides one rollout on the pooled evidence, or moves the fleet to this leader's config
     /// of it, and writes the decision fenced on leadership.
-    async fn judge(&self, d: &RolloutDriver, (rec, rev): &(DecisionRecord, i64), fence: i64) -> Result<(), StoreError> {
+    async fn judge(
+        &self,
+        d: &RolloutDriver,
+        (rec, rev): &(DecisionRecord, i64),
+        shares: &[(String, EvidenceRecord)],
+        fence: i64,
+    ) -> Result<(), StoreError> {
         let (id, plan, now) = (rollout_id(&d.spec), d.spec.plan.clone(), now_ms());
         let (state, decision, by) = if rec.rollout_id != id {
             let same_arms = rec.control == d.spec.control.to_string() && rec.canary == d.spec.canary.to_string();
@@ -292,8 +300,7 @@ impl Agent {
             let state = resumed.unwrap_or_else(|| Rollout::new(plan, now)).state().clone();
             (state, None, format!("leader {} (config changed)", self.config.replica))
         } else {
-            let shares = self.shares(&d.spec.endpoint, &id).await?;
-            let mut pooled = Rollout::pooled(plan, rec.state.clone(), shares.iter().map(|e| &e.share));
+            let mut pooled = Rollout::pooled(plan, rec.state.clone(), shares.iter().map(|(_, e)| &e.share));
             let Some(decision) = pooled.evaluate(now) else { return Ok(()) };
             (pooled.state().clone(), Some(decision), format!("leader {}", self.config.replica))
         };
@@ -326,13 +333,15 @@ impl Agent {
         Ok(())
     }
 
-    /// Every replica's evidence for this rollout (other rollouts' evidence is removed).
-    pub(crate) async fn shares(&self, endpoint: &str, id: &str) -> Result<Vec<EvidenceRecord>, StoreError> {
-        let (list, _) = self.store.list(&self.keys.evidence(endpoint)).await?;
+    /// Every replica's evidence for this rollout, by replica copy (the leader removes other rollouts'
+    /// evidence).
+    pub(crate) async fn shares(&self, endpoint: &str, id: &str) -> Result<Vec<(String, EvidenceRecord)>, StoreError> {
+        let prefix = self.keys.evidence(endpoint);
+        let (list, _) = self.store.list(&prefix).await?;
         let mut out = Vec::new();
         for Versioned { key, value, .. } in list {
             match serde_json::from_slice::<EvidenceRecord>(&value) {
-                Ok(e) if e.rollout_id == id => out.push(e),
+                Ok(e) if e.rollout_id == id => out.push((key.strip_prefix(&prefix).unwrap_or(&key).to_owned(), e)),
                 Ok(_) if self.is_leading() => self.store.delete(&key).await?,
                 Ok(_) => {}
                 Err(e) => tracing::error!(key, error = %e, "unreadable fleet evidence ignored"),

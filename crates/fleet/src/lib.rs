@@ -41,12 +41,12 @@ pub struct FleetConfig {
 impl FleetConfig {
     pub const DEFAULT_PREFIX: &'static str = "/switchyard/";
     pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(5);
-    pub const DEFAULT_PUBLISH_INTERVAL: Duration = Duration::from_millis(250);
+    pub const DEFAULT_PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
     pub const DEFAULT_JOIN_TIMEOUT: Duration = Duration::from_secs(5);
 
     /// Each etcd call's deadline: short enough that a cut-off replica notices within a second or two.
     fn op_timeout(&self) -> Duration {
-        (self.publish_interval * 4).clamp(Duration::from_millis(500), Duration::from_secs(2))
+        (self.publish_interval * 5).clamp(Duration::from_millis(500), Duration::from_secs(2))
     }
 }
 

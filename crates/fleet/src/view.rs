@@ -63,7 +63,7 @@ impl Agent {
         let now = now_ms();
         view["replicas"] = shares
             .iter()
-            .map(|e| {
+            .map(|(_, e)| {
                 let alone = Rollout::pooled(d.spec.plan.clone(), d.state(), [&e.share]).evidence();
                 json!({
                     "replica": e.replica,
@@ -79,7 +79,7 @@ impl Agent {
             })
             .collect();
         if let Some((rec, revision)) = decision {
-            let pooled = Rollout::pooled(d.spec.plan.clone(), rec.state.clone(), shares.iter().map(|e| &e.share));
+            let pooled = Rollout::pooled(d.spec.plan.clone(), rec.state.clone(), shares.iter().map(|(_, e)| &e.share));
             view["pooled"] = json!(pooled.evidence());
             view["decision"] = json!({
                 "seq": rec.seq,

@@ -253,8 +253,9 @@ fn a_healthy_canary_is_promoted_together_and_actions_on_any_replica_apply_fleet_
     let (n, bad) =
         f.traffic(Duration::from_secs(30), || first_three_promoted(&f) || f.replicas[0].status()["step"] == 1);
     assert_eq!(bad, 0, "clients saw errors in {n} requests");
-    let late = f.add("r4", false);
-    let step = late.status()["step"].clone();
+    f.add("r4", false);
+    wait_for(Duration::from_secs(5), "r4 ready", || f.ready(3));
+    let step = f.replicas[3].status()["step"].clone();
     let fleet_step = f.replicas[0].status()["step"].clone();
     assert!(step == fleet_step || f.replicas[0].phase() == "promoted", "r4 at {step}, the fleet at {fleet_step}");
     let (n, bad) = f.traffic(Duration::from_secs(30), || first_three_promoted(&f));

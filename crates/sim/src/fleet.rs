@@ -5,8 +5,10 @@
 //!
 //! The model: 200 rps, each request to replica r with probability 60 / 30 / 10 %, then to the canary at
 //! that replica's current weight (a fixed 20 % split, the same traffic as the single-server rows). Each
-//! replica records its requests in its own `Rollout` and publishes `share()` every 250 ms (random phase,
-//! ±50 ms jitter); the leader gets a share 0–20 ms later, keeps the latest per replica, and every 250 ms
+//! replica records its requests in its own `Rollout` and publishes `share()` every 100 ms (the fleet's
+//! default `publish_interval`; random phase, ±20 ms jitter), reading the others' latest shares as it does
+//! (`Prior`: its plug-ins' head start and, until it has its own, a tail reference); the leader gets a
+//! share 0–20 ms later, keeps the latest per replica, and every 100 ms
 //! pools them and evaluates. A rollback counts at the tick that decides it; it reaches each replica
 //! 0–1 s later, which routes at the old weight until then. In half the runs the leader fails at a random
 //! time and nothing is decided for 2–2.5 s: the shares are the state, so the next leader carries on from
@@ -16,16 +18,16 @@
 use crate::rng::Rng;
 use crate::scenario::{Outcome, Scenario};
 use crate::{Args, Tally, fmt, wilson};
-use switchyard_core::rollout::{Decision, FULL_WEIGHT, Plan, Rollout, Schedule, Share, Side};
+use switchyard_core::rollout::{Decision, FULL_WEIGHT, Plan, Prior, Rollout, Schedule, Share, Side};
 
 /// Each replica's share of the traffic, and the fleet's traffic.
 const TRAFFIC: [f64; 3] = [0.6, 0.3, 0.1];
 const RPS: f64 = 200.0;
 /// Seconds: the leader's tick; a replica's share period and its jitter either way; a share's way to the
 /// leader; a decision's way to the replicas; a failed leader's gap, plus up to `OUTAGE_EXTRA`.
-const TICK: f64 = 0.25;
-const PUBLISH: f64 = 0.25;
-const JITTER: f64 = 0.05;
+const TICK: f64 = 0.1;
+const PUBLISH: f64 = 0.1;
+const JITTER: f64 = 0.02;
 const DELIVERY: f64 = 0.02;
 const ADOPT: f64 = 1.0;
 const OUTAGE: f64 = 2.0;
@@ -131,7 +133,12 @@ fn run(s: &Scenario, seconds: f64, seed: u64, alone: bool) -> FleetRun {
         {
             match event {
                 Event::Publish(r) => {
+                    // Its round also reads the others' shares from the store: its plug-ins' head start.
+                    let others =
+                        reps.iter().enumerate().filter(|(j, _)| *j != r).filter_map(|(_, o)| o.latest.as_ref());
+                    let prior = Prior::from_shares(others);
                     let rep = &mut reps[r];
+                    rep.rollout.set_prior(&prior);
                     rep.in_flight.push((at + DELIVERY * timing.uniform(), rep.rollout.share()));
                     rep.next_publish = at + PUBLISH + JITTER * (2.0 * timing.uniform() - 1.0);
                 }
@@ -231,7 +238,7 @@ fn row(name: &str, runs: u64, judge: &str, t: &Tally) {
     );
 }
 
-const FLEET: &str = "fleet, pooled (leader every 250 ms)";
+const FLEET: &str = "fleet, pooled (leader every 100 ms)";
 
 /// The fleet table: A/A, then the regressions beside each replica alone and one server (`single`: the
 /// single-server tallies at 200 rps, by scenario name).

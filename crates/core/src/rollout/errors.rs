@@ -14,6 +14,10 @@ pub struct ErrorRateTest {
     pub(super) n: [u64; 2],
     pub(super) e: [u64; 2],
     pub(super) log_alt: f64,
+    /// Other replicas' `[control, canary]` requests and errors, as last read: a head start for the
+    /// predictions (data from the past, so the test stays valid; zero on a single server).
+    pub(super) prior_n: [u64; 2],
+    pub(super) prior_e: [u64; 2],
     /// Where the null's maximum was last found (a warm start for the next check).
     last_p0: f64,
 }
@@ -33,6 +37,8 @@ impl ErrorRateTest {
             n: [0; 2],
             e: [0; 2],
             log_alt: 0.0,
+            prior_n: [0; 2],
+            prior_e: [0; 2],
             last_p0: 0.0,
         }
     }
@@ -50,13 +56,15 @@ impl ErrorRateTest {
         // reach it): capped at one half, a canary failing every request against a healthy control at an
         // even split could never be told from "both arms fail half the time" (found through the binary).
         let estimate = |e: u64, n: u64| ((e as f64 + 0.1) / (n as f64 + 1.0)).min(1.0 - 0.5 / (n as f64 + 1.0));
-        let mut q = estimate(self.e[i], self.n[i]);
+        let seen = |j: usize| (self.e[j] + self.prior_e[j], self.n[j] + self.prior_n[j]);
+        let (e, n) = seen(i);
+        let mut q = estimate(e, n);
         if side == Side::Canary {
             // Push the prediction to the null's edge at least: it costs nothing in validity (any
             // prediction from earlier requests keeps the e-process valid) and makes the test bite sooner
             // when the canary is bad.
-            let n = self.n[i] as f64;
-            q = q.max(self.bound(estimate(self.e[0], self.n[0]))).min(1.0 - 0.5 / (n + 1.0));
+            let (e0, n0) = seen(0);
+            q = q.max(self.bound(estimate(e0, n0))).min(1.0 - 0.5 / (n as f64 + 1.0));
         }
         self.log_alt += if failed { q.ln() } else { (1.0 - q).ln() };
         self.n[i] += 1;
@@ -136,11 +144,13 @@ pub struct ErrorsOnlyTest {
     pub(super) errors: u64,
     pub(super) canary_errors: u64,
     pub(super) log_e: f64,
+    /// Other replicas' `[canary errors, errors]`, as last read (a head start for the plug-in).
+    pub(super) prior: [u64; 2],
 }
 
 impl ErrorsOnlyTest {
     pub fn new(ratio: f64) -> Self {
-        Self { ratio: ratio.max(1.0), errors: 0, canary_errors: 0, log_e: 0.0 }
+        Self { ratio: ratio.max(1.0), errors: 0, canary_errors: 0, log_e: 0.0, prior: [0; 2] }
     }
 
     /// Records an error; `share` is the canary's share of traffic when it happened.
@@ -149,7 +159,8 @@ impl ErrorsOnlyTest {
             return;
         }
         let rho0 = share * self.ratio / (share * self.ratio + 1.0 - share);
-        let rho = ((self.canary_errors as f64 + 1.0) / (self.errors as f64 + 1.5)).clamp(rho0, 0.999);
+        let (canary, all) = (self.canary_errors + self.prior[0], self.errors + self.prior[1]);
+        let rho = ((canary as f64 + 1.0) / (all as f64 + 1.5)).clamp(rho0, 0.999);
         let from_canary = side == Side::Canary;
         self.log_e += if from_canary { (rho / rho0).ln() } else { ((1.0 - rho) / (1.0 - rho0)).ln() };
         self.errors += 1;

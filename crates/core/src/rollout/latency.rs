@@ -145,6 +145,13 @@ pub struct LatencyTest {
     pub(super) events: u64,
     pub(super) canary_events: u64,
     pub(super) log_e: f64,
+    /// Other replicas' `[canary events, events]`, as last read (a head start for the plug-in; the
+    /// events are judged against their own replicas' references, which is fine: any predictable
+    /// estimate keeps the test valid).
+    pub(super) prior: [u64; 2],
+    /// Until this replica's own window has a reference: one from the other replicas' control latencies,
+    /// as last read (infinite on a single server). Predictable too, so it keeps the test valid.
+    pub(super) borrowed_reference: f64,
 }
 
 impl LatencyTest {
@@ -161,12 +168,14 @@ impl LatencyTest {
             events: 0,
             canary_events: 0,
             log_e: 0.0,
+            prior: [0; 2],
+            borrowed_reference: f64::INFINITY,
         }
     }
 
     /// Records a successful control request; `share` is the canary's share of traffic now.
     pub fn observe_control(&mut self, seconds: f64, share: f64) {
-        if seconds > self.reference {
+        if seconds > self.threshold() {
             self.event(false, share);
         }
         self.control.record(seconds);
@@ -183,6 +192,19 @@ impl LatencyTest {
         }
     }
 
+    /// The reference tail events are judged against now: this window's, or one borrowed from the other
+    /// replicas while this window is too small.
+    fn threshold(&self) -> f64 {
+        if self.reference.is_finite() { self.reference } else { self.borrowed_reference }
+    }
+
+    /// Sets the borrowed reference from other replicas' control latencies (see `threshold`).
+    pub(super) fn borrow_reference(&mut self, others: &LogHistogram) {
+        let n = others.count();
+        self.borrowed_reference =
+            if n >= FIRST_REFERENCE { others.order_statistic(self.rank(n)) } else { f64::INFINITY };
+    }
+
     /// The reference's rank in a window of `n >= FIRST_REFERENCE` control latencies: the `q`-quantile's,
     /// but never above the `ABOVE`-th largest.
     fn rank(&self, n: u64) -> u64 {
@@ -192,7 +214,7 @@ impl LatencyTest {
     /// Records a successful canary request; `share` is the canary's share of traffic now.
     pub fn observe_canary(&mut self, seconds: f64, share: f64) {
         self.canary.record(seconds);
-        if seconds > self.ratio * self.reference {
+        if seconds > self.ratio * self.threshold() {
             self.event(true, share);
         }
     }
@@ -201,7 +223,8 @@ impl LatencyTest {
         if !(share > 0.0 && share < 1.0) {
             return;
         }
-        let rho = ((self.canary_events as f64 + 1.0) / (self.events as f64 + 1.5)).clamp(share, 0.999);
+        let (canary, all) = (self.canary_events + self.prior[0], self.events + self.prior[1]);
+        let rho = ((canary as f64 + 1.0) / (all as f64 + 1.5)).clamp(share, 0.999);
         self.log_e += if from_canary { (rho / share).ln() } else { ((1.0 - rho) / (1.0 - share)).ln() };
         self.events += 1;
         self.canary_events += u64::from(from_canary);

@@ -17,4 +17,4 @@ pub use machine::{
     phase_name,
 };
 pub use plan::{Analysis, FULL_WEIGHT, Plan, Schedule, Step};
-pub use pooled::{BaselineShare, Share, Tally};
+pub use pooled::{BaselineShare, Prior, Share, Tally};

@@ -22,6 +22,7 @@
 //!   frozen from every replica's control requests.
 
 use super::baseline::{Baseline, BaselineTests};
+use super::latency::LogHistogram;
 use super::machine::Rollout;
 use super::plan::Plan;
 use super::state::{Decision, Phase, State};
@@ -82,7 +83,53 @@ pub struct Share {
     pub baseline: Option<BaselineShare>,
 }
 
+/// What the other replicas of a fleet had seen when this replica last read their shares. It gives this
+/// replica's plug-in estimates a head start (each replica would otherwise learn the canary's rates from
+/// its own slice of traffic alone, paying the learning cost once per replica). It is data from the
+/// past, so every factor stays predictable and the tests valid; the replica's own totals, which the
+/// leader pools, never include it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Prior {
+    /// `[control, canary]` requests and errors.
+    pub requests: [u64; 2],
+    pub errors: [u64; 2],
+    /// `[canary errors, errors]` and `[canary tail events, tail events]`.
+    pub errors_only: [u64; 2],
+    pub latency_events: [u64; 2],
+    /// Their control latencies: a tail reference before this replica has one of its own.
+    pub control_latency: LogHistogram,
+}
+
+impl Prior {
+    /// The other replicas' shares added up.
+    pub fn from_shares<'a>(others: impl IntoIterator<Item = &'a Share>) -> Self {
+        let mut p = Self::default();
+        for s in others {
+            for i in 0..2 {
+                p.requests[i] += s.requests[i];
+                p.errors[i] += s.errors[i];
+            }
+            p.errors_only[0] += s.errors_only.hits;
+            p.errors_only[1] += s.errors_only.trials;
+            p.latency_events[0] += s.latency_events.hits;
+            p.latency_events[1] += s.latency_events.trials;
+            p.control_latency.add_sparse(&s.control_latency);
+        }
+        p
+    }
+}
+
 impl Rollout {
+    /// Sets what the other replicas had seen (see [`Prior`]).
+    pub fn set_prior(&mut self, p: &Prior) {
+        (self.errors.prior_n, self.errors.prior_e) = (p.requests, p.errors);
+        if let Some(t) = &mut self.errors_only {
+            t.prior = p.errors_only;
+        }
+        self.latency.prior = p.latency_events;
+        self.latency.borrow_reference(&p.control_latency);
+    }
+
     /// This replica's totals, to share with the fleet.
     pub fn share(&self) -> Share {
         let (l, b) = (&self.latency, self.baseline.as_ref());

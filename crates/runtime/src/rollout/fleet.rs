@@ -9,7 +9,7 @@ use super::{RolloutDriver, now_ms};
 use serde_json::json;
 use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
-use switchyard_core::rollout::{Action, ActionRefused, Decision, Share, State};
+use switchyard_core::rollout::{Action, ActionRefused, Decision, Prior, Share, State};
 
 /// Who decides for this replica's rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +60,11 @@ impl RolloutDriver {
     /// This replica's test totals for the fleet.
     pub fn share(&self) -> Share {
         self.lock().share()
+    }
+
+    /// What the other replicas had seen, as last read: a head start for this replica's tests.
+    pub fn set_prior(&self, prior: &Prior) {
+        self.lock().set_prior(prior);
     }
 
     /// The rollout's state as this replica has it.
