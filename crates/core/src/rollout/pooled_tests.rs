@@ -125,3 +125,36 @@ fn shares_travel_as_json_even_with_infinite_evidence() {
     assert_eq!(back.latency_events.log_e, 1e300);
     assert_eq!(back.control_latency.iter().map(|(_, c)| c).sum::<u64>(), 1);
 }
+
+#[test]
+fn a_head_start_from_the_others_lets_a_small_replica_judge_sooner() {
+    let p = plan(&[2_000]);
+    // A big replica has already seen a canary 4x slower than control.
+    let mut big = Rollout::new(p.clone(), 0);
+    for i in 0..2_000u64 {
+        let (side, failed, latency) = request(i, 500);
+        big.record(side, failed, if side == Side::Canary { latency * 4.0 } else { latency });
+    }
+    let prior = Prior::from_shares([&big.share()]);
+    let run = |with_prior: bool| {
+        let mut small = Rollout::new(p.clone(), 0);
+        if with_prior {
+            small.set_prior(&prior);
+        }
+        for i in 0..2_000u64 {
+            let (side, failed, latency) = request(i, 500);
+            small.record(side, failed, if side == Side::Canary { latency * 4.0 } else { latency });
+            if small.evaluate_regression(i).is_some() {
+                return i;
+            }
+        }
+        u64::MAX
+    };
+    let (alone, helped) = (run(false), run(true));
+    assert!(helped < alone, "with the others' head start at request {helped}, alone at {alone}");
+    // The borrowed reference gives tail events before this replica has 30 control requests of its own.
+    let mut small = Rollout::new(p, 0);
+    small.set_prior(&prior);
+    small.record(Side::Canary, false, 1.0);
+    assert_eq!(small.share().latency_events.hits, 1);
+}
