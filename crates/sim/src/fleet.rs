@@ -249,8 +249,9 @@ pub fn table(base: &Scenario, args: &Args, single: &[(String, Tally)], failures:
     println!(
         "The same traffic at {RPS} rps (canary share {:.0} %, fixed split), each request sent to replica 1, 2 or 3 \
          with probability 60 / 30 / 10 %, then to the canary at that replica's current weight. Each replica records \
-         its requests in its own rollout and publishes its share every {} ms (random phase, ±{} ms jitter); the \
-         leader gets a share 0–{} ms later, keeps the latest per replica, and every {} ms pools them and evaluates. \
+         its requests in its own rollout and publishes its share every {} ms (random phase, ±{} ms jitter), \
+         reading the others' latest shares as it does (its tests' head start); the leader gets a share 0–{} ms \
+         later, keeps the latest per replica, and every {} ms pools them and evaluates. \
          A rollback counts at the leader's tick that decides it, and reaches each replica 0–{} s later (canary \
          requests served meanwhile are counted). In half the runs the leader fails at a random time: no tick for \
          {}–{} s, then the next leader carries on from the latest shares. A/A runs last {AA_SECONDS} s, regressions \
@@ -316,6 +317,15 @@ pub fn table(base: &Scenario, args: &Args, single: &[(String, Tally)], failures:
             show(at(0.5)),
             show(at(0.9))
         );
+        // The point of pooling: the fleet decides sooner than any replica could on its own share.
+        if let Some(a) = alone.iter().map(Tally::median_seconds).reduce(f64::min)
+            && fleet.median_seconds() > a
+        {
+            failures.push(format!(
+                "fleet {name}: median {:.1} s, slower than a replica alone ({a:.1} s)",
+                fleet.median_seconds()
+            ));
+        }
         let secs = |t: &Tally| {
             let m = t.median_seconds();
             if m.is_finite() { format!("{m:.1} s") } else { "never".into() }
