@@ -275,7 +275,15 @@ impl Agent {
                 tracing::info!(replica = %self.config.replica, fence, "leading the fleet");
             }
             None => {
-                let name = self.store.get(&self.keys.leader()).await?.and_then(|kv| {
+                let held = self.store.get(&self.keys.leader()).await?;
+                // Still ours (this replica stepped down while etcd was slow, but its lease lived on):
+                // lead again under the same fence rather than wait for a lease that never expires.
+                if let Some(kv) = held.as_ref().filter(|kv| kv.lease == lease.id) {
+                    *lock(&self.fence) = Some(kv.create_revision);
+                    gauge!("switchyard_fleet_leader").set(1.0);
+                    tracing::info!(replica = %self.config.replica, "leading the fleet again");
+                }
+                let name = held.and_then(|kv| {
                     serde_json::from_slice::<serde_json::Value>(&kv.value).ok()?["replica"].as_str().map(str::to_owned)
                 });
                 *lock(&self.leader_name) = name;

@@ -44,9 +44,10 @@ impl FleetConfig {
     pub const DEFAULT_PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
     pub const DEFAULT_JOIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-    /// Each etcd call's deadline: short enough that a cut-off replica notices within a second or two.
+    /// Each etcd call's deadline: short enough that a cut-off replica notices within a few seconds, long
+    /// enough that a busy etcd (an fsync stall, a member election) does not look like a partition.
     fn op_timeout(&self) -> Duration {
-        (self.publish_interval * 5).clamp(Duration::from_millis(500), Duration::from_secs(2))
+        (self.publish_interval * 10).clamp(Duration::from_secs(1), Duration::from_secs(2))
     }
 }
 

@@ -24,6 +24,8 @@ pub(crate) struct Versioned {
     pub value: Vec<u8>,
     pub mod_revision: i64,
     pub create_revision: i64,
+    /// The lease the key lives on (0: none).
+    pub lease: i64,
 }
 
 impl From<&KeyValue> for Versioned {
@@ -33,6 +35,7 @@ impl From<&KeyValue> for Versioned {
             value: kv.value().to_vec(),
             mod_revision: kv.mod_revision(),
             create_revision: kv.create_revision(),
+            lease: kv.lease(),
         }
     }
 }

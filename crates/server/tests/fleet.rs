@@ -352,7 +352,7 @@ fn a_replica_cut_off_from_etcd_never_promotes_while_the_others_do_and_one_starte
     // Cut off the replica that does not lead (the leader's own cut-off is the leader test's business).
     let cut = (0..3).rev().find(|&i| Some(i) != f.leader()).unwrap();
     f.replicas[cut].cut_off();
-    wait_for(Duration::from_secs(3), "etcd down on the cut-off replica", || {
+    wait_for(Duration::from_secs(6), "etcd down on the cut-off replica", || {
         f.replicas[cut].metric("switchyard_fleet_etcd_up") == Some(0.0)
     });
     let others: Vec<usize> = (0..3).filter(|&i| i != cut).collect();
@@ -397,7 +397,7 @@ fn a_cut_off_replica_rolls_back_on_its_own_evidence_and_the_others_carry_on() {
     f.add_over("r3", false, &bad);
     wait_for(Duration::from_secs(10), "every replica ready in the fleet", || (0..3).all(|i| f.ready(i)));
     f.replicas[2].cut_off();
-    wait_for(Duration::from_secs(3), "etcd down on r3", || {
+    wait_for(Duration::from_secs(6), "etcd down on r3", || {
         f.replicas[2].metric("switchyard_fleet_etcd_up") == Some(0.0)
     });
     let (n, bad_answers) = f.traffic(Duration::from_secs(20), || f.replicas[2].phase() == "rolled_back");
