@@ -7,13 +7,13 @@ use crate::keys::Keys;
 use crate::lease::Lease;
 use crate::record::{DecisionRecord, EvidenceRecord, rollout_id};
 use crate::store::{Store, StoreError, Versioned};
-use crate::{ActError, Drivers, FleetConfig};
+use crate::{Drivers, FleetConfig};
 use metrics::gauge;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
-use switchyard_core::rollout::{Action, Decision, Prior, Rollout, Share};
+use switchyard_core::rollout::{Prior, Share};
 use switchyard_runtime::rollout::{FleetMode, RolloutDriver, now_ms};
 
 pub(crate) struct Agent {
@@ -38,7 +38,7 @@ pub(crate) struct Agent {
     published: Mutex<HashMap<String, Share>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -139,7 +139,7 @@ impl Agent {
         }
     }
 
-    fn step_down(&self, why: &str) {
+    pub(crate) fn step_down(&self, why: &str) {
         if lock(&self.fence).take().is_some() {
             gauge!("switchyard_fleet_leader").set(0.0);
             tracing::warn!(replica = %self.config.replica, why, "no longer leading the fleet");
@@ -292,55 +292,6 @@ impl Agent {
         Ok(())
     }
 
-    /// As leader: decides one rollout on the pooled evidence, or moves the fleet to this leader's config
-    /// of it, and writes the decision fenced on leadership.
-    async fn judge(
-        &self,
-        d: &RolloutDriver,
-        (rec, rev): &(DecisionRecord, i64),
-        shares: &[(String, EvidenceRecord)],
-        fence: i64,
-    ) -> Result<(), StoreError> {
-        let (id, plan, now) = (rollout_id(&d.spec), d.spec.plan.clone(), now_ms());
-        let (state, decision, by) = if rec.rollout_id != id {
-            let same_arms = rec.control == d.spec.control.to_string() && rec.canary == d.spec.canary.to_string();
-            let resumed = same_arms.then(|| Rollout::resume(plan.clone(), rec.state.clone()).ok()).flatten();
-            let state = resumed.unwrap_or_else(|| Rollout::new(plan, now)).state().clone();
-            (state, None, format!("leader {} (config changed)", self.config.replica))
-        } else {
-            let mut pooled = Rollout::pooled(plan, rec.state.clone(), shares.iter().map(|(_, e)| &e.share));
-            let Some(decision) = pooled.evaluate(now) else { return Ok(()) };
-            (pooled.state().clone(), Some(decision), format!("leader {}", self.config.replica))
-        };
-        let next = DecisionRecord {
-            seq: rec.seq + 1,
-            rollout_id: id,
-            control: d.spec.control.to_string(),
-            canary: d.spec.canary.to_string(),
-            state,
-            decision,
-            by,
-            at_ms: now,
-        };
-        let key = self.keys.decision(&d.spec.endpoint);
-        let leader = self.keys.leader();
-        match self.store.swap(&key, *rev, to_json(&next), Some((&leader, fence))).await? {
-            Some(revision) => {
-                tracing::info!(endpoint = %d.spec.endpoint, seq = next.seq, revision, decision = ?next.decision, "fleet decision");
-                self.apply(d, &next, revision);
-            }
-            None => {
-                // Someone else wrote first (an admin action: judged again next round), or this replica no
-                // longer leads.
-                let held = self.store.get_created(&leader).await?;
-                if held != Some(fence) {
-                    self.step_down("another replica leads");
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Every replica's evidence for this rollout, by replica copy (the leader removes other rollouts'
     /// evidence).
     pub(crate) async fn shares(&self, endpoint: &str, id: &str) -> Result<Vec<(String, EvidenceRecord)>, StoreError> {
@@ -358,87 +309,6 @@ impl Agent {
         Ok(out)
     }
 
-    /// An admin action for the fleet: compare-and-swap on the decision this replica last read.
-    pub(crate) async fn act(&self, d: &RolloutDriver, action: Action) -> Result<Decision, ActError> {
-        let key = self.keys.decision(&d.spec.endpoint);
-        let unavailable =
-            |e: StoreError| ActError::Unavailable(format!("the fleet's store (etcd) cannot be reached: {e}"));
-        for _ in 0..5 {
-            let Some(kv) = self.store.get(&key).await.map_err(unavailable)? else {
-                return Err(ActError::Unavailable("the fleet has no decision for this rollout yet; retry".into()));
-            };
-            let rec: DecisionRecord = serde_json::from_slice(&kv.value)
-                .map_err(|e| ActError::Unavailable(format!("the fleet's decision is unreadable: {e}")))?;
-            if rec.rollout_id != rollout_id(&d.spec) {
-                return Err(ActError::Unavailable(
-                    "the fleet runs another config of this rollout (a config rollout in progress?); retry".into(),
-                ));
-            }
-            self.apply(d, &rec, kv.mod_revision);
-            let (decision, state) = d.propose(action)?;
-            let next = DecisionRecord {
-                seq: rec.seq + 1,
-                state,
-                decision: Some(decision.clone()),
-                by: format!("admin on {}", self.config.replica),
-                at_ms: now_ms(),
-                ..rec
-            };
-            if let Some(revision) =
-                self.store.swap(&key, kv.mod_revision, to_json(&next), None).await.map_err(unavailable)?
-            {
-                self.apply(d, &next, revision);
-                return Ok(decision);
-            }
-        }
-        Err(ActError::Unavailable("the fleet's decision kept changing; retry".into()))
-    }
-
-    /// Watches the decisions and applies each as it is written; on any error, reads them again and
-    /// watches from there (the rounds apply them too, so nothing waits on the watch).
-    async fn watch_decisions(self: Arc<Self>) {
-        loop {
-            if let Err(e) = self.watch_once().await {
-                tracing::debug!(error = %e, "decision watch ended; starting again");
-            }
-            tokio::time::sleep(self.config.publish_interval).await;
-        }
-    }
-
-    async fn watch_once(&self) -> Result<(), StoreError> {
-        let (list, revision) = self.store.list(&self.keys.decisions()).await?;
-        for kv in list {
-            self.apply_from_store(&kv.key, &kv.value, kv.mod_revision);
-        }
-        let mut client = self.store.client();
-        let options = etcd_client::WatchOptions::new().with_prefix().with_start_revision(revision + 1);
-        let mut stream = client
-            .watch(self.keys.decisions(), Some(options))
-            .await
-            .map_err(|source| StoreError::Etcd { what: "watch", source })?;
-        while let Some(resp) = stream.message().await.map_err(|source| StoreError::Etcd { what: "watch", source })? {
-            if resp.canceled() {
-                return Ok(());
-            }
-            for ev in resp.events() {
-                if ev.event_type() == etcd_client::EventType::Put
-                    && let Some(kv) = ev.kv()
-                {
-                    self.apply_from_store(&String::from_utf8_lossy(kv.key()), kv.value(), kv.mod_revision());
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn apply_from_store(&self, key: &str, value: &[u8], revision: i64) {
-        let Some(ep) = self.keys.endpoint_of_decision(key) else { return };
-        let Ok(rec) = serde_json::from_slice::<DecisionRecord>(value) else { return };
-        if let Some(d) = self.drivers().into_iter().find(|d| d.spec.endpoint == ep) {
-            self.apply(&d, &rec, revision);
-        }
-    }
-
     /// At shutdown: revoking the lease removes the leader key and membership at once.
     pub(crate) async fn leave(&self) {
         let lease = lock(&self.lease).take();
@@ -452,6 +322,6 @@ impl Agent {
     }
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }

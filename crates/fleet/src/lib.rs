@@ -10,11 +10,13 @@
 //! Without a configured etcd nothing here runs, and each replica decides alone.
 
 mod agent;
+mod decide;
 mod keys;
 mod lease;
 mod record;
 mod store;
 mod view;
+mod watch;
 
 pub use record::{DecisionRecord, EvidenceRecord, rollout_id};
 pub use store::StoreError;

@@ -44,3 +44,65 @@ pub fn rollout_id(spec: &RolloutSpec) -> String {
     let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     format!("{hash:016x}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_core::rollout::{Analysis, Plan, Rollout, Schedule, Step};
+    use switchyard_runtime::rollout::{Fault, Target};
+
+    fn spec(hold_ms: u64) -> RolloutSpec {
+        let steps = vec![Step { weight_bp: 2_000, hold_ms }];
+        RolloutSpec {
+            endpoint: "scorer".into(),
+            control: Target { model: "mlp".into(), version: Some(1) },
+            canary: Target { model: "mlp".into(), version: Some(2) },
+            plan: Plan { schedule: Schedule::Steps(steps), analysis: Analysis::default() },
+            header: None,
+            salt: "scorer".into(),
+            serve_control_on_canary_error: true,
+            shadows: Vec::new(),
+            faults: [Fault::default(); 2],
+        }
+    }
+
+    #[test]
+    fn a_rollout_is_identified_by_its_arms_and_plan_only() {
+        let a = rollout_id(&spec(1_000));
+        assert_eq!(a, rollout_id(&spec(1_000)), "stable");
+        assert_eq!(a.len(), 16);
+        assert_ne!(a, rollout_id(&spec(2_000)), "a changed plan is another rollout");
+        let same_arms_other_salt = RolloutSpec { salt: "other".into(), ..spec(1_000) };
+        assert_eq!(a, rollout_id(&same_arms_other_salt));
+    }
+
+    #[test]
+    fn decisions_and_evidence_travel_as_json() {
+        let s = spec(1_000);
+        let mut r = Rollout::new(s.plan.clone(), 5);
+        let decision = r.act(switchyard_core::rollout::Action::Pause, 6).expect("pause");
+        let rec = DecisionRecord {
+            seq: 3,
+            rollout_id: rollout_id(&s),
+            control: s.control.to_string(),
+            canary: s.canary.to_string(),
+            state: r.state().clone(),
+            decision: Some(decision),
+            by: "admin on r1".into(),
+            at_ms: 7,
+        };
+        let back: DecisionRecord = serde_json::from_slice(&serde_json::to_vec(&rec).expect("json")).expect("parses");
+        assert_eq!(back, rec);
+        let e = EvidenceRecord {
+            rollout_id: rec.rollout_id.clone(),
+            replica: "r1".into(),
+            at_ms: 8,
+            mode: "following".into(),
+            applied_seq: Some(3),
+            applied_revision: 42,
+            share: r.share(),
+        };
+        let back: EvidenceRecord = serde_json::from_slice(&serde_json::to_vec(&e).expect("json")).expect("parses");
+        assert_eq!(back, e);
+    }
+}
