@@ -56,3 +56,42 @@ fn host_name() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "replica".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::config::ServerConfig;
+    use clap::Parser;
+
+    fn serve_args(argv: &[&str]) -> ServeArgs {
+        let argv = ["switchyard", "serve"].iter().chain(argv).copied();
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Serve(a) => *a,
+            Command::Validate(_) => unreachable!("serve"),
+        }
+    }
+
+    #[test]
+    fn the_fleet_comes_from_the_config_file_and_flags_win() {
+        let file = ServerConfig::parse(
+            "coordination:\n  etcd:\n    endpoints: [e1:2379, e2:2379]\n    prefix: /team-a/\n    lease_ttl: 3s\n",
+        )
+        .expect("parses");
+        let etcd = file.coordination.etcd.as_ref();
+        let c = config(&serve_args(&["--replica-name", "pod-a"]), etcd).expect("a fleet");
+        assert_eq!(c.endpoints, ["e1:2379", "e2:2379"]);
+        assert_eq!((c.prefix.as_str(), c.replica.as_str()), ("/team-a/", "pod-a"));
+        assert_eq!(c.lease_ttl, Duration::from_secs(3));
+        assert_eq!(c.publish_interval, FleetConfig::DEFAULT_PUBLISH_INTERVAL);
+        let c = config(&serve_args(&["--etcd-endpoints", "x:1, y:2", "--etcd-prefix", "/b/"]), etcd).expect("a fleet");
+        assert_eq!((c.endpoints, c.prefix.as_str()), (vec!["x:1".to_owned(), "y:2".to_owned()], "/b/"));
+        assert!(config(&serve_args(&[]), None).is_none(), "no etcd, no fleet");
+    }
+
+    #[test]
+    fn a_misspelt_coordination_field_is_named() {
+        let e = ServerConfig::parse("coordination:\n  etcd:\n    endpoint: [e1:2379]\n").expect_err("refused");
+        assert!(e.to_string().contains("endpoint"), "{e}");
+    }
+}
