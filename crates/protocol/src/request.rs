@@ -107,6 +107,12 @@ pub fn decode_request_within(
     limits: &DecodeLimits,
 ) -> Result<InferRequest, ProtocolError> {
     let req = decode_unchecked(body, header_len, inputs, outputs, limits)?;
+    check_bytes_elements(&req, limits)?;
+    Ok(req)
+}
+
+/// No BYTES element is over the limit.
+pub(crate) fn check_bytes_elements(req: &InferRequest, limits: &DecodeLimits) -> Result<(), ProtocolError> {
     for t in &req.inputs {
         if let crate::TensorData::Bytes(v) = &t.data
             && let Some((i, e)) = v.iter().enumerate().find(|(_, e)| e.len() > limits.max_bytes_element)
@@ -115,7 +121,7 @@ pub fn decode_request_within(
             return Err(ProtocolError::input(&t.name, format!("BYTES element {i} has {n} bytes; the limit is {max}")));
         }
     }
-    Ok(req)
+    Ok(())
 }
 
 fn decode_unchecked(
@@ -144,26 +150,8 @@ fn decode_unchecked(
     for input in &wire.inputs {
         let name = input.name.as_str();
         let err = |m: String| ProtocolError::input(name, m);
-        let spec = inputs
-            .iter()
-            .find(|s| s.name == name)
-            .ok_or_else(|| err(format!("not an input of this model (inputs: {})", names(inputs))))?;
-        if decoded.iter().any(|t| t.name == name) {
-            return Err(err("given more than once".into()));
-        }
-        let dt = DataType::parse(&input.datatype)
-            .ok_or_else(|| err(format!("datatype '{}' is not a V2 datatype", input.datatype)))?;
-        if dt != spec.datatype {
-            return Err(err(format!("datatype {dt} does not match the model's {}", spec.datatype)));
-        }
-        let count = check_shape(&input.shape, spec).map_err(err)?;
-        if count > limits.max_elements {
-            return Err(err(format!(
-                "shape {:?} holds {count} elements; the limit is {}",
-                input.shape, limits.max_elements
-            )));
-        }
-        let shape: Vec<usize> = input.shape.iter().map(|&d| d as usize).collect();
+        let Checked { datatype: dt, count, shape } =
+            check_input(name, &input.datatype, &input.shape, inputs, &decoded, limits)?;
         let p = input.parameters.as_ref();
         if p.is_some_and(|p| p.shared_memory_region.is_some()) {
             return Err(err("shared memory is not supported: send the data in the body".into()));
@@ -195,9 +183,7 @@ fn decode_unchecked(
             bin.len()
         )));
     }
-    if let Some(missing) = inputs.iter().find(|s| !s.optional && !decoded.iter().any(|t| t.name == s.name)) {
-        return Err(ProtocolError::input(&missing.name, "is required but missing from the request"));
-    }
+    check_complete(inputs, &decoded)?;
 
     let default_binary = params.binary_data_output.unwrap_or(false);
     let outputs = match wire.outputs {
@@ -231,6 +217,32 @@ fn select_outputs(
     specs: &[TensorSpec],
     default_binary: bool,
 ) -> Result<Vec<OutputRequest>, ProtocolError> {
+    let wanted = wanted.into_iter().map(|w| {
+        let p = w.parameters.as_ref();
+        OutputWanted {
+            binary: p.and_then(|p| p.binary_data).unwrap_or(default_binary),
+            shared_memory: p.is_some_and(|p| p.shared_memory_region.is_some()),
+            classification: p.is_some_and(|p| p.classification.is_some()),
+            name: w.name,
+        }
+    });
+    check_outputs(wanted, specs)
+}
+
+/// One output a request asks for, with what its parameters ask.
+pub(crate) struct OutputWanted {
+    pub name: String,
+    pub binary: bool,
+    pub shared_memory: bool,
+    pub classification: bool,
+}
+
+/// Checks the requested outputs against the model's: known, each once, without the extensions
+/// Switchyard does not serve.
+pub(crate) fn check_outputs(
+    wanted: impl ExactSizeIterator<Item = OutputWanted>,
+    specs: &[TensorSpec],
+) -> Result<Vec<OutputRequest>, ProtocolError> {
     let mut out: Vec<OutputRequest> = Vec::with_capacity(wanted.len());
     for w in wanted {
         let err = |m: String| ProtocolError::Output { output: w.name.clone(), message: m };
@@ -240,16 +252,59 @@ fn select_outputs(
         if out.iter().any(|o| o.name == w.name) {
             return Err(err("requested more than once".into()));
         }
-        if w.parameters.as_ref().is_some_and(|p| p.shared_memory_region.is_some()) {
+        if w.shared_memory {
             return Err(err("shared memory is not supported".into()));
         }
-        if w.parameters.as_ref().is_some_and(|p| p.classification.is_some()) {
+        if w.classification {
             return Err(err("the classification extension is not supported: ask for the raw output".into()));
         }
-        let binary = w.parameters.and_then(|p| p.binary_data).unwrap_or(default_binary);
-        out.push(OutputRequest { name: w.name, binary });
+        out.push(OutputRequest { name: w.name, binary: w.binary });
     }
     Ok(out)
+}
+
+/// An input's name, datatype and shape checked against the model's signature and the limits.
+pub(crate) struct Checked {
+    pub datatype: DataType,
+    pub count: usize,
+    pub shape: Vec<usize>,
+}
+
+/// Checks one input's header (before its data is read): a known input, given once, of the model's
+/// datatype and a shape that fits, within the element limit.
+pub(crate) fn check_input(
+    name: &str,
+    datatype: &str,
+    shape: &[i64],
+    specs: &[TensorSpec],
+    decoded: &[Tensor],
+    limits: &DecodeLimits,
+) -> Result<Checked, ProtocolError> {
+    let err = |m: String| ProtocolError::input(name, m);
+    let spec = specs
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| err(format!("not an input of this model (inputs: {})", names(specs))))?;
+    if decoded.iter().any(|t| t.name == name) {
+        return Err(err("given more than once".into()));
+    }
+    let dt = DataType::parse(datatype).ok_or_else(|| err(format!("datatype '{datatype}' is not a V2 datatype")))?;
+    if dt != spec.datatype {
+        return Err(err(format!("datatype {dt} does not match the model's {}", spec.datatype)));
+    }
+    let count = check_shape(shape, spec).map_err(err)?;
+    if count > limits.max_elements {
+        return Err(err(format!("shape {shape:?} holds {count} elements; the limit is {}", limits.max_elements)));
+    }
+    Ok(Checked { datatype: dt, count, shape: shape.iter().map(|&d| d as usize).collect() })
+}
+
+/// Every input the model requires is there.
+pub(crate) fn check_complete(specs: &[TensorSpec], decoded: &[Tensor]) -> Result<(), ProtocolError> {
+    match specs.iter().find(|s| !s.optional && !decoded.iter().any(|t| t.name == s.name)) {
+        Some(missing) => Err(ProtocolError::input(&missing.name, "is required but missing from the request")),
+        None => Ok(()),
+    }
 }
 
 /// Checks a request shape against the model's and returns its element count.
