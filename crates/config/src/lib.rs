@@ -11,4 +11,4 @@ pub mod server;
 
 pub use coordination::{CoordinationConfig, EtcdSection};
 pub use error::ConfigError;
-pub use server::{BatchingConfig, ModelConfig, ServerConfig, ServerSection, TlsSection};
+pub use server::{BatchingConfig, GrpcPort, ModelConfig, ServerConfig, ServerSection, TlsSection};

@@ -36,6 +36,8 @@ pub struct ServerSection {
     pub header_read_timeout: Option<crate::rollout::Seconds>,
     pub body_read_timeout: Option<crate::rollout::Seconds>,
     pub tls: Option<TlsSection>,
+    /// gRPC's port (default 8001; 0 picks a free one; `off`).
+    pub grpc_port: Option<GrpcPort>,
 }
 
 /// `server.tls:`: serve HTTPS with this certificate chain and private key (PEM files).
@@ -228,5 +230,54 @@ mod tests {
         assert!(
             parse_yaml::<ServerConfig>("server:\n  max_bytes: 10\n").unwrap_err().to_string().contains("max_bytes")
         );
+    }
+}
+
+/// Where gRPC is served: a port (`0` picks a free one), or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrpcPort {
+    Off,
+    Port(u16),
+}
+
+impl GrpcPort {
+    /// Triton's gRPC port.
+    pub const DEFAULT: Self = Self::Port(8001);
+}
+
+impl std::fmt::Display for GrpcPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Off => f.write_str("off"),
+            Self::Port(p) => write!(f, "{p}"),
+        }
+    }
+}
+
+impl std::str::FromStr for GrpcPort {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "off" | "none" | "false" => Ok(Self::Off),
+            n => n.parse().map(Self::Port).map_err(|_| format!("'{s}' is not a port (0-65535) or 'off'")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for GrpcPort {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Port(u16),
+            Word(String),
+            Flag(bool),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Port(p) => Ok(Self::Port(p)),
+            Raw::Flag(false) => Ok(Self::Off),
+            Raw::Flag(true) => Ok(Self::DEFAULT),
+            Raw::Word(w) => w.parse().map_err(serde::de::Error::custom),
+        }
     }
 }

@@ -19,7 +19,8 @@ pub enum ProtocolError {
 }
 
 impl ProtocolError {
-    pub(crate) fn input(input: &str, message: impl Into<String>) -> Self {
+    /// An error about one input, naming it.
+    pub fn input(input: &str, message: impl Into<String>) -> Self {
         Self::Input { input: input.to_owned(), message: message.into() }
     }
 }

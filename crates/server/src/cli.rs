@@ -46,6 +46,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_PORT", default_value_t = 8000)]
     pub port: u16,
 
+    /// Port for the KServe V2 gRPC protocol (0 picks a free one and logs it; `off` serves none)
+    /// [default: 8001, or a free one with `--port 0`].
+    #[arg(long, env = "SWITCHYARD_GRPC_PORT")]
+    pub grpc_port: Option<switchyard_config::GrpcPort>,
+
     /// Server config file (YAML); see config/switchyard.yaml.
     #[arg(long, env = "SWITCHYARD_CONFIG")]
     pub config: Option<PathBuf>,

@@ -1,5 +1,6 @@
-//! The one place where failures become HTTP status codes. Every error answers `{"error": "..."}`;
-//! a client's mistake is a 4xx, never a 5xx.
+//! The one place where failures become HTTP status codes and gRPC codes. Every HTTP error answers
+//! `{"error": "..."}` and every gRPC error carries the same message; a client's mistake is a 4xx (an
+//! INVALID_ARGUMENT, NOT_FOUND, ...), never a 5xx (INTERNAL).
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -62,6 +63,33 @@ impl ApiError {
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+}
+
+/// A result whose error is an [`ApiError`].
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    /// The gRPC code KServe's and Triton's clients expect for it.
+    pub fn grpc_code(&self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            Self::BadRequest(_) | Self::UnsupportedMediaType(_) => Code::InvalidArgument,
+            Self::Unauthorized(_) => Code::Unauthenticated,
+            Self::NotFound(_) => Code::NotFound,
+            Self::Conflict(_) => Code::FailedPrecondition,
+            Self::MethodNotAllowed(_) => Code::Unimplemented,
+            Self::PayloadTooLarge(_) | Self::TooManyRequests(_) | Self::RateLimited(..) => Code::ResourceExhausted,
+            Self::Unavailable(_) | Self::Busy(_) | Self::CircuitOpen(..) => Code::Unavailable,
+            Self::RequestTimeout(_) | Self::Timeout(_) => Code::DeadlineExceeded,
+            Self::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<ApiError> for tonic::Status {
+    fn from(e: ApiError) -> Self {
+        tonic::Status::new(e.grpc_code(), e.to_string())
     }
 }
 

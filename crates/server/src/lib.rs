@@ -2,9 +2,11 @@
 //! metrics and the command line. `app` builds the router from state, so routes are testable without
 //! sockets; `main.rs` only wires it to a listener.
 
+mod catalog;
 pub mod cli;
 mod error;
 pub mod fleet;
+pub mod grpc;
 pub mod limits;
 pub mod listen;
 pub mod live_repository;
@@ -17,6 +19,6 @@ mod routes;
 pub mod shutdown;
 pub mod validate;
 
-pub use error::ApiError;
+pub use error::{ApiError, ApiResult};
 pub use routes::{AdminAuth, AppState, FORCE_ARM_HEADER, Rollouts, Settings, app};
 pub use switchyard_config::{pbtxt, rollout as rollout_config, server as config};

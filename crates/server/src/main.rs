@@ -7,13 +7,16 @@ use clap::Parser;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_backend_ort::{OrtEnvironment, find_library};
+use switchyard_config::GrpcPort;
 use switchyard_runtime::Endpoints;
 use switchyard_runtime::Registry;
 use switchyard_server::cli::{Cli, Command, ServeArgs};
 use switchyard_server::config::ServerConfig;
 use switchyard_server::limits::Limits;
 use switchyard_server::live_repository::Repository;
-use switchyard_server::{AdminAuth, AppState, Settings, app, listen, observe, reload, repository, rollouts, shutdown};
+use switchyard_server::{
+    AdminAuth, AppState, Settings, app, grpc, listen, observe, reload, repository, rollouts, shutdown,
+};
 
 // A request allocates many small, short-lived buffers across threads: mimalloc serves them faster than
 // glibc's allocator (malloc and free were a tenth of the server's time under load).
@@ -125,6 +128,17 @@ async fn serve(args: ServeArgs) -> Result<()> {
         Settings { admin, api_token, limits: limits.request.clone(), strict_readiness, fleet: fleet.clone() };
     let state = AppState::new(endpoints.clone(), configs, Some(repository), settings, Some(metrics));
 
+    // With `--port 0` (any free port) gRPC also takes any free port unless told otherwise.
+    let default_grpc = if args.port == 0 { GrpcPort::Port(0) } else { GrpcPort::DEFAULT };
+    let grpc_port = args.grpc_port.or(file.server.grpc_port).unwrap_or(default_grpc);
+    let grpc =
+        grpc::bind(&args.host, grpc_port).with_context(|| format!("cannot listen for gRPC on port {grpc_port}"))?;
+    if let Some(incoming) = &grpc {
+        let local = incoming.local_addr()?;
+        tracing::info!(address = %local, "gRPC listening");
+        eprintln!("switchyard gRPC listening on {local}");
+    }
+
     let addr = format!("{}:{}", args.host, args.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
@@ -133,6 +147,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
     eprintln!("switchyard listening on {scheme}://{local}  (try: curl {scheme}://{local}/v2/models/mlp)");
 
     let stop_accepting = shutdown::watch(state.draining(), Duration::from_secs(args.drain_delay_secs));
+    if let Some(incoming) = grpc {
+        let grpc_state = grpc::GrpcState::new(state.clone());
+        let stop = stop_accepting.clone();
+        tokio::spawn(async move {
+            if let Err(e) = grpc::serve(grpc_state, incoming, stop).await {
+                tracing::error!(error = %e, "gRPC server stopped");
+            }
+        });
+    }
     let server = listen::serve(listener, app(state), limits.connection.clone(), tls, stop_accepting.clone());
     let mut stopped = stop_accepting;
     let deadline = async move {

@@ -155,15 +155,17 @@ pub(super) async fn load_model(
     State(app): State<AppState>,
     Path(model): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let repo = repository(&app)?;
-    let name = model.clone();
-    let result = tokio::task::spawn_blocking(move || repo.sync_model(&name, true))
+    let changes = load(&app, model.clone()).await?;
+    Ok(Json(json!({ "model": model, "changes": changes })))
+}
+
+/// Loads a model's versions from disk (for every front end); the changes made.
+pub(crate) async fn load(app: &AppState, model: String) -> Result<Value, ApiError> {
+    let repo = repository(app)?;
+    let result = tokio::task::spawn_blocking(move || repo.sync_model(&model, true))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    match result {
-        Ok(changes) => Ok(Json(json!({ "model": model, "changes": changes }))),
-        Err(e) => Err(e.into()),
-    }
+    Ok(json!(result?))
 }
 
 /// `POST /v2/repository/models/{model}/unload`: stops serving the model; 409 while a rollout uses it.
@@ -171,14 +173,19 @@ pub(super) async fn unload_model(
     State(app): State<AppState>,
     Path(model): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let repo = repository(&app)?;
+    unload(&app, &model)?;
+    Ok(Json(json!({ "model": model, "unloaded": true })))
+}
+
+/// Stops serving a model (for every front end); refused while a rollout uses it.
+pub(crate) fn unload(app: &AppState, model: &str) -> Result<(), ApiError> {
+    let repo = repository(app)?;
     let endpoints = app.endpoints();
     let used = endpoints.rollouts().values().any(|d| {
         let s = &d.spec;
         s.control.model == model || s.canary.model == model || s.shadows.iter().any(|(t, _)| t.model == model)
     });
-    repo.unload(&model, used)?;
-    Ok(Json(json!({ "model": model, "unloaded": true })))
+    Ok(repo.unload(model, used)?)
 }
 
 #[cfg(test)]

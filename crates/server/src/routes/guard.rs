@@ -28,14 +28,18 @@ pub(super) async fn require_api_token(
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let given = super::admin::bearer(req.headers());
-    let ok = app.api_token.as_deref().is_none_or(|t| given.is_some_and(|g| super::admin::same_secret(g, t)))
-        || app.admin.token.is_some() && app.admin.authorized(req.headers());
-    if !ok {
-        let e = ApiError::Unauthorized("missing or wrong bearer token (SWITCHYARD_API_TOKEN)".into());
+    if let Err(e) = check_api_token(&app, req.headers()) {
         return Err(super::body::refuse(req.into_body(), e).await);
     }
     Ok(next.run(req).await)
+}
+
+/// The data-plane token check, for any front end: the token (or the admin token) when one is set.
+pub(crate) fn check_api_token(app: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let given = super::admin::bearer(headers);
+    let ok = app.api_token.as_deref().is_none_or(|t| given.is_some_and(|g| super::admin::same_secret(g, t)))
+        || app.admin.token.is_some() && app.admin.authorized(headers);
+    if ok { Ok(()) } else { Err(ApiError::Unauthorized("missing or wrong bearer token (SWITCHYARD_API_TOKEN)".into())) }
 }
 
 /// A panic in a handler: a 500 naming nothing internal, logged with its message, counted.

@@ -14,6 +14,11 @@ pub(super) async fn live() -> Json<Value> {
 }
 
 pub(super) async fn ready(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    is_ready(&app).map(|()| Json(json!({ "ready": true })))
+}
+
+/// Whether the server is ready, and why not (for every front end's readiness).
+pub(crate) fn is_ready(app: &AppState) -> Result<(), ApiError> {
     if app.draining.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::Unavailable("not ready: shutting down (draining)".into()));
     }
@@ -26,7 +31,7 @@ pub(super) async fn ready(State(app): State<AppState>) -> Result<Json<Value>, Ap
         return Err(ApiError::Unavailable("not ready: reading the fleet's rollout decisions from etcd".into()));
     }
     if readiness.is_ready(app.strict_readiness) {
-        Ok(Json(json!({ "ready": true })))
+        Ok(())
     } else {
         Err(ApiError::Unavailable(format!("not ready: {}", readiness.describe())))
     }

@@ -113,7 +113,7 @@ fn respond(reply: Reply) -> Response {
 }
 
 /// The arm a request forces, if it says so and carries the admin token.
-fn forced_arm(app: &AppState, headers: &HeaderMap) -> Result<Option<Arm>, ApiError> {
+pub(crate) fn forced_arm(app: &AppState, headers: &HeaderMap) -> Result<Option<Arm>, ApiError> {
     let Some(v) = headers.get(FORCE_ARM_HEADER) else { return Ok(None) };
     if !app.admin.authorized(headers) {
         return Err(ApiError::Unauthorized(format!("{FORCE_ARM_HEADER} needs the admin bearer token")));

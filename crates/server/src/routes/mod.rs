@@ -9,7 +9,11 @@ mod infer;
 mod models;
 
 pub use admin::AdminAuth;
+pub(crate) use admin::{load as load_model, unload as unload_model};
+pub(crate) use guard::check_api_token;
+pub(crate) use health::is_ready;
 pub use infer::FORCE_ARM_HEADER;
+pub(crate) use infer::{FALLBACK_HEADER, forced_arm};
 
 use crate::ApiError;
 use crate::limits::RequestLimits;
@@ -33,22 +37,22 @@ pub struct AppState(Arc<Shared>);
 #[doc(hidden)]
 pub struct Shared {
     /// Swapped whole when a reloaded config is applied; a request keeps the one it started with.
-    endpoints: Arc<arc_swap::ArcSwap<Endpoints>>,
-    admin: AdminAuth,
-    configs: Arc<arc_swap::ArcSwap<ModelConfigs>>,
+    pub(crate) endpoints: Arc<arc_swap::ArcSwap<Endpoints>>,
+    pub(crate) admin: AdminAuth,
+    pub(crate) configs: Arc<arc_swap::ArcSwap<ModelConfigs>>,
     /// The repository kept in step with the disk (absent in router tests without models).
-    repository: Option<Arc<crate::live_repository::Repository>>,
+    pub(crate) repository: Option<Arc<crate::live_repository::Repository>>,
     /// Bearer token the data plane (`/v2/...`) needs, when set; probes and `/metrics` never do.
-    api_token: Option<String>,
-    limits: RequestLimits,
+    pub(crate) api_token: Option<String>,
+    pub(crate) limits: RequestLimits,
     /// Requests in progress, within `limits.max_concurrent_requests`.
-    in_flight: Arc<tokio::sync::Semaphore>,
-    strict_readiness: bool,
-    metrics: Option<PrometheusHandle>,
+    pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
+    pub(crate) strict_readiness: bool,
+    pub(crate) metrics: Option<PrometheusHandle>,
     /// Set at the first stop signal: readiness answers 503 while requests are still served.
-    draining: Arc<std::sync::atomic::AtomicBool>,
+    pub(crate) draining: Arc<std::sync::atomic::AtomicBool>,
     /// The fleet this replica belongs to (`coordination.etcd`), when there is one.
-    fleet: Option<switchyard_fleet::Fleet>,
+    pub(crate) fleet: Option<switchyard_fleet::Fleet>,
 }
 
 /// How the HTTP front end behaves: who may call it and within which limits.
