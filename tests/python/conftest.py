@@ -20,11 +20,15 @@ class Server:
             [str(BIN), "serve", "--model-repository", str(repo), "--port", "0", *args],
             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.log = []
+        self.grpc_url = None
         found = threading.Event()
 
         def drain():
             for line in self.proc.stderr:
                 self.log.append(line)
+                g = re.search(r"gRPC listening on 127\.0\.0\.1:(\d+)", line)
+                if g:
+                    self.grpc_url = f"127.0.0.1:{g.group(1)}"
                 m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
                 if m:
                     self.port = int(m.group(1))

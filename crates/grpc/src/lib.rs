@@ -6,3 +6,9 @@
 pub mod inference {
     tonic::include_proto!("inference");
 }
+
+/// The standard gRPC health service (Kubernetes' gRPC probes call `Check`).
+#[allow(clippy::all, clippy::pedantic, missing_docs, unreachable_pub)]
+pub mod health {
+    tonic::include_proto!("grpc.health.v1");
+}

@@ -4,6 +4,7 @@
 //! fallback, rate limits, analysis), metadata through the same catalog, errors through the same
 //! `ApiError` with its gRPC code.
 
+mod health;
 mod infer;
 mod models;
 
@@ -195,32 +196,14 @@ pub fn bind(host: &str, port: GrpcPort) -> std::io::Result<Option<tonic::transpo
     Ok(Some(tonic::transport::server::TcpIncoming::bind(addr)?.with_nodelay(Some(true))))
 }
 
-/// Serves the V2 service and `grpc.health.v1` on `incoming` until `stop` turns true. Health follows
-/// readiness (as `/ready` does: NOT_SERVING while loading, draining or not joined to the fleet).
+/// Serves the V2 service and `grpc.health.v1` on `incoming` until `stop` turns true.
 pub async fn serve(
     state: GrpcState,
     incoming: tonic::transport::server::TcpIncoming,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
-    let (reporter, health) = tonic_health::server::health_reporter();
-    let app = state.app.clone();
-    let watching = stop.clone();
-    tokio::spawn(async move {
-        use tonic_health::ServingStatus::{NotServing, Serving};
-        loop {
-            let stopping = *watching.borrow();
-            let ready = !stopping && crate::routes::is_ready(&app).is_ok();
-            let status = if ready { Serving } else { NotServing };
-            reporter.set_service_status("", status).await;
-            reporter.set_service_status("inference.GRPCInferenceService", status).await;
-            if stopping {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-        }
-    });
     tonic::transport::Server::builder()
-        .add_service(health)
+        .add_service(health::service(state.app.clone()))
         .add_service(service(state))
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = stop.wait_for(|&s| s).await;
