@@ -1,5 +1,6 @@
-"""Triton's perf_analyzer, unchanged, against a rollout endpoint: it reads the endpoint's metadata and
-config, drives inference through the rollout, and every request succeeds on one of the two arms.
+"""Triton's perf_analyzer, unchanged, against a rollout endpoint over HTTP and gRPC: it reads the
+endpoint's metadata and config (and over gRPC its statistics around each window), drives inference
+through the rollout, and every request succeeds on one of the two arms.
 perf_analyzer comes from `scripts/install_perf_analyzer.sh`, which `make test` runs."""
 import json
 import os
@@ -17,7 +18,8 @@ PA = pathlib.Path(os.environ.get("PERF_ANALYZER", ROOT / "target/tools/perf_anal
 
 @pytest.mark.skipif(not PA.exists(), reason=f"perf_analyzer is not installed ({PA}); "
                     "scripts/install_perf_analyzer.sh installs it (make test runs it)")
-def test_perf_analyzer_drives_a_rollout_endpoint(tmp_path, test_repo):
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_perf_analyzer_drives_a_rollout_endpoint(tmp_path, test_repo, protocol):
     cfg = tmp_path / "switchyard.yaml"
     cfg.write_text(
         "rollouts:\n"
@@ -27,7 +29,8 @@ def test_perf_analyzer_drives_a_rollout_endpoint(tmp_path, test_repo):
     s = Server(test_repo, "--strict-readiness", "false", "--config", str(cfg), "--admin-insecure")
     try:
         out = subprocess.run(
-            [str(PA), "-m", "scorer", "-u", s.url, "-i", "http", "--concurrency-range", "2",
+            [str(PA), "-m", "scorer", "-u", s.url if protocol == "http" else s.grpc_url, "-i", protocol,
+             "--concurrency-range", "2",
              "--measurement-interval", "1500", "--stability-percentage", "100", "--max-trials", "3"],
             capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stdout + out.stderr
@@ -39,3 +42,15 @@ def test_perf_analyzer_drives_a_rollout_endpoint(tmp_path, test_repo):
         assert evidence["control_errors"] == 0 and evidence["canary_errors"] == 0, status
     finally:
         s.stop()
+
+
+@pytest.mark.skipif(not PA.exists(), reason=f"perf_analyzer is not installed ({PA})")
+def test_perf_analyzer_drives_a_model_over_grpc_with_streaming(server):
+    out = subprocess.run(
+        [str(PA), "-m", "mlp", "-x", "1", "-u", server.grpc_url, "-i", "grpc", "--streaming", "-b", "4",
+         "--concurrency-range", "4", "--measurement-interval", "1500", "--stability-percentage", "100",
+         "--max-trials", "3"],
+        capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    m = re.search(r"Concurrency: 4, throughput: ([0-9.]+) infer/sec", out.stdout)
+    assert m and float(m.group(1)) > 100, out.stdout
