@@ -3,6 +3,7 @@ metadata, config, statistics, repository, inference with every datatype (raw con
 sends), typed InferTensorContents, streaming, errors and their status codes, and a rollout endpoint;
 every answer compared with the HTTP answer for the same input."""
 import queue
+import urllib.request
 
 import grpc
 import ml_dtypes
@@ -210,3 +211,18 @@ def test_a_rollout_endpoint_over_grpc_is_sticky_and_names_the_arm(rollout, test_
     assert arms == {"control", "canary"}
     stats = c.get_inference_statistics("scorer").model_stats
     assert {s.version for s in stats} == {"1", "2"}
+    # The arm is in the response metadata too (initial metadata of a unary call), as HTTP's header.
+    req = service_pb2.ModelInferRequest(model_name="scorer")
+    t = req.inputs.add(name="input", datatype="FP32", shape=[1, 64])
+    t.contents.fp32_contents.extend(x.ravel().tolist())
+    resp, call = c._client_stub.ModelInfer.with_call(req, metadata=[("x-user-id", "user-1")])
+    meta = dict(call.initial_metadata())
+    assert meta["x-switchyard-arm"] == resp.parameters["x-switchyard-arm"].string_param
+    assert meta["x-switchyard-model"] in ("mlp/1", "mlp/2")
+
+
+def test_grpc_requests_are_in_the_metrics(client, server):
+    client.is_server_live()
+    text = urllib.request.urlopen(f"http://{server.url}/metrics").read().decode()
+    assert 'switchyard_grpc_requests_total{method="ServerLive",code="OK"}' in text
+    assert 'switchyard_grpc_requests_total{method="ModelInfer",code="INVALID_ARGUMENT"}' in text

@@ -160,6 +160,13 @@ fn describe_protection() {
     counter!("switchyard_fallback_total", "Requests answered by the model's fallback, by reason");
     counter!("switchyard_fallback_failures_total", "Fallbacks that could not answer (the original error was returned)");
     counter!("switchyard_worker_replacements_total", "Model workers replaced, by reason (panic, hung)");
+    counter!("switchyard_grpc_requests_total", "gRPC requests by method and status code (a stream message is one)");
+    metrics::describe_histogram!(
+        "switchyard_grpc_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "gRPC request time in the server, by method"
+    );
+    counter!("switchyard_grpc_requests_shed_total", "gRPC inferences refused over --max-concurrent-requests");
     gauge!("switchyard_fleet_leader", "1 while this replica leads its fleet (judges the pooled evidence), else 0");
     gauge!("switchyard_fleet_etcd_up", "1 while this replica reaches the fleet's etcd cluster, else 0 (cut off)");
     gauge!(

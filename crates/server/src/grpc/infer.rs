@@ -30,6 +30,9 @@ pub(super) async fn infer(
     metadata: &MetadataMap,
     req: ModelInferRequest,
 ) -> Result<ModelInferResponse, ApiError> {
+    let _permit = crate::routes::admission(&state.app).inspect_err(|_| {
+        metrics::counter!("switchyard_grpc_requests_shed_total").increment(1);
+    })?;
     let endpoints = state.app.endpoints();
     let version = (!req.model_version.is_empty()).then_some(req.model_version.clone());
     if version.is_some() || endpoints.rollout(&req.model_name).is_none() {
@@ -55,7 +58,11 @@ pub(super) async fn stream_one(
     req: ModelInferRequest,
 ) -> ModelStreamInferResponse {
     let id = req.id.clone();
-    match infer(&state, &metadata, req).await {
+    let start = std::time::Instant::now();
+    let result = infer(&state, &metadata, req).await;
+    let status = result.as_ref().map(|_| ()).map_err(|e| tonic::Status::new(e.grpc_code(), ""));
+    super::observe::record("ModelStreamInfer", start, &status);
+    match result {
         Ok(r) => ModelStreamInferResponse { error_message: String::new(), infer_response: Some(r) },
         Err(e) => ModelStreamInferResponse {
             error_message: e.to_string(),
@@ -197,6 +204,23 @@ fn respond(reply: Reply) -> ModelInferResponse {
         parameters,
         outputs: tensors,
         raw_output_contents: raw,
+    }
+}
+
+/// The arm, the model behind it and a fallback, from the response's parameters into its metadata too
+/// (as HTTP's headers; a stream's metadata is sent once, so there they are in the parameters only).
+pub(super) fn tag(resp: &mut tonic::Response<ModelInferResponse>) {
+    let tags: Vec<(&'static str, String)> = ["x-switchyard-arm", "x-switchyard-model", crate::routes::FALLBACK_HEADER]
+        .into_iter()
+        .filter_map(|key| match resp.get_ref().parameters.get(key)?.parameter_choice.as_ref()? {
+            ParameterChoice::StringParam(v) => Some((key, v.clone())),
+            _ => None,
+        })
+        .collect();
+    for (key, value) in tags {
+        if let Ok(v) = value.parse() {
+            resp.metadata_mut().insert(key, v);
+        }
     }
 }
 

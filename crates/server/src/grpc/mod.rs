@@ -7,6 +7,7 @@
 mod health;
 mod infer;
 mod models;
+mod observe;
 
 use crate::catalog;
 use crate::routes::AppState;
@@ -65,45 +66,70 @@ fn answer<T>(r: ApiResult<T>) -> GrpcResult<T> {
     r.map(Response::new).map_err(Status::from)
 }
 
+/// Runs one RPC and records it in the gRPC metrics.
+async fn observed<T>(method: &'static str, f: impl std::future::Future<Output = GrpcResult<T>>) -> GrpcResult<T> {
+    let start = std::time::Instant::now();
+    let result = f.await;
+    observe::record(method, start, &result);
+    result
+}
+
 #[tonic::async_trait]
 impl GrpcInferenceService for GrpcState {
     async fn server_live(&self, _: Request<pb::ServerLiveRequest>) -> GrpcResult<pb::ServerLiveResponse> {
-        Ok(Response::new(pb::ServerLiveResponse { live: true }))
+        observed("ServerLive", async move { Ok(Response::new(pb::ServerLiveResponse { live: true })) }).await
     }
 
     async fn server_ready(&self, _: Request<pb::ServerReadyRequest>) -> GrpcResult<pb::ServerReadyResponse> {
-        Ok(Response::new(pb::ServerReadyResponse { ready: crate::routes::is_ready(&self.app).is_ok() }))
+        observed("ServerReady", async move {
+            Ok(Response::new(pb::ServerReadyResponse { ready: crate::routes::is_ready(&self.app).is_ok() }))
+        })
+        .await
     }
 
     async fn model_ready(&self, req: Request<pb::ModelReadyRequest>) -> GrpcResult<pb::ModelReadyResponse> {
-        self.check_token(req.metadata())?;
-        let r = req.into_inner();
-        answer(
-            catalog::ready(&self.app.endpoints(), &r.name, version(&r.version))
-                .map(|_| pb::ModelReadyResponse { ready: true }),
-        )
+        observed("ModelReady", async move {
+            self.check_token(req.metadata())?;
+            let r = req.into_inner();
+            answer(
+                catalog::ready(&self.app.endpoints(), &r.name, version(&r.version))
+                    .map(|_| pb::ModelReadyResponse { ready: true }),
+            )
+        })
+        .await
     }
 
     async fn server_metadata(&self, req: Request<pb::ServerMetadataRequest>) -> GrpcResult<pb::ServerMetadataResponse> {
-        self.check_token(req.metadata())?;
-        let m = catalog::server_metadata();
-        Ok(Response::new(pb::ServerMetadataResponse {
-            name: m.name.to_owned(),
-            version: m.version.to_owned(),
-            extensions: m.extensions.iter().map(|e| (*e).to_owned()).collect(),
-        }))
+        observed("ServerMetadata", async move {
+            self.check_token(req.metadata())?;
+            let m = catalog::server_metadata();
+            Ok(Response::new(pb::ServerMetadataResponse {
+                name: m.name.to_owned(),
+                version: m.version.to_owned(),
+                extensions: m.extensions.iter().map(|e| (*e).to_owned()).collect(),
+            }))
+        })
+        .await
     }
 
     async fn model_metadata(&self, req: Request<pb::ModelMetadataRequest>) -> GrpcResult<pb::ModelMetadataResponse> {
-        self.check_token(req.metadata())?;
-        let r = req.into_inner();
-        answer(catalog::metadata(&self.app.endpoints(), &r.name, version(&r.version)).map(models::metadata))
+        observed("ModelMetadata", async move {
+            self.check_token(req.metadata())?;
+            let r = req.into_inner();
+            answer(catalog::metadata(&self.app.endpoints(), &r.name, version(&r.version)).map(models::metadata))
+        })
+        .await
     }
 
     async fn model_infer(&self, req: Request<pb::ModelInferRequest>) -> GrpcResult<pb::ModelInferResponse> {
-        self.check_token(req.metadata())?;
-        let (metadata, _, message) = req.into_parts();
-        answer(infer::infer(self, &metadata, message).await)
+        observed("ModelInfer", async move {
+            self.check_token(req.metadata())?;
+            let (metadata, _, message) = req.into_parts();
+            let mut resp = answer(infer::infer(self, &metadata, message).await)?;
+            infer::tag(&mut resp);
+            Ok(resp)
+        })
+        .await
     }
 
     type ModelStreamInferStream = Pin<Box<dyn Stream<Item = Result<pb::ModelStreamInferResponse, Status>> + Send>>;
@@ -133,47 +159,62 @@ impl GrpcInferenceService for GrpcState {
     }
 
     async fn model_config(&self, req: Request<pb::ModelConfigRequest>) -> GrpcResult<pb::ModelConfigResponse> {
-        self.check_token(req.metadata())?;
-        let r = req.into_inner();
-        let configs = self.app.configs.load();
-        answer(catalog::config(&self.app.endpoints(), &configs, &r.name, version(&r.version)).map(models::config))
+        observed("ModelConfig", async move {
+            self.check_token(req.metadata())?;
+            let r = req.into_inner();
+            let configs = self.app.configs.load();
+            answer(catalog::config(&self.app.endpoints(), &configs, &r.name, version(&r.version)).map(models::config))
+        })
+        .await
     }
 
     async fn model_statistics(
         &self,
         req: Request<pb::ModelStatisticsRequest>,
     ) -> GrpcResult<pb::ModelStatisticsResponse> {
-        self.check_token(req.metadata())?;
-        let r = req.into_inner();
-        let model = (!r.name.is_empty()).then_some(r.name.as_str());
-        answer(catalog::stats(&self.app.endpoints(), model, version(&r.version)).map(models::stats))
+        observed("ModelStatistics", async move {
+            self.check_token(req.metadata())?;
+            let r = req.into_inner();
+            let model = (!r.name.is_empty()).then_some(r.name.as_str());
+            answer(catalog::stats(&self.app.endpoints(), model, version(&r.version)).map(models::stats))
+        })
+        .await
     }
 
     async fn repository_index(
         &self,
         req: Request<pb::RepositoryIndexRequest>,
     ) -> GrpcResult<pb::RepositoryIndexResponse> {
-        self.check_token(req.metadata())?;
-        let ready = req.get_ref().ready;
-        Ok(Response::new(models::index(catalog::index(&self.app.endpoints()), ready)))
+        observed("RepositoryIndex", async move {
+            self.check_token(req.metadata())?;
+            let ready = req.get_ref().ready;
+            Ok(Response::new(models::index(catalog::index(&self.app.endpoints()), ready)))
+        })
+        .await
     }
 
     async fn repository_model_load(
         &self,
         req: Request<pb::RepositoryModelLoadRequest>,
     ) -> GrpcResult<pb::RepositoryModelLoadResponse> {
-        self.check_admin(req.metadata())?;
-        let name = req.into_inner().model_name;
-        answer(crate::routes::load_model(&self.app, name).await.map(|_| pb::RepositoryModelLoadResponse {}))
+        observed("RepositoryModelLoad", async move {
+            self.check_admin(req.metadata())?;
+            let name = req.into_inner().model_name;
+            answer(crate::routes::load_model(&self.app, name).await.map(|_| pb::RepositoryModelLoadResponse {}))
+        })
+        .await
     }
 
     async fn repository_model_unload(
         &self,
         req: Request<pb::RepositoryModelUnloadRequest>,
     ) -> GrpcResult<pb::RepositoryModelUnloadResponse> {
-        self.check_admin(req.metadata())?;
-        let name = req.into_inner().model_name;
-        answer(crate::routes::unload_model(&self.app, &name).map(|_| pb::RepositoryModelUnloadResponse {}))
+        observed("RepositoryModelUnload", async move {
+            self.check_admin(req.metadata())?;
+            let name = req.into_inner().model_name;
+            answer(crate::routes::unload_model(&self.app, &name).map(|_| pb::RepositoryModelUnloadResponse {}))
+        })
+        .await
     }
 }
 

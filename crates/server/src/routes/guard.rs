@@ -11,15 +11,24 @@ use std::any::Any;
 
 /// Admits a request while fewer than `max_concurrent_requests` are in progress.
 pub(super) async fn admit(State(app): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
-    let Ok(_permit) = app.in_flight.clone().try_acquire_owned() else {
-        metrics::counter!("switchyard_http_requests_shed_total").increment(1);
-        let e = ApiError::Busy(format!(
-            "the server is at its limit of {} requests in progress; retry later",
-            app.limits.max_concurrent_requests
-        ));
-        return Err(super::body::refuse(req.into_body(), e).await);
+    let _permit = match admission(&app) {
+        Ok(p) => p,
+        Err(e) => {
+            metrics::counter!("switchyard_http_requests_shed_total").increment(1);
+            return Err(super::body::refuse(req.into_body(), e).await);
+        }
     };
     Ok(next.run(req).await)
+}
+
+/// A place among the requests in progress (`--max-concurrent-requests`, shared by every front end).
+pub(crate) fn admission(app: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    app.in_flight.clone().try_acquire_owned().map_err(|_| {
+        ApiError::Busy(format!(
+            "the server is at its limit of {} requests in progress; retry later",
+            app.limits.max_concurrent_requests
+        ))
+    })
 }
 
 /// With `SWITCHYARD_API_TOKEN` set, the data plane needs it (or the admin token) as a bearer token.

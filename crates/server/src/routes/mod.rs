@@ -10,7 +10,7 @@ mod models;
 
 pub use admin::AdminAuth;
 pub(crate) use admin::{load as load_model, unload as unload_model};
-pub(crate) use guard::check_api_token;
+pub(crate) use guard::{admission, check_api_token};
 pub(crate) use health::is_ready;
 pub use infer::FORCE_ARM_HEADER;
 pub(crate) use infer::{FALLBACK_HEADER, forced_arm};
