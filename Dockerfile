@@ -36,13 +36,14 @@ COPY models/ /models/
 COPY config/switchyard.yaml /etc/switchyard/switchyard.yaml
 ENV SWITCHYARD_HOST=0.0.0.0 \
     SWITCHYARD_PORT=8000 \
+    SWITCHYARD_GRPC_PORT=8001 \
     SWITCHYARD_MODEL_REPOSITORY=/models \
     SWITCHYARD_CONFIG=/etc/switchyard/switchyard.yaml \
     SWITCHYARD_STATE_DIR=/var/lib/switchyard \
     ORT_DYLIB_PATH=/opt/onnxruntime/lib/libonnxruntime.so.${ORT_VERSION}
 WORKDIR /var/lib/switchyard
 USER 10001:10001
-EXPOSE 8000
+EXPOSE 8000 8001
 # The server drains on SIGTERM (/ready turns 503, in-flight requests finish) and exits 0.
 STOPSIGNAL SIGTERM
 # No curl in the base: bash's /dev/tcp speaks HTTP/1.0 to /health and checks the status code, with

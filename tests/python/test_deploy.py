@@ -144,6 +144,7 @@ def test_deployment_probes_shutdown_security_and_wiring(rendered):
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert c["image"] == "localhost/switchyard:latest"
     assert env["SWITCHYARD_HOST"]["value"] == "0.0.0.0" and ports["http"] == int(env["SWITCHYARD_PORT"]["value"])
+    assert ports["grpc"] == int(env["SWITCHYARD_GRPC_PORT"]["value"])
 
     # Probes: liveness /health, readiness /ready, a startup probe long enough for slow model loads.
     assert c["livenessProbe"]["httpGet"]["path"] == "/health"

@@ -147,16 +147,23 @@ async fn serve(args: ServeArgs) -> Result<()> {
     eprintln!("switchyard listening on {scheme}://{local}  (try: curl {scheme}://{local}/v2/models/mlp)");
 
     let stop_accepting = shutdown::watch(state.draining(), Duration::from_secs(args.drain_delay_secs));
-    if let Some(incoming) = grpc {
+    let grpc = grpc.map(|incoming| {
         let grpc_state = grpc::GrpcState::new(state.clone());
         let stop = stop_accepting.clone();
         tokio::spawn(async move {
             if let Err(e) = grpc::serve(grpc_state, incoming, stop).await {
                 tracing::error!(error = %e, "gRPC server stopped");
             }
-        });
-    }
-    let server = listen::serve(listener, app(state), limits.connection.clone(), tls, stop_accepting.clone());
+        })
+    });
+    // Both front ends drain: each stops accepting at the signal and finishes what it has in flight.
+    let http = listen::serve(listener, app(state), limits.connection.clone(), tls, stop_accepting.clone());
+    let server = async move {
+        http.await;
+        if let Some(grpc) = grpc {
+            let _ = grpc.await;
+        }
+    };
     let mut stopped = stop_accepting;
     let deadline = async move {
         let _ = stopped.wait_for(|&s| s).await;

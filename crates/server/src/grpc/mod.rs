@@ -45,7 +45,9 @@ impl GrpcState {
 }
 
 /// The service with message limits as large as HTTP's body limit, and gzip or deflate requests (which
-/// tritonclient and perf_analyzer can send) accepted.
+/// tritonclient and perf_analyzer can send) accepted. Answers go uncompressed, as Triton's do (grpcio
+/// clients advertise gzip by default, and compressing tensors costs more CPU than it saves on loopback
+/// or in a cluster).
 pub fn service(state: GrpcState) -> GrpcInferenceServiceServer<GrpcState> {
     let max = state.app.limits.max_request_bytes;
     GrpcInferenceServiceServer::new(state)
@@ -53,7 +55,6 @@ pub fn service(state: GrpcState) -> GrpcInferenceServiceServer<GrpcState> {
         .max_encoding_message_size(usize::MAX)
         .accept_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Deflate)
-        .send_compressed(CompressionEncoding::Gzip)
 }
 
 fn version(v: &str) -> Option<&str> {
