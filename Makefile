@@ -98,6 +98,7 @@ bench: build models .venv-bench/bin/python
 	loadtest/peers.sh
 	loadtest/binary.sh
 	loadtest/shadow.sh
+	loadtest/grpc.sh
 	$(PY) loadtest/text_bench.py
 
 # MiniLM embeddings through HTTP: Switchyard's candle and ONNX Runtime paths beside a FastAPI peer.
