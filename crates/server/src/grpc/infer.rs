@@ -38,14 +38,17 @@ pub(super) async fn infer(
     if version.is_some() || endpoints.rollout(&req.model_name).is_none() {
         endpoints.lookup(&req.model_name, version.as_deref())?;
     }
-    let headers = metadata.clone().into_headers();
-    let forced = crate::routes::forced_arm(&state.app, &headers)?;
+    // Forcing an arm is rare (tests, with the admin token): only then is the metadata copied.
+    let forced = match metadata.contains_key(crate::routes::FORCE_ARM_HEADER) {
+        true => crate::routes::forced_arm(&state.app, &metadata.clone().into_headers())?,
+        false => None,
+    };
     let model = req.model_name.clone();
     let call = Call {
         model: &model,
         version: version.as_deref(),
         request: Arc::new(GrpcRequest { req, limits: state.app.limits.decode }),
-        metadata: &GrpcMetadata(&headers),
+        metadata: &GrpcMetadata(metadata),
         forced,
     };
     Ok(respond(endpoints.infer(call).await?))
@@ -224,11 +227,11 @@ pub(super) fn tag(resp: &mut tonic::Response<ModelInferResponse>) {
     }
 }
 
-/// gRPC metadata (as HTTP headers: the same names, lower case) for the rollout's assignment key.
-struct GrpcMetadata<'a>(&'a axum::http::HeaderMap);
+/// gRPC metadata (the same names as HTTP headers, lower case) for the rollout's assignment key.
+struct GrpcMetadata<'a>(&'a MetadataMap);
 
 impl Metadata for GrpcMetadata<'_> {
     fn get(&self, name: &str) -> Option<&[u8]> {
-        self.0.get(name).map(axum::http::HeaderValue::as_bytes)
+        self.0.get(name).map(|v| v.as_bytes())
     }
 }
