@@ -57,7 +57,7 @@ fi
 # 3. The image's config.
 cfg=$(podman image inspect -f '{{.User}}|{{.Config.StopSignal}}|{{range $p, $_ := .Config.ExposedPorts}}{{$p}}{{end}}|{{.HealthCheck.Test}}' "$IMAGE_REF" 2>&1) || true
 case "$cfg" in
-  "10001:10001|SIGTERM|8000/tcp|[CMD /bin/bash -c "*/health*) ok "config: user 10001, STOPSIGNAL SIGTERM, EXPOSE 8000, HEALTHCHECK on /health" ;;
+  "10001:10001|SIGTERM|8000/tcp8001/tcp|[CMD /bin/bash -c "*/health*) ok "config: user 10001, STOPSIGNAL SIGTERM, EXPOSE 8000 8001, HEALTHCHECK on /health" ;;
   *) bad "config is '$cfg'" ;;
 esac
 
