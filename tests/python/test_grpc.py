@@ -14,7 +14,7 @@ import tritonclient.http as httpclient
 from tritonclient.grpc import service_pb2
 from tritonclient.utils import InferenceServerException
 
-from conftest import Server
+from test_rollout_endpoint import rollout_server  # noqa: F401 (the same rollout: a fixture)
 from test_tritonclient import DTYPES, reference, sample
 
 
@@ -177,23 +177,9 @@ def test_statistics_count_grpc_requests(client):
     assert after == before + 1
 
 
-@pytest.fixture(scope="module")
-def rollout(tmp_path_factory, test_repo):
-    cfg = tmp_path_factory.mktemp("grpc-rollout") / "switchyard.yaml"
-    cfg.write_text(
-        "rollouts:\n"
-        "  - endpoint: scorer\n"
-        "    control: { model: mlp, version: 1 }\n"
-        "    canary: { model: mlp, version: 2, weight: 50 }\n"
-        "    assignment: { header: x-user-id }\n")
-    s = Server(test_repo, "--strict-readiness", "false", "--config", str(cfg))
-    yield s
-    s.stop()
-
-
-def test_a_rollout_endpoint_over_grpc_is_sticky_and_names_the_arm(rollout, test_repo):
-    c = grpcclient.InferenceServerClient(url=rollout.grpc_url)
-    h = httpclient.InferenceServerClient(url=rollout.url)
+def test_a_rollout_endpoint_over_grpc_is_sticky_and_names_the_arm(rollout_server, test_repo):
+    c = grpcclient.InferenceServerClient(url=rollout_server.grpc_url)
+    h = httpclient.InferenceServerClient(url=rollout_server.url)
     assert c.is_model_ready("scorer")
     x = np.random.default_rng(4).standard_normal((1, 64)).astype(np.float32)
     arms = set()
