@@ -112,6 +112,13 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// The gRPC port the server logged (it listens before HTTP does).
+    pub fn grpc_port(&self) -> u16 {
+        let log = self.log();
+        let rest = log.split("gRPC listening on 127.0.0.1:").nth(1).expect("a gRPC port in the log");
+        rest.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    }
+
     pub fn terminate(&mut self) {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
     }
