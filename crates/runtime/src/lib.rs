@@ -17,7 +17,7 @@ mod worker;
 
 pub use batch::BatchPolicy;
 pub use contain::VersionBreaker;
-pub use metrics::{Outcome, StatsSnapshot, VersionMetrics};
+pub use metrics::{Outcome, Protocol, StatsSnapshot, VersionMetrics};
 pub use pool::{DEFAULT_MAX_BATCH_SIZE, InferError, Loader, Pool, PoolOptions};
 pub use priority::Foreground;
 pub use queue::Priority;

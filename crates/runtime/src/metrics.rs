@@ -18,17 +18,40 @@ pub enum Outcome {
     Rejected,
 }
 
+/// The front end a request came through: the `protocol` label of the request metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http = 0,
+    Grpc = 1,
+}
+
+impl Protocol {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Grpc => "grpc",
+        }
+    }
+}
+
+/// One protocol's request handles for a model version.
 #[derive(Clone, Debug)]
-pub struct VersionMetrics {
-    queue: Histogram,
-    compute: Histogram,
+struct ByProtocol {
     request: Histogram,
-    pub in_flight: Gauge,
     ok: Counter,
     client_error: Counter,
     server_error: Counter,
     rejected: Counter,
     cancelled: Counter,
+}
+
+#[derive(Clone, Debug)]
+pub struct VersionMetrics {
+    queue: Histogram,
+    compute: Histogram,
+    pub in_flight: Gauge,
+    /// Indexed by [`Protocol`].
+    requests: [ByProtocol; 2],
     stats: Arc<Totals>,
 }
 
@@ -70,34 +93,40 @@ fn read(pair: &(AtomicU64, AtomicU64)) -> (u64, u64) {
 impl VersionMetrics {
     pub fn new(model: &str, version: u64) -> Self {
         let (m, v) = (model.to_owned(), version.to_string());
-        let outcome = |o: &'static str| counter!("switchyard_requests_total", "model" => m.clone(), "version" => v.clone(), "outcome" => o);
+        let by = |p: Protocol| {
+            let outcome = |o: &'static str| counter!("switchyard_requests_total", "model" => m.clone(), "version" => v.clone(), "outcome" => o, "protocol" => p.label());
+            ByProtocol {
+                request: histogram!("switchyard_request_duration_seconds", "model" => m.clone(), "version" => v.clone(), "protocol" => p.label()),
+                ok: outcome("success"),
+                client_error: outcome("client_error"),
+                server_error: outcome("server_error"),
+                rejected: outcome("rejected"),
+                cancelled: outcome("cancelled"),
+            }
+        };
         Self {
             queue: histogram!("switchyard_queue_duration_seconds", "model" => m.clone(), "version" => v.clone()),
             compute: histogram!("switchyard_compute_duration_seconds", "model" => m.clone(), "version" => v.clone()),
-            request: histogram!("switchyard_request_duration_seconds", "model" => m.clone(), "version" => v.clone()),
             in_flight: gauge!("switchyard_requests_in_flight", "model" => m.clone(), "version" => v.clone()),
-            ok: outcome("success"),
-            client_error: outcome("client_error"),
-            server_error: outcome("server_error"),
-            rejected: outcome("rejected"),
-            cancelled: outcome("cancelled"),
+            requests: [by(Protocol::Http), by(Protocol::Grpc)],
             stats: Arc::default(),
         }
     }
 
     /// A request finished, end to end in the server.
-    pub fn record_request(&self, outcome: Outcome, took: Duration) {
-        self.request.record(took.as_secs_f64());
+    pub fn record_request(&self, outcome: Outcome, took: Duration, protocol: Protocol) {
+        let h = &self.requests[protocol as usize];
+        h.request.record(took.as_secs_f64());
         match outcome {
             Outcome::Success => {
-                self.ok.increment(1);
+                h.ok.increment(1);
                 add(&self.stats.success, took);
             }
             Outcome::ClientError | Outcome::ServerError | Outcome::Rejected => {
                 let counter = match outcome {
-                    Outcome::ClientError => &self.client_error,
-                    Outcome::ServerError => &self.server_error,
-                    _ => &self.rejected,
+                    Outcome::ClientError => &h.client_error,
+                    Outcome::ServerError => &h.server_error,
+                    _ => &h.rejected,
                 };
                 counter.increment(1);
                 add(&self.stats.fail, took);
@@ -121,8 +150,8 @@ impl VersionMetrics {
     }
 
     /// A job was dropped because its caller had gone away.
-    pub(crate) fn record_cancelled(&self) {
-        self.cancelled.increment(1);
+    pub(crate) fn record_cancelled(&self, protocol: Protocol) {
+        self.requests[protocol as usize].cancelled.increment(1);
     }
 
     pub fn stats(&self) -> StatsSnapshot {
@@ -146,9 +175,9 @@ mod tests {
     #[test]
     fn totals_add_up() {
         let m = VersionMetrics::new("m", 1);
-        m.record_request(Outcome::Success, Duration::from_nanos(10));
-        m.record_request(Outcome::ClientError, Duration::from_nanos(5));
-        m.record_request(Outcome::Rejected, Duration::from_nanos(1));
+        m.record_request(Outcome::Success, Duration::from_nanos(10), Protocol::Http);
+        m.record_request(Outcome::ClientError, Duration::from_nanos(5), Protocol::Grpc);
+        m.record_request(Outcome::Rejected, Duration::from_nanos(1), Protocol::Http);
         m.record_queue(Duration::from_nanos(3));
         m.record_compute(Duration::from_nanos(7), 4);
         let s = m.stats();

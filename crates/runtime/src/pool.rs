@@ -75,6 +75,8 @@ pub(crate) struct Job {
     pub(crate) priority: Priority,
     /// A fault a rollout rehearsal injects.
     pub(crate) fault: JobFault,
+    /// The front end the request came through (a dropped job is counted under it).
+    pub(crate) protocol: crate::Protocol,
     pub(crate) reply: oneshot::Sender<Result<Vec<Tensor>, InferError>>,
 }
 
@@ -153,8 +155,9 @@ impl Pool {
         inputs: Vec<Tensor>,
         outputs: Vec<String>,
         priority: Priority,
+        protocol: crate::Protocol,
     ) -> Result<oneshot::Receiver<Result<Vec<Tensor>, InferError>>, InferError> {
-        self.submit_job(inputs, outputs, priority, JobFault::None)
+        self.submit_job(inputs, outputs, priority, JobFault::None, protocol)
     }
 
     fn submit_job(
@@ -163,13 +166,14 @@ impl Pool {
         outputs: Vec<String>,
         priority: Priority,
         fault: JobFault,
+        protocol: crate::Protocol,
     ) -> Result<oneshot::Receiver<Result<Vec<Tensor>, InferError>>, InferError> {
         let (reply, rx) = oneshot::channel();
         let rows = match self.max_batch_size {
             0 => 1,
             _ => inputs.first().and_then(|t| t.shape.first()).map_or(1, |&b| b as u64),
         };
-        let job = Job { rows, inputs, outputs, enqueued: Instant::now(), priority, fault, reply };
+        let job = Job { rows, inputs, outputs, enqueued: Instant::now(), priority, fault, protocol, reply };
         match self.tx.try_send(job, priority) {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => Err(InferError::QueueFull(self.label.clone())),
@@ -186,8 +190,9 @@ impl Pool {
         outputs: Vec<String>,
         timeout: std::time::Duration,
         priority: Priority,
+        protocol: crate::Protocol,
     ) -> Result<Vec<Tensor>, InferError> {
-        self.infer_job(inputs, outputs, timeout, priority, JobFault::None).await
+        self.infer_job(inputs, outputs, timeout, priority, JobFault::None, protocol).await
     }
 
     /// [`Pool::infer`], with a fault injected into the job.
@@ -198,8 +203,9 @@ impl Pool {
         timeout: std::time::Duration,
         priority: Priority,
         fault: JobFault,
+        protocol: crate::Protocol,
     ) -> Result<Vec<Tensor>, InferError> {
-        let rx = self.submit_job(inputs, outputs, priority, fault)?;
+        let rx = self.submit_job(inputs, outputs, priority, fault, protocol)?;
         match tokio::time::timeout(timeout, rx).await {
             // The worker dropped the job unanswered: it crashed, or the version is being unloaded.
             Ok(reply) => reply.unwrap_or_else(|_| {

@@ -231,7 +231,7 @@ fn serve(
             },
         };
         if first.reply.is_closed() {
-            metrics.record_cancelled();
+            metrics.record_cancelled(first.protocol);
             continue;
         }
         let mut group = vec![first];
@@ -276,7 +276,7 @@ fn gather(
             if policy.max_queue_delay.is_zero() { rx.try_take().ok().flatten() } else { rx.take(Some(deadline)) };
         let job = next?;
         if job.reply.is_closed() {
-            metrics.record_cancelled();
+            metrics.record_cancelled(job.protocol);
             continue;
         }
         let head = &group[0];

@@ -40,7 +40,10 @@ pub fn install_metrics() -> Result<PrometheusHandle, String> {
         .map_err(|e| e.to_string())?
         .install_recorder()
         .map_err(|e| e.to_string())?;
-    metrics::describe_counter!("switchyard_requests_total", "Inference requests by model, version and outcome");
+    metrics::describe_counter!(
+        "switchyard_requests_total",
+        "Inference requests by model, version, outcome and protocol (http, grpc)"
+    );
     metrics::describe_histogram!(
         "switchyard_request_duration_seconds",
         metrics::Unit::Seconds,

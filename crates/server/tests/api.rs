@@ -174,9 +174,9 @@ fn metrics_count_requests_by_model_version_and_outcome() {
     assert_eq!(m.status, 200);
     let text = m.text();
     for want in [
-        r#"switchyard_requests_total{model="mlp",version="2",outcome="success"} 1"#,
-        r#"switchyard_requests_total{model="mlp",version="2",outcome="client_error"} 1"#,
-        r#"switchyard_request_duration_seconds_bucket{model="mlp",version="2",le="0.001"}"#,
+        r#"switchyard_requests_total{model="mlp",version="2",outcome="success",protocol="http"} 1"#,
+        r#"switchyard_requests_total{model="mlp",version="2",outcome="client_error",protocol="http"} 1"#,
+        r#"switchyard_request_duration_seconds_bucket{model="mlp",version="2",protocol="http",le="0.001"}"#,
         r#"switchyard_compute_duration_seconds_count{model="mlp",version="2"} 1"#,
         r#"switchyard_queue_duration_seconds_count{model="mlp",version="2"} 1"#,
         r#"switchyard_requests_in_flight{model="mlp",version="2"} 0"#,

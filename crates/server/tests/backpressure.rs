@@ -75,7 +75,10 @@ fn a_full_queue_answers_429_at_once_and_recovers() {
         assert_eq!(c.read_response().unwrap().status, 200);
     }
     assert_eq!(s.conn().request("POST", "/v2/models/slow_queue1/infer", &[], &slow_body(1, None)).status, 200);
-    assert!(counter(&s, r#"switchyard_requests_total{model="slow_queue1",version="1",outcome="rejected"}"#) >= 1);
+    assert!(
+        counter(&s, r#"switchyard_requests_total{model="slow_queue1",version="1",outcome="rejected",protocol="http"}"#)
+            >= 1
+    );
 }
 
 #[test]
@@ -112,7 +115,8 @@ fn requests_whose_clients_left_are_not_computed() {
     drop(waiting);
     assert_eq!(first.read_response().unwrap().status, 200);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while counter(&s, r#"switchyard_requests_total{model="slow",version="1",outcome="cancelled"}"#) < 5 {
+    while counter(&s, r#"switchyard_requests_total{model="slow",version="1",outcome="cancelled",protocol="http"}"#) < 5
+    {
         assert!(Instant::now() < deadline, "dropped requests were computed: {}", s.get("/metrics").text());
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -77,4 +77,9 @@ fn a_failing_canary_is_rolled_back_on_grpc_traffic_and_its_clients_see_no_error(
     assert!(arms.iter().all(|a| a == "control"), "failed canary answers are replaced by control's");
     let metrics = s.get("/metrics").text();
     assert!(metrics.contains(r#"switchyard_grpc_requests_total{method="ModelInfer",code="OK"}"#), "{metrics}");
+    // The model versions count the requests under their protocol.
+    assert!(
+        metrics.contains(r#"switchyard_requests_total{model="mlp",version="1",outcome="success",protocol="grpc"}"#),
+        "{metrics}"
+    );
 }

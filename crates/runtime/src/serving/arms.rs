@@ -43,7 +43,8 @@ pub(super) async fn serve(ep: &Endpoints, driver: &Arc<RolloutDriver>, call: Cal
     {
         // A copy stays for control, which answers when the canary cannot.
         let req = decoded.for_version(&canary, true);
-        let (result, took) = attempt(ep, &canary, req, driver.spec.faults[1], Priority::Canary).await;
+        let (result, took) =
+            attempt(ep, &canary, req, driver.spec.faults[1], Priority::Canary, decoded.protocol()).await;
         let e = match result {
             Ok((req, outputs)) => {
                 record(Arm::Canary, Observation::Served(took));
@@ -71,7 +72,8 @@ pub(super) async fn serve(ep: &Endpoints, driver: &Arc<RolloutDriver>, call: Cal
                 {
                     return Err(ce.clone());
                 }
-                let (result, _) = attempt(ep, &control, req, driver.spec.faults[0], Priority::Control).await;
+                let (result, _) =
+                    attempt(ep, &control, req, driver.spec.faults[0], Priority::Control, decoded.protocol()).await;
                 if let Err(ce) = &result
                     && ce.blame() == Blame::Client
                 {
@@ -88,7 +90,7 @@ pub(super) async fn serve(ep: &Endpoints, driver: &Arc<RolloutDriver>, call: Cal
     }
     let control = ep.lookup_target(driver.target(Arm::Control))?;
     let req = decoded.for_version(&control, keep_for_shadows);
-    let (result, took) = attempt(ep, &control, req, driver.spec.faults[0], Priority::Control).await;
+    let (result, took) = attempt(ep, &control, req, driver.spec.faults[0], Priority::Control, decoded.protocol()).await;
     if arm == Arm::Control {
         match &result {
             Ok(_) => record(Arm::Control, Observation::Served(took)),
@@ -110,6 +112,7 @@ async fn attempt(
     req: Result<InferRequest, ServeError>,
     fault: Fault,
     priority: Priority,
+    protocol: crate::Protocol,
 ) -> Attempt {
     let start = Instant::now();
     if !fault.delay.is_zero() {
@@ -127,7 +130,7 @@ async fn attempt(
     } else {
         JobFault::None
     };
-    let (result, _) = run::run_with(served, req, ep.default_timeout, priority, job_fault).await;
+    let (result, _) = run::run_with(served, req, ep.default_timeout, priority, job_fault, protocol).await;
     (result, start.elapsed())
 }
 

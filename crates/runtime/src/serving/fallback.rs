@@ -38,8 +38,9 @@ impl Endpoints {
             metrics::counter!("switchyard_fallback_failures_total", "model" => model.to_owned()).increment(1);
             return Err(original);
         };
+        let protocol = source.protocol();
         let req = Decoded::new(source).for_version(&served, false);
-        let (result, _) = run::run(&served, req, self.default_timeout, Priority::Control).await;
+        let (result, _) = run::run(&served, req, self.default_timeout, Priority::Control, protocol).await;
         match result {
             Ok((request, outputs)) => {
                 let why = reason(&original);

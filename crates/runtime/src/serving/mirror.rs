@@ -49,10 +49,11 @@ pub(super) fn spawn(
                 continue;
             };
             let req = decoded.for_version(&served, true);
+            let protocol = decoded.protocol();
             let (primary, target) = (primary.clone(), target.to_string());
             tokio::spawn(async move {
                 let _permit = permit;
-                match run::run(&served, req, timeout, Priority::Shadow).await {
+                match run::run(&served, req, timeout, Priority::Shadow, protocol).await {
                     (Ok((_, outputs)), took) => stats.compare(&primary, &outputs, took),
                     (Err(e), _) => {
                         tracing::debug!(shadow = %target, error = %e, "shadow request failed");

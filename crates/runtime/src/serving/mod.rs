@@ -29,6 +29,8 @@ use switchyard_protocol::{InferRequest, ProtocolError, Tensor, TensorSpec};
 /// A request as its front end received it, decodable against a model's signature.
 pub trait Decode: Send + Sync + 'static {
     fn decode(&self, inputs: &[TensorSpec], outputs: &[TensorSpec]) -> Result<InferRequest, ProtocolError>;
+    /// The front end it came through (the request metrics' `protocol`).
+    fn protocol(&self) -> crate::Protocol;
 }
 
 /// The request's metadata (HTTP headers, gRPC metadata), for the rollout's assignment key.
@@ -139,8 +141,9 @@ impl Endpoints {
         }
         let result = async {
             let served = self.lookup(call.model, call.version)?;
+            let protocol = call.request.protocol();
             let req = run::Decoded::new(call.request).for_version(&served, false);
-            let (result, _) = run::run(&served, req, self.default_timeout, Priority::Control).await;
+            let (result, _) = run::run(&served, req, self.default_timeout, Priority::Control, protocol).await;
             let (request, outputs) = result?;
             Ok(Reply {
                 request,

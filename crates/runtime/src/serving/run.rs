@@ -4,7 +4,7 @@
 
 use super::{Decode, ServeError};
 use crate::pool::JobFault;
-use crate::{Outcome, Priority, Served, VersionMetrics};
+use crate::{Outcome, Priority, Protocol, Served, VersionMetrics};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_backend::Signature;
@@ -23,6 +23,11 @@ type ForSignature = (Signature, usize, Option<Result<InferRequest, ServeError>>)
 impl Decoded {
     pub(crate) fn new(source: Arc<dyn Decode>) -> Self {
         Self { source, by_signature: Vec::with_capacity(1) }
+    }
+
+    /// The front end the request came through.
+    pub(crate) fn protocol(&self) -> crate::Protocol {
+        self.source.protocol()
     }
 
     /// The request as `served` reads it: decoded now, or reused when an earlier arm had the same
@@ -69,8 +74,9 @@ pub(crate) async fn run(
     req: Result<InferRequest, ServeError>,
     default_timeout: Duration,
     priority: Priority,
+    protocol: Protocol,
 ) -> (Result<(InferRequest, Vec<Tensor>), ServeError>, Duration) {
-    run_with(served, req, default_timeout, priority, JobFault::None).await
+    run_with(served, req, default_timeout, priority, JobFault::None, protocol).await
 }
 
 /// [`run`], with a fault injected into the job (rollout rehearsals).
@@ -80,13 +86,14 @@ pub(crate) async fn run_with(
     default_timeout: Duration,
     priority: Priority,
     fault: JobFault,
+    protocol: Protocol,
 ) -> (Result<(InferRequest, Vec<Tensor>), ServeError>, Duration) {
     let start = Instant::now();
     let pass = match served.pool.breaker().map(crate::VersionBreaker::admit) {
         Some(Err(retry_after)) => {
             let model = served.pool.label().to_owned();
             let e = ServeError::CircuitOpen { model, retry_after };
-            served.metrics.record_request(Outcome::Rejected, start.elapsed());
+            served.metrics.record_request(Outcome::Rejected, start.elapsed(), protocol);
             return (Err(e), start.elapsed());
         }
         Some(Ok(pass)) => Some(pass),
@@ -105,7 +112,7 @@ pub(crate) async fn run_with(
         let timeout = asked.unwrap_or(default_timeout);
         let outputs = served
             .pool
-            .infer_job(inputs, names, timeout, priority, fault)
+            .infer_job(inputs, names, timeout, priority, fault, protocol)
             .await
             .map_err(|e| ServeError::from_infer(e, client_deadline))?;
         Ok((req, outputs))
@@ -126,7 +133,7 @@ pub(crate) async fn run_with(
         Err(_) => Outcome::ServerError,
     };
     let took = start.elapsed();
-    served.metrics.record_request(outcome, took);
+    served.metrics.record_request(outcome, took, protocol);
     (result, took)
 }
 

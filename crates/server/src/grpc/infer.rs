@@ -119,6 +119,10 @@ impl Decode for GrpcRequest {
         };
         decode_structured(request, inputs, outputs, &self.limits)
     }
+
+    fn protocol(&self) -> switchyard_runtime::Protocol {
+        switchyard_runtime::Protocol::Grpc
+    }
 }
 
 /// The `timeout` parameter (microseconds, as Triton takes it: int64, or uint64 as some clients send).

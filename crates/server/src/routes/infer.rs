@@ -67,6 +67,10 @@ impl Decode for HttpRequest {
     fn decode(&self, inputs: &[TensorSpec], outputs: &[TensorSpec]) -> Result<InferRequest, ProtocolError> {
         decode_request_within(&self.bytes, self.header_len, inputs, outputs, &self.limits)
     }
+
+    fn protocol(&self) -> switchyard_runtime::Protocol {
+        switchyard_runtime::Protocol::Http
+    }
 }
 
 /// HTTP headers as request metadata (names are matched case-insensitively).
