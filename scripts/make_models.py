@@ -24,6 +24,8 @@ With --test, also models that must fail to load (the rest of the repository keep
   mlp_hang      mlp's signature; hangs on real inputs (zeros are served); its workers are replaced after 1 s
   mlp_batched, multi_io_batched   mlp version 1 and multi_io with dynamic batching (2 ms queue delay)
   slow_queue1   the slow model with a queue of one: overload answers 429
+  slow_priority the slow model with two client priority levels (a Triton config.pbtxt): `priority: 1`
+                goes before requests without one; a batch stops at 1,024 rows
   triton_style  mlp version 1 configured only by a Triton config.pbtxt
   triton_wrong_io  mlp with a config.pbtxt naming an input the model lacks: fails to load, naming it
   slow          x FP32 [batch, 1024] -> 8 x MatMul 1024x1024 -> y: a request's compute time grows with its
@@ -283,6 +285,10 @@ def main():
         save(mlp(1), repo, "mlp_batched", 1, config=batching)
         save(multi_io(), repo, "multi_io_batched", 1, config=batching)
         save(slow(), repo, "slow_queue1", 1, config="# One request computing, one waiting; the rest get 429.\nqueue_capacity: 1\n")
+        save(slow(), repo, "slow_priority", 1)
+        with open(os.path.join(repo, "slow_priority", "config.pbtxt"), "w") as f:
+            f.write('max_batch_size: 4096\n'
+                    'dynamic_batching { preferred_batch_size: [ 1024 ] priority_levels: 2 default_priority_level: 2 }\n')
         save(mlp(1), repo, "triton_style", 1)
         with open(os.path.join(repo, "triton_style", "config.pbtxt"), "w") as f:
             f.write('name: "triton_style"\nbackend: "onnxruntime"\nmax_batch_size: 8\n'

@@ -3,6 +3,7 @@ metadata, config, statistics, repository, inference with every datatype (raw con
 sends), typed InferTensorContents, streaming, errors and their status codes, and a rollout endpoint;
 every answer compared with the HTTP answer for the same input."""
 import queue
+import time
 import urllib.request
 
 import grpc
@@ -161,6 +162,41 @@ def test_streaming_answers_in_order_and_reports_failures_on_the_stream(client):
             assert result is None and "input 'input'" in str(error)
         else:
             assert error is None and result.get_response().id == str(i)
+
+
+def in_flight(server, model):
+    text = urllib.request.urlopen(f"http://{server.url}/metrics").read().decode()
+    line = f'switchyard_requests_in_flight{{model="{model}",version="1"}} '
+    return next(int(float(l[len(line):])) for l in text.splitlines() if l.startswith(line))
+
+
+def wait_in_flight(server, model, n):
+    deadline = time.time() + 10
+    while in_flight(server, model) < n:
+        assert time.time() < deadline, f"{n} requests to {model} never went in flight"
+        time.sleep(0.005)
+
+
+def test_priority_one_overtakes_queued_requests(client, server):
+    # tritonclient sends `priority` as a uint64 parameter; slow_priority has two levels, default 2, and
+    # runs a batch as soon as it holds 1,024 rows: the first request keeps the worker busy while the
+    # others queue, each of the others runs alone.
+    done = queue.Queue()
+
+    def send(label, rows, **kw):
+        x = np.full((rows, 1024), 0.01, np.float32)
+        client.async_infer("slow_priority", [grpc_input("x", x, "FP32")],
+                           callback=lambda result, error: done.put((label, error)), **kw)
+
+    send("running", 4096)
+    wait_in_flight(server, "slow_priority", 1)
+    for p in (0, 2, 3):
+        send(f"priority {p}", 1024, priority=p)
+    wait_in_flight(server, "slow_priority", 4)
+    send("priority 1", 1024, priority=1)
+    finished = [done.get(timeout=30) for _ in range(5)]
+    assert all(error is None for _, error in finished), finished
+    assert [label for label, _ in finished][:2] == ["running", "priority 1"], finished
 
 
 def test_large_messages_pass(client):

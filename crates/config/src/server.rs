@@ -134,6 +134,13 @@ pub struct BatchingConfig {
     /// Batch sizes to run at as soon as they are reached.
     #[serde(default)]
     pub preferred_batch_size: Vec<usize>,
+    /// Client priority levels (Triton's): a request's `priority` parameter picks one, 1 first; the queue
+    /// serves a level only when every level before it is empty. 0 (the default) keeps one level.
+    #[serde(default)]
+    pub priority_levels: u32,
+    /// The level of a request without a `priority` (or with 0, or one past the last level); default:
+    /// the last level.
+    pub default_priority_level: Option<u32>,
 }
 
 impl ModelConfig {

@@ -18,6 +18,8 @@ pub struct InferRequest {
     pub outputs: Vec<OutputRequest>,
     /// The V2 `timeout` parameter, in microseconds.
     pub timeout_us: Option<u64>,
+    /// The `priority` parameter (Triton's: 1 is the highest level, 0 the model's default).
+    pub priority: Option<u64>,
 }
 
 /// One output to return and whether it goes back as binary data.
@@ -40,6 +42,7 @@ struct WireRequest<'a> {
 struct RequestParams {
     binary_data_output: Option<bool>,
     timeout: Option<u64>,
+    priority: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -144,7 +147,7 @@ fn decode_unchecked(
         None => (body, &[][..]),
     };
     let wire = parse_header(json)?;
-    let params = wire.parameters.unwrap_or(RequestParams { binary_data_output: None, timeout: None });
+    let params = wire.parameters.unwrap_or(RequestParams { binary_data_output: None, timeout: None, priority: None });
 
     let mut decoded: Vec<Tensor> = Vec::with_capacity(wire.inputs.len());
     for input in &wire.inputs {
@@ -190,7 +193,7 @@ fn decode_unchecked(
         None => outputs.iter().map(|s| OutputRequest { name: s.name.clone(), binary: default_binary }).collect(),
         Some(wanted) => select_outputs(wanted, outputs, default_binary)?,
     };
-    Ok(InferRequest { id: wire.id, inputs: decoded, outputs, timeout_us: params.timeout })
+    Ok(InferRequest { id: wire.id, inputs: decoded, outputs, timeout_us: params.timeout, priority: params.priority })
 }
 
 /// Parses the JSON header. The fast path parses plainly; only a header that fails is parsed again with
@@ -352,6 +355,7 @@ fn decode_raw(
         inputs: vec![Tensor { name: spec.name.clone(), shape, data }],
         outputs: outputs.iter().map(|s| OutputRequest { name: s.name.clone(), binary: true }).collect(),
         timeout_us: None,
+        priority: None,
     })
 }
 

@@ -36,6 +36,8 @@ pub struct StructuredRequest<'a> {
     /// The outputs asked for by name (all of the model's when `None`).
     pub outputs: Option<Vec<&'a str>>,
     pub timeout_us: Option<u64>,
+    /// The `priority` parameter.
+    pub priority: Option<u64>,
 }
 
 /// Decodes a structured request for a model with the given inputs and outputs, within `limits`.
@@ -102,7 +104,7 @@ pub fn decode_structured(
             outputs,
         )?,
     };
-    let req = InferRequest { id: req.id, inputs: decoded, outputs, timeout_us: req.timeout_us };
+    let req = InferRequest { id: req.id, inputs: decoded, outputs, timeout_us: req.timeout_us, priority: req.priority };
     check_bytes_elements(&req, limits)?;
     Ok(req)
 }

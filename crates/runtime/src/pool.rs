@@ -4,7 +4,7 @@
 
 use crate::VersionMetrics;
 use crate::batch::BatchPolicy;
-use crate::queue::{Priority, Queues, queues};
+use crate::queue::{Priority, PriorityLevels, Queues, queues};
 use crossbeam_channel::TrySendError;
 use std::time::Instant;
 use switchyard_backend::{BackendError, Signature};
@@ -26,6 +26,8 @@ pub struct PoolOptions {
     pub max_batch_size: Option<usize>,
     /// Merge queued requests into one model call (for models with a batch dimension).
     pub batching: Option<BatchPolicy>,
+    /// The client priority levels the queue keeps apart (the `priority` request parameter).
+    pub priority_levels: PriorityLevels,
     /// Serve at the lowest CPU priority (a shadow's workers): the kernel runs them only on capacity no
     /// other thread wants, so they never cost control its latency or throughput.
     pub background: bool,
@@ -65,6 +67,18 @@ pub(crate) enum JobFault {
     Crash,
 }
 
+/// How a job is queued and waited for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JobSpec {
+    /// How long the caller waits for the answer; a job still queued then is dropped unanswered.
+    pub(crate) timeout: std::time::Duration,
+    pub(crate) priority: Priority,
+    /// The request's `priority` parameter, if it has one (1 is the first level).
+    pub(crate) level: Option<u64>,
+    pub(crate) fault: JobFault,
+    pub(crate) protocol: crate::Protocol,
+}
+
 #[derive(Debug)]
 pub(crate) struct Job {
     /// Inferences in this job: the batch size for batched models, else 1.
@@ -96,7 +110,7 @@ impl Pool {
     /// Starts `instances` workers and waits (blocking) until each has loaded and warmed up its backend.
     /// Any failure stops the others and is returned.
     pub fn start(opts: PoolOptions, loader: Loader, metrics: VersionMetrics) -> Result<Self, BackendError> {
-        let (tx, rx) = queues::<Job>(opts.queue_capacity);
+        let (tx, rx) = queues::<Job>(opts.queue_capacity, opts.priority_levels);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let crew = Crew::new(opts.hang_timeout);
         let ctx = worker::Context {
@@ -149,39 +163,32 @@ impl Pool {
         self.max_batch_size
     }
 
-    /// Queues a job without blocking; the reply arrives on the returned receiver.
-    pub fn submit(
-        &self,
-        inputs: Vec<Tensor>,
-        outputs: Vec<String>,
-        priority: Priority,
-        protocol: crate::Protocol,
-    ) -> Result<oneshot::Receiver<Result<Vec<Tensor>, InferError>>, InferError> {
-        self.submit_job(inputs, outputs, priority, JobFault::None, protocol)
+    /// The client priority levels its queue keeps apart.
+    pub fn priority_levels(&self) -> &PriorityLevels {
+        self.tx.levels()
     }
 
-    fn submit_job(
+    /// Queues a job without blocking; the reply arrives on the returned receiver.
+    fn submit(
         &self,
         inputs: Vec<Tensor>,
         outputs: Vec<String>,
-        priority: Priority,
-        fault: JobFault,
-        protocol: crate::Protocol,
+        spec: &JobSpec,
     ) -> Result<oneshot::Receiver<Result<Vec<Tensor>, InferError>>, InferError> {
         let (reply, rx) = oneshot::channel();
         let rows = match self.max_batch_size {
             0 => 1,
             _ => inputs.first().and_then(|t| t.shape.first()).map_or(1, |&b| b as u64),
         };
+        let (priority, fault, protocol) = (spec.priority, spec.fault, spec.protocol);
         let job = Job { rows, inputs, outputs, enqueued: Instant::now(), priority, fault, protocol, reply };
-        match self.tx.try_send(job, priority) {
+        match self.tx.try_send(job, priority, self.tx.levels().level(spec.level)) {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => Err(InferError::QueueFull(self.label.clone())),
             Err(TrySendError::Disconnected(_)) => Err(InferError::Stopped(self.label.clone())),
         }
     }
 
-    /// Runs a job and waits for it.
     /// Runs a job and waits for it, at most `timeout`: a job still queued then is dropped by the worker
     /// without computing it.
     pub async fn infer(
@@ -192,27 +199,25 @@ impl Pool {
         priority: Priority,
         protocol: crate::Protocol,
     ) -> Result<Vec<Tensor>, InferError> {
-        self.infer_job(inputs, outputs, timeout, priority, JobFault::None, protocol).await
+        let spec = JobSpec { timeout, priority, level: None, fault: JobFault::None, protocol };
+        self.infer_job(inputs, outputs, &spec).await
     }
 
-    /// [`Pool::infer`], with a fault injected into the job.
+    /// [`Pool::infer`], with a client priority level and an injected fault.
     pub(crate) async fn infer_job(
         &self,
         inputs: Vec<Tensor>,
         outputs: Vec<String>,
-        timeout: std::time::Duration,
-        priority: Priority,
-        fault: JobFault,
-        protocol: crate::Protocol,
+        spec: &JobSpec,
     ) -> Result<Vec<Tensor>, InferError> {
-        let rx = self.submit_job(inputs, outputs, priority, fault, protocol)?;
-        match tokio::time::timeout(timeout, rx).await {
+        let rx = self.submit(inputs, outputs, spec)?;
+        match tokio::time::timeout(spec.timeout, rx).await {
             // The worker dropped the job unanswered: it crashed, or the version is being unloaded.
             Ok(reply) => reply.unwrap_or_else(|_| {
                 let e = format!("the worker of {} stopped before answering", self.label);
                 Err(InferError::Backend(BackendError::Inference(e)))
             }),
-            Err(_) => Err(InferError::TimedOut(timeout, self.label.clone())),
+            Err(_) => Err(InferError::TimedOut(spec.timeout, self.label.clone())),
         }
     }
 }

@@ -184,6 +184,7 @@ fn load_version(
         warmup: cfg.warmup,
         max_batch_size: cfg.max_batch_size,
         batching: cfg.dynamic_batching.as_ref().map(batch_policy),
+        priority_levels: priority_levels(cfg).map_err(|e| e.to_string())?,
         background,
         reject_non_finite: cfg.reject_non_finite,
         hang_timeout: cfg.hang_timeout.map_or(DEFAULT_HANG_TIMEOUT, |s| s.0.max(std::time::Duration::from_millis(100))),
@@ -206,6 +207,16 @@ fn batch_policy(cfg: &switchyard_config::BatchingConfig) -> switchyard_runtime::
     switchyard_runtime::BatchPolicy {
         max_queue_delay: cfg.max_queue_delay.map_or(std::time::Duration::ZERO, |s| s.0),
         preferred: cfg.preferred_batch_size.clone(),
+    }
+}
+
+/// A model's client priority levels (`dynamic_batching.priority_levels`), one when it declares none.
+pub(crate) fn priority_levels(
+    cfg: &ModelConfig,
+) -> Result<switchyard_runtime::PriorityLevels, switchyard_runtime::LevelsError> {
+    match &cfg.dynamic_batching {
+        Some(b) => switchyard_runtime::PriorityLevels::new(b.priority_levels, b.default_priority_level),
+        None => Ok(switchyard_runtime::PriorityLevels::default()),
     }
 }
 

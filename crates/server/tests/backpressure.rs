@@ -37,6 +37,28 @@ fn send(port: u16, model: &str, rows: usize) -> Conn {
     c
 }
 
+/// Sends a request to the slow model with a JSON header carrying `parameters` and the rows as binary
+/// data, without waiting.
+fn send_with(port: u16, model: &str, rows: usize, parameters: serde_json::Value) -> Conn {
+    let data: Vec<u8> = (0..rows * 1024).flat_map(|_| 0.01f32.to_le_bytes()).collect();
+    let header = json!({
+        "inputs": [{"name": "x", "shape": [rows, 1024], "datatype": "FP32", "parameters": {"binary_data_size": data.len()}}],
+        "parameters": parameters,
+        "outputs": [{"name": "y", "parameters": {"binary_data": true}}],
+    })
+    .to_string();
+    let mut c = Conn::open(port);
+    let head = format!(
+        "POST /v2/models/{model}/infer HTTP/1.1\r\nHost: x\r\nInference-Header-Content-Length: {}\r\nContent-Length: {}\r\n\r\n",
+        header.len(),
+        header.len() + data.len()
+    );
+    c.send(head.as_bytes());
+    c.send(header.as_bytes());
+    c.send(&data);
+    c
+}
+
 /// Waits until `n` requests to `model` are in flight.
 fn in_flight(s: &Server, model: &str, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -211,4 +233,49 @@ fn memory_stays_bounded_under_overload_and_the_server_recovers_at_once() {
     assert_eq!(send(port, "slow_queue1", ROWS).read_response().unwrap().status, 200);
     assert!(started.elapsed() < Duration::from_millis(500), "recovery took {:?}", started.elapsed());
     assert_eq!(counter(&s, r#"switchyard_requests_in_flight{model="slow_queue1",version="1"}"#), 0);
+}
+
+#[test]
+fn a_request_at_priority_one_overtakes_queued_requests_at_the_default_level() {
+    let _serial = serial();
+    let s = Server::start(&[]);
+    // `slow_priority` has two levels (its config.pbtxt), the default being 2, and runs a batch as soon as
+    // it holds 1,024 rows: the first request (4,096 rows) keeps the worker busy while the others queue,
+    // and each of the others (1,024 rows) runs alone.
+    let model = "slow_priority";
+    let mut running = send_with(s.port, model, 4096, json!({}));
+    in_flight(&s, model, 1);
+    // Queued behind it, at the default level: no priority, 0, 2, and one past the last level (as Triton,
+    // the default).
+    let mut queued: Vec<(String, Conn)> = [json!(null), json!(0), json!(2), json!(3)]
+        .into_iter()
+        .map(|p| (format!("priority {p}"), send_with(s.port, model, 1024, json!({ "priority": p }))))
+        .collect();
+    in_flight(&s, model, 5);
+    queued.push(("priority 1".into(), send_with(s.port, model, 1024, json!({ "priority": 1 }))));
+    in_flight(&s, model, 6);
+    let finished = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let readers: Vec<_> = queued
+        .into_iter()
+        .map(|(label, mut conn)| {
+            let finished = finished.clone();
+            std::thread::spawn(move || {
+                let r = conn.read_response().unwrap();
+                assert_eq!(r.status, 200, "{label}: {}", r.text());
+                finished.lock().unwrap().push(label);
+            })
+        })
+        .collect();
+    assert_eq!(running.read_response().unwrap().status, 200);
+    for r in readers {
+        r.join().unwrap();
+    }
+    let order = finished.lock().unwrap().clone();
+    assert_eq!(order[0], "priority 1", "the request at level 1 did not go first: {order:?}");
+    // A priority that is not an unsigned integer is the client's mistake, named.
+    for bad in [json!(-1), json!("high"), json!(1.5)] {
+        let r = send_with(s.port, model, 1, json!({ "priority": bad })).read_response().unwrap();
+        assert_eq!(r.status, 400, "priority {bad}: {}", r.text());
+        assert!(r.error().contains("parameters.priority"), "priority {bad}: {}", r.text());
+    }
 }

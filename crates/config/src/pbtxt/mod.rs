@@ -55,7 +55,10 @@ const USED: &[(&str, &[&str])] = &[
     ("max_batch_size", &[]),
     ("input", &["name", "data_type", "dims"]),
     ("output", &["name", "data_type", "dims"]),
-    ("dynamic_batching", &["max_queue_delay_microseconds", "preferred_batch_size"]),
+    (
+        "dynamic_batching",
+        &["max_queue_delay_microseconds", "preferred_batch_size", "priority_levels", "default_priority_level"],
+    ),
     ("instance_group", &["name", "kind", "count", "gpus"]),
     ("version_policy", &["latest", "all", "specific"]),
 ];
@@ -72,6 +75,15 @@ pub fn model_config(text: &str) -> Result<(ModelConfig, Vec<String>), PbtxtError
         cfg.dynamic_batching = Some(BatchingConfig {
             max_queue_delay: Some(Seconds(Duration::from_micros(delay_us))),
             preferred_batch_size: read::ints(&d, "preferred_batch_size", "dynamic_batching.preferred_batch_size")?,
+            priority_levels: read::int(&d, "priority_levels", "dynamic_batching.priority_levels")?,
+            default_priority_level: match read::int(
+                &d,
+                "default_priority_level",
+                "dynamic_batching.default_priority_level",
+            )? {
+                0 => None,
+                n => Some(n),
+            },
         });
     }
     let groups = read::messages(&m, "instance_group")?;

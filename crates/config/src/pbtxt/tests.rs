@@ -256,7 +256,9 @@ optimization { execution_accelerators { gpu_execution_accelerator : [ { name : "
     )
     .unwrap();
     assert_eq!((c.instances, c.device, c.declared[0].datatype), (3, Device::Cuda(0), Some(DataType::Bf16)));
-    assert_eq!(c.dynamic_batching.unwrap().preferred_batch_size, [4, 8]);
+    let batching = c.dynamic_batching.unwrap();
+    assert_eq!((batching.preferred_batch_size, batching.priority_levels), (vec![4, 8], 2));
+    assert_eq!(batching.default_priority_level, None);
     assert_eq!(
         ignored,
         [
@@ -264,7 +266,6 @@ optimization { execution_accelerators { gpu_execution_accelerator : [ { name : "
             "input.optional",
             "instance_group.profile",
             "dynamic_batching.preserve_ordering",
-            "dynamic_batching.priority_levels",
             "dynamic_batching.default_queue_policy",
             "dynamic_batching.priority_queue_policy",
             "optimization",

@@ -110,9 +110,10 @@ pub(crate) async fn run_with(
         let asked = req.timeout_us.map(Duration::from_micros).filter(|&t| t < default_timeout);
         let client_deadline = asked.is_some();
         let timeout = asked.unwrap_or(default_timeout);
+        let spec = crate::pool::JobSpec { timeout, priority, level: req.priority, fault, protocol };
         let outputs = served
             .pool
-            .infer_job(inputs, names, timeout, priority, fault, protocol)
+            .infer_job(inputs, names, &spec)
             .await
             .map_err(|e| ServeError::from_infer(e, client_deadline))?;
         Ok((req, outputs))

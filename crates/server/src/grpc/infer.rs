@@ -115,7 +115,8 @@ impl Decode for GrpcRequest {
             id: (!r.id.is_empty()).then(|| r.id.clone()),
             inputs: structured,
             outputs: outputs_asked,
-            timeout_us: timeout_us(r)?,
+            timeout_us: unsigned(r, "timeout", "microseconds")?,
+            priority: unsigned(r, "priority", "1 is the highest level")?,
         };
         decode_structured(request, inputs, outputs, &self.limits)
     }
@@ -125,15 +126,16 @@ impl Decode for GrpcRequest {
     }
 }
 
-/// The `timeout` parameter (microseconds, as Triton takes it: int64, or uint64 as some clients send).
-fn timeout_us(r: &ModelInferRequest) -> Result<Option<u64>, ProtocolError> {
-    match r.parameters.get("timeout").and_then(|p| p.parameter_choice.as_ref()) {
+/// An unsigned request parameter: `timeout` (microseconds) or `priority`, as Triton takes them (uint64,
+/// or int64 as some clients send).
+fn unsigned(r: &ModelInferRequest, name: &str, meaning: &str) -> Result<Option<u64>, ProtocolError> {
+    match r.parameters.get(name).and_then(|p| p.parameter_choice.as_ref()) {
         None => Ok(None),
         Some(ParameterChoice::Int64Param(v)) if *v >= 0 => Ok(Some(*v as u64)),
         Some(ParameterChoice::Uint64Param(v)) => Ok(Some(*v)),
-        Some(_) => {
-            Err(ProtocolError::Json("parameters.timeout must be a non-negative int64_param (microseconds)".into()))
-        }
+        Some(_) => Err(ProtocolError::Json(format!(
+            "parameters.{name} must be a non-negative uint64_param or int64_param ({meaning})"
+        ))),
     }
 }
 
