@@ -85,7 +85,9 @@ FROM ${BUILDER_IMAGE} AS builder
 ARG CUDA=0
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo/config.toml .cargo/
 COPY crates/ crates/
+COPY proto/ proto/
 COPY scripts/protoc.sh scripts/
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

@@ -19,7 +19,7 @@ pub use batch::BatchPolicy;
 pub use contain::VersionBreaker;
 pub use metrics::{Outcome, Protocol, StatsSnapshot, VersionMetrics};
 pub use pool::{DEFAULT_MAX_BATCH_SIZE, InferError, Loader, Pool, PoolOptions};
-pub use priority::Foreground;
+pub use priority::{Foreground, foreground_for_this_thread};
 pub use queue::{LevelsError, MAX_PRIORITY_LEVELS, Priority, PriorityLevels};
 pub use registry::{LookupError, ModelIndex, ModelState, Readiness, Registry, Served, VersionEntry};
 pub use serving::{Call, Decode, Endpoints, Metadata, RateLimitSpec, RateLimits, Reply, Resolved, ServeError};

@@ -123,18 +123,25 @@ impl SpareCapacity {
 /// How often a waiting background worker looks at a busy foreground.
 const POLL: Duration = Duration::from_millis(100);
 
-/// Raises the calling thread back to normal priority; false where the system does not allow it (an
-/// unprivileged process under the default `RLIMIT_NICE`).
+/// Puts the calling thread under the policy every thread that serves clients runs at: `SCHED_BATCH`,
+/// the normal time-sharing policy without wakeup preemption. Where the request threads and a model's
+/// worker share a core, a thread woken (a worker by a queued request, a request thread by an answer)
+/// then waits for the running one to block instead of preempting it: a batch's answers are all sent,
+/// then all encoded, with two context switches per batch instead of two per request. Measured, with the
+/// server on one core at concurrency 32: 25 µs of server CPU per gRPC request instead of 33 (README,
+/// "gRPC"). A thread on a core of its own is unaffected, and no privilege is needed. Also raises a
+/// shadow's worker back from the background priority for a client's direct call; false where the system
+/// does not allow that (an unprivileged process under the default `RLIMIT_NICE`).
 #[allow(unsafe_code)] // one system call on the calling thread; no memory is shared
-pub(crate) fn normal_for_this_thread() -> bool {
+pub fn foreground_for_this_thread() -> bool {
     #[cfg(target_os = "linux")]
     {
         let param = libc::sched_param { sched_priority: 0 };
         // SAFETY: a plain system call on the calling thread (pid 0 = this thread) with a valid argument.
-        let ok = unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &raw const param) } == 0;
+        let ok = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &raw const param) } == 0;
         if !ok {
             static ONCE: std::sync::Once = std::sync::Once::new();
-            ONCE.call_once(|| tracing::info!("a direct call of a shadow-only model runs at background priority"));
+            ONCE.call_once(|| tracing::info!("a thread could not move to SCHED_BATCH; it keeps its policy"));
         }
         ok
     }

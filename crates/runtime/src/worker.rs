@@ -133,6 +133,10 @@ fn load(ctx: &Context) -> Result<Box<dyn Backend>, BackendError> {
 }
 
 fn work(ctx: &Context, slot: &Slot, ready: Option<std::sync::mpsc::Sender<Result<Signature, BackendError>>>) {
+    // Before the backend loads, so the threads its runtime starts (ONNX Runtime's intra-op pool) inherit it.
+    if !ctx.background {
+        crate::priority::foreground_for_this_thread();
+    }
     let mut backend = match load(ctx) {
         Ok(b) => {
             if let Some(r) = ready {
@@ -247,7 +251,7 @@ fn serve(
             // A client calling a shadow-only version directly: served now, at normal priority where
             // the system allows raising it again (else still at the background priority).
             Some(_) => {
-                let raised = crate::priority::normal_for_this_thread();
+                let raised = crate::priority::foreground_for_this_thread();
                 run(backend.as_mut(), group, metrics, slot);
                 if raised {
                     crate::priority::lowest_for_this_thread();

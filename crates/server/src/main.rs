@@ -40,7 +40,16 @@ fn main() -> Result<()> {
         },
     };
     observe::init_logging(args.log_format, &args.log);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // Request threads run under the serving threads' policy (see `foreground_for_this_thread`).
+    builder.enable_all().on_thread_start(|| {
+        switchyard_runtime::foreground_for_this_thread();
+    });
+    // A task another task wakes waits its turn instead of running next: an HTTP/2 connection then writes
+    // all the answers that became ready together in one system call (.cargo/config.toml says more).
+    #[cfg(tokio_unstable)]
+    builder.disable_lifo_slot();
+    let runtime = builder.build()?;
     let result = runtime.block_on(serve(args));
     if let Err(e) = &result {
         tracing::error!("{e:#}");
