@@ -1,6 +1,8 @@
 """HTTPS on the listener (--tls-cert/--tls-key, rustls): a real TLS client infers over it, the
 certificate is the one configured, plain HTTP to the TLS port gets no answer, and bad key files
-stop the start with the file named. The certificate is made here with the openssl command."""
+stop the start with the file named. The gRPC port serves TLS with the same certificate: tritonclient.grpc
+with ssl=True infers over it, a plaintext client gets no answer. The certificate is made here with the
+openssl command."""
 import http.client
 import json
 import re
@@ -28,6 +30,9 @@ def cert(tmp_path_factory):
     return d / "cert.pem", d / "key.pem"
 
 
+GRPC = {}  # server pid -> its gRPC address, when it serves gRPC over TLS
+
+
 def start(*args):
     proc = subprocess.Popen(
         [str(BIN), "serve", "--model-repository", str(TEST_REPO), "--port", "0", "--strict-readiness", "false", *args],
@@ -37,6 +42,9 @@ def start(*args):
     def drain():
         for line in proc.stderr:
             log.append(line)
+            g = re.search(r"gRPC listening on (127\.0\.0\.1:\d+) \(TLS\)", line)
+            if g:
+                GRPC[proc.pid] = g.group(1)
             m = re.search(r"listening on https://127\.0\.0\.1:(\d+)", line)
             if m:
                 port.append(int(m.group(1)))
@@ -90,3 +98,32 @@ def test_unreadable_key_files_stop_the_start_with_the_file_named(cert, tmp_path)
     assert port is None
     text = "".join(log)
     assert "TLS private key" in text and str(bogus) in text, text
+
+
+def test_grpc_serves_tls_with_the_same_certificate(cert):
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    cert_file, key_file = cert
+    proc, port, log = start("--tls-cert", str(cert_file), "--tls-key", str(key_file))
+    try:
+        assert port and proc.pid in GRPC, "".join(log)
+        client = grpcclient.InferenceServerClient(GRPC[proc.pid], ssl=True, root_certificates=str(cert_file))
+        deadline = time.monotonic() + 30
+        while not client.is_model_ready("mlp"):
+            assert time.monotonic() < deadline, "mlp never became ready over gRPC with TLS"
+            time.sleep(0.05)
+        x = np.full((2, 64), 0.1, np.float32)
+        i = grpcclient.InferInput("input", [2, 64], "FP32")
+        i.set_data_from_numpy(x)
+        assert client.infer("mlp", [i]).as_numpy("output").shape == (2, 10)
+        client.close()
+        # A plaintext client on the TLS port gets no answer.
+        plain = grpcclient.InferenceServerClient(GRPC[proc.pid])
+        with pytest.raises(InferenceServerException):
+            plain.is_server_live(client_timeout=3)
+        plain.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -68,9 +68,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if let Some(problem) = limits.problems().first() {
         anyhow::bail!("limits: {problem}");
     }
-    let tls = match &limits.tls {
-        Some(t) => Some(listen::acceptor(&t.cert, &t.key)?),
-        None => None,
+    // One certificate for both ports: HTTPS, and gRPC over TLS.
+    let (tls, grpc_tls) = match &limits.tls {
+        Some(t) => (
+            Some(listen::acceptor(&t.cert, &t.key, listen::Alpn::Http1)?),
+            Some(listen::acceptor(&t.cert, &t.key, listen::Alpn::H2)?),
+        ),
+        None => (None, None),
     };
     raise_open_files_limit();
     let strict_readiness = args.strict_readiness.or(file.server.strict_readiness).unwrap_or(true);
@@ -144,8 +148,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
         grpc::bind(&args.host, grpc_port).with_context(|| format!("cannot listen for gRPC on port {grpc_port}"))?;
     if let Some(incoming) = &grpc {
         let local = incoming.local_addr()?;
-        tracing::info!(address = %local, "gRPC listening");
-        eprintln!("switchyard gRPC listening on {local}");
+        let tls = if grpc_tls.is_some() { " (TLS)" } else { "" };
+        tracing::info!(address = %local, tls = grpc_tls.is_some(), "gRPC listening");
+        eprintln!("switchyard gRPC listening on {local}{tls}");
     }
 
     let addr = format!("{}:{}", args.host, args.port);
@@ -160,7 +165,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         let grpc_state = grpc::GrpcState::new(state.clone());
         let stop = stop_accepting.clone();
         tokio::spawn(async move {
-            if let Err(e) = grpc::serve(grpc_state, incoming, stop).await {
+            if let Err(e) = grpc::serve(grpc_state, incoming, grpc_tls, stop).await {
                 tracing::error!(error = %e, "gRPC server stopped");
             }
         })

@@ -82,4 +82,18 @@ fn a_failing_canary_is_rolled_back_on_grpc_traffic_and_its_clients_see_no_error(
         metrics.contains(r#"switchyard_requests_total{model="mlp",version="1",outcome="success",protocol="grpc"}"#),
         "{metrics}"
     );
+    // So do the rollout's arms: the canary's failures all came over gRPC, none over HTTP.
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series}"))
+    };
+    let arm = |outcome: &str, protocol: &str| {
+        value(&format!(
+            r#"switchyard_rollout_requests_total{{endpoint="scorer",arm="canary",outcome="{outcome}",protocol="{protocol}"}}"#
+        ))
+    };
+    assert!(arm("error", "grpc") > 0.0, "{metrics}");
+    assert_eq!(arm("error", "http"), 0.0, "{metrics}");
 }

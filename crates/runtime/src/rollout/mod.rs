@@ -124,8 +124,9 @@ pub struct RolloutDriver {
     /// The canary's weight, mirrored out of the state machine so picking an arm takes no lock. Written
     /// only under the machine's lock, so it always follows the last decision.
     weight_bp: AtomicU32,
-    /// Per arm `[control, canary]`: request time, successes, failures (registered once).
-    arm_metrics: [(Histogram, Counter, Counter); 2],
+    /// Per arm `[control, canary]` and protocol `[http, grpc]`: request time, successes, failures
+    /// (registered once).
+    arm_metrics: [[(Histogram, Counter, Counter); 2]; 2],
     /// One per `spec.shadows`, same order.
     pub shadow_stats: Vec<std::sync::Arc<ShadowStats>>,
     /// Bounds the shadow copies in flight; when none is free the copy is shed (and counted).
@@ -256,12 +257,14 @@ impl RolloutDriver {
             .collect();
         let shadow_slots = std::sync::Arc::new(tokio::sync::Semaphore::new(SHADOW_SLOTS));
         let arm_metrics = [Arm::Control, Arm::Canary].map(|arm| {
-            let (e, a) = (spec.endpoint.clone(), arm.name());
-            (
-                histogram!("switchyard_rollout_request_duration_seconds", "endpoint" => e.clone(), "arm" => a),
-                counter!("switchyard_rollout_requests_total", "endpoint" => e.clone(), "arm" => a, "outcome" => "success"),
-                counter!("switchyard_rollout_requests_total", "endpoint" => e, "arm" => a, "outcome" => "error"),
-            )
+            [crate::Protocol::Http, crate::Protocol::Grpc].map(|protocol| {
+                let (e, a, p) = (spec.endpoint.clone(), arm.name(), protocol.label());
+                (
+                    histogram!("switchyard_rollout_request_duration_seconds", "endpoint" => e.clone(), "arm" => a, "protocol" => p),
+                    counter!("switchyard_rollout_requests_total", "endpoint" => e.clone(), "arm" => a, "outcome" => "success", "protocol" => p),
+                    counter!("switchyard_rollout_requests_total", "endpoint" => e, "arm" => a, "outcome" => "error", "protocol" => p),
+                )
+            })
         });
         // Every counter a decision can move exists from the start at 0, so `increase()` sees its first event.
         for reason in ["error_rate", "latency", "admin", "canary_unavailable"] {
@@ -332,9 +335,10 @@ impl RolloutDriver {
         self.weight_bp.load(Ordering::Acquire)
     }
 
-    /// Records a finished request and applies whatever the evidence now decides.
-    pub fn record(&self, arm: Arm, observation: Observation) {
-        let (duration, ok, err) = &self.arm_metrics[arm.side() as usize];
+    /// Records a finished request that came through `protocol` and applies whatever the evidence now
+    /// decides (the evidence is the same whichever front end a request came through).
+    pub fn record(&self, arm: Arm, protocol: crate::Protocol, observation: Observation) {
+        let (duration, ok, err) = &self.arm_metrics[arm.side() as usize][protocol as usize];
         match observation {
             Observation::Served(took) => {
                 duration.record(took.as_secs_f64());

@@ -51,7 +51,11 @@ fn racing_decisions_leave_the_weight_the_state_file_and_the_audit_log_agreeing()
                             if t < 5 {
                                 // Analysis: healthy requests walk the steps (hold 0, one request each).
                                 let arm = if i % 2 == 0 { Arm::Control } else { Arm::Canary };
-                                driver.record(arm, Observation::Served(Duration::from_micros(500)));
+                                driver.record(
+                                    arm,
+                                    crate::Protocol::Http,
+                                    Observation::Served(Duration::from_micros(500)),
+                                );
                             } else {
                                 let action = match (i + t + round) % 23 {
                                     0 => Action::Rollback,

@@ -29,9 +29,10 @@ pub(super) async fn serve(ep: &Endpoints, driver: &Arc<RolloutDriver>, call: Cal
     let key = driver.spec.header.as_deref().and_then(|h| call.metadata.get(h));
     let arm = call.forced.unwrap_or_else(|| driver.choose(key, random()));
     // Forced requests are for testing: served, never judged.
+    let protocol = call.request.protocol();
     let record = |arm: Arm, o: Observation| {
         if call.forced.is_none() {
-            driver.record(arm, o);
+            driver.record(arm, protocol, o);
         }
     };
     let shadows = mirror::sample(driver);

@@ -8,6 +8,7 @@ mod health;
 mod infer;
 mod models;
 mod observe;
+mod tls;
 
 use crate::catalog;
 use crate::routes::AppState;
@@ -241,17 +242,21 @@ pub fn bind(host: &str, port: GrpcPort) -> std::io::Result<Option<tonic::transpo
     Ok(Some(tonic::transport::server::TcpIncoming::bind(addr)?.with_nodelay(Some(true))))
 }
 
-/// Serves the V2 service and `grpc.health.v1` on `incoming` until `stop` turns true.
+/// Serves the V2 service and `grpc.health.v1` on `incoming` until `stop` turns true, over TLS when
+/// given an acceptor (see `tls`).
 pub async fn serve(
     state: GrpcState,
     incoming: tonic::transport::server::TcpIncoming,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
-        .add_service(health::service(state.app.clone()))
-        .add_service(service(state))
-        .serve_with_incoming_shutdown(incoming, async move {
-            let _ = stop.wait_for(|&s| s).await;
-        })
-        .await
+    let router =
+        tonic::transport::Server::builder().add_service(health::service(state.app.clone())).add_service(service(state));
+    let shutdown = async move {
+        let _ = stop.wait_for(|&s| s).await;
+    };
+    match tls {
+        None => router.serve_with_incoming_shutdown(incoming, shutdown).await,
+        Some(acceptor) => router.serve_with_incoming_shutdown(tls::incoming(incoming, acceptor), shutdown).await,
+    }
 }

@@ -7,7 +7,7 @@
 
 mod tls;
 
-pub use tls::{TlsError, acceptor};
+pub use tls::{Alpn, TlsError, acceptor};
 
 use crate::limits::ConnectionLimits;
 use axum::Router;

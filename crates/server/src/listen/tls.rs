@@ -18,8 +18,17 @@ pub enum TlsError {
     Config(String),
 }
 
-/// An acceptor for the certificate chain at `cert` and the private key at `key`.
-pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+/// The application protocol a TLS port offers (ALPN).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alpn {
+    /// The HTTP port: HTTP/1.1.
+    Http1,
+    /// The gRPC port: HTTP/2.
+    H2,
+}
+
+/// An acceptor for the certificate chain at `cert` and the private key at `key`, offering `alpn`.
+pub fn acceptor(cert: &Path, key: &Path, alpn: Alpn) -> Result<TlsAcceptor, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<_, _>>())
         .map_err(|e| TlsError::Certificate { path: cert.to_owned(), message: e.to_string() })?;
@@ -35,6 +44,9 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
         .with_no_client_auth()
         .with_single_cert(certs, key_der)
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![match alpn {
+        Alpn::Http1 => b"http/1.1".to_vec(),
+        Alpn::H2 => b"h2".to_vec(),
+    }];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
