@@ -101,8 +101,11 @@ fn a_saved_state_the_new_plan_cannot_hold_starts_the_new_plan_and_says_why() {
     let dir = scratch("replan");
     let driver = RolloutDriver::start(spec("replan"), Some(&dir)).unwrap();
     for i in 0..8 {
-        driver
-            .record(if i % 2 == 0 { Arm::Control } else { Arm::Canary }, Observation::Served(Duration::from_millis(1)));
+        driver.record(
+            if i % 2 == 0 { Arm::Control } else { Arm::Canary },
+            crate::Protocol::Grpc,
+            Observation::Served(Duration::from_millis(1)),
+        );
     }
     driver.flush().blocking_recv().unwrap();
     assert!(matches!(driver.lock().state().phase, Phase::Step(n) if n >= 3));
