@@ -134,6 +134,9 @@ def test_errors_carry_the_status_code_and_the_http_message(client, http):
     status, message = code_of(lambda: client.infer("nope", [grpc_input("input", x, "FP32")]))
     assert status == "StatusCode.NOT_FOUND" and "nope" in message
     assert code_of(lambda: client.is_model_ready("nope"))[0] == "StatusCode.NOT_FOUND"
+    # A model that exists but cannot serve (it failed to load) is not ready, not an error (KServe's
+    # ModelReady); so is one still loading, which a client polls for.
+    assert client.is_model_ready("broken") is False
     assert code_of(lambda: client.get_model_metadata("mlp", "9"))[0] == "StatusCode.NOT_FOUND"
     wrong = np.ones((1, 63), np.float32)
     status, message = code_of(lambda: client.infer("mlp", [grpc_input("input", wrong, "FP32")]))

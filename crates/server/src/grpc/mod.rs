@@ -96,10 +96,13 @@ impl GrpcInferenceService for GrpcState {
         observed("ModelReady", async move {
             self.check_token(req.metadata())?;
             let r = req.into_inner();
-            answer(
-                catalog::ready(&self.app.endpoints(), &r.name, version(&r.version))
-                    .map(|_| pb::ModelReadyResponse { ready: true }),
-            )
+            // A model that exists but cannot serve yet (loading, failed, unloaded) is `ready: false`, as
+            // KServe's ModelReady defines it; an unknown model stays NOT_FOUND.
+            answer(match catalog::ready(&self.app.endpoints(), &r.name, version(&r.version)) {
+                Ok(_) => Ok(pb::ModelReadyResponse { ready: true }),
+                Err(crate::ApiError::Unavailable(_)) => Ok(pb::ModelReadyResponse { ready: false }),
+                Err(e) => Err(e),
+            })
         })
         .await
     }
