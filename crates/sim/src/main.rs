@@ -7,10 +7,12 @@
 //! Blue-green rows at 200 rps: control alone for 60 s (the baseline), then the canary takes all traffic
 //! and is judged against control's frozen figures; times to rollback counted from the switch.
 //! Then a fleet table (`fleet.rs`): the same traffic over 3 replicas judged by a leader pooling their
-//! shares, beside each replica judged alone and the single-server rows.
+//! shares, beside each replica judged alone and the single-server rows. Last, the experiments table
+//! (`experiment.rs`): A/B verdicts on a conversion metric with a guardrail.
 //!
 //! `switchyard-sim [--aa-runs N] [--runs N] [--minutes M] [--seed S]`
 
+mod experiment;
 mod fleet;
 mod rng;
 mod scenario;
@@ -121,6 +123,7 @@ fn main() {
         print_rows(&format!("blue-green {name}"), BG_RPS, args.runs, &ours, &flagger);
     }
     fleet::table(&base, &args, &single, &mut failures);
+    experiment::table(args.aa_runs, args.runs, args.seed, &mut failures);
     println!();
     println!("Simulated in {:.1} s.", started.elapsed().as_secs_f64());
     if failures.is_empty() {
