@@ -128,7 +128,7 @@ fn main() {
     println!("Simulated in {:.1} s.", started.elapsed().as_secs_f64());
     if failures.is_empty() {
         println!(
-            "All targets met: A/A false rollbacks at most alpha (one server and the pooled fleet); at 200 rps every regression of 2x and more caught in >= 99 % of runs with a median time to rollback at least 10x shorter than the Flagger-style check; with the p99 test at {P99_RPS} rps, latency x{P99_FACTOR} caught in >= 99 % of runs with a median time to rollback of at most {P99_MEDIAN_SECONDS} s; the pooled fleet rolls each regression back sooner (median) than any of its replicas could alone."
+            "All targets met: A/A false rollbacks at most alpha (one server and the pooled fleet); at 200 rps every regression of 2x and more caught in >= 99 % of runs with a median time to rollback at least 10x shorter than the Flagger-style check; with the p99 test at {P99_RPS} rps, latency x{P99_FACTOR} caught in >= 99 % of runs with a median time to rollback of at most {P99_MEDIAN_SECONDS} s; the pooled fleet rolls each regression back sooner (median) than any of its replicas could alone; A/A experiments reach a verdict in at most alpha of runs, and each true lift, drop and guardrail breach gets its verdict in >= 90 % of runs."
         );
     } else {
         for f in &failures {
