@@ -2,6 +2,7 @@
 //! in), so the server's choices can be tested exhaustively and the rollout engine can reuse them.
 
 pub mod breaker;
+pub mod drift;
 pub mod experiment;
 pub mod ratelimit;
 pub mod rollout;
