@@ -163,11 +163,6 @@ impl Pool {
         self.max_batch_size
     }
 
-    /// The client priority levels its queue keeps apart.
-    pub fn priority_levels(&self) -> &PriorityLevels {
-        self.tx.levels()
-    }
-
     /// Queues a job without blocking; the reply arrives on the returned receiver.
     fn submit(
         &self,
