@@ -84,17 +84,7 @@ fn run(row: &Row, seed: u64) -> End {
 }
 
 fn many(row: &Row, n: u64, seed: u64) -> Vec<End> {
-    let threads = std::thread::available_parallelism().map_or(1, |c| c.get()) as u64;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                scope.spawn(move || {
-                    (0..n).filter(|i| i % threads == t).map(|i| run(row, seed * 7_919 + i)).collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
-    })
+    crate::on_every_core(n, |i| run(row, seed * 7_919 + i))
 }
 
 fn median(mut v: Vec<f64>, runs: usize) -> String {

@@ -204,20 +204,7 @@ fn ms(seconds: f64) -> u64 {
 
 /// Runs `n` seeded runs on every core.
 fn many(s: &Scenario, seconds: f64, n: u64, seed: u64, alone: bool) -> Vec<FleetRun> {
-    let threads = std::thread::available_parallelism().map_or(1, |c| c.get()) as u64;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                scope.spawn(move || {
-                    (0..n)
-                        .filter(|i| i % threads == t)
-                        .map(|i| run(s, seconds, seed * 1_000_003 + i, alone))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("a fleet simulation thread panicked")).collect()
-    })
+    crate::on_every_core(n, |i| run(s, seconds, seed * 1_000_003 + i, alone))
 }
 
 fn tally(runs: &[FleetRun], f: impl Fn(&FleetRun) -> Option<(u64, f64)>) -> Tally {

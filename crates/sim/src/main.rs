@@ -170,26 +170,27 @@ fn aa_rows(name: &str, s: &Scenario, args: &Args, failures: &mut Vec<String>) {
     }
 }
 
-/// Runs `n` seeded streams through both judges, on both CPU cores.
+/// Runs `n` seeded streams through both judges, on every core.
 fn many(s: &Scenario, n: u64, seed: u64) -> (Tally, Tally) {
-    let threads = std::thread::available_parallelism().map_or(1, |c| c.get()) as u64;
-    let results: Vec<(Outcome, Outcome)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                scope.spawn(move || {
-                    (0..n).filter(|i| i % threads == t).map(|i| run(s, seed * 1_000_003 + i)).collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
-    });
     let mut ours = Tally::default();
     let mut flagger = Tally::default();
-    for (o, f) in results {
+    for (o, f) in on_every_core(n, |i| run(s, seed * 1_000_003 + i)) {
         ours.add(o);
         flagger.add(f);
     }
     (ours, flagger)
+}
+
+/// `run(i)` for `i` in `0..n`, spread over every core (results in no particular order).
+pub(crate) fn on_every_core<T: Send>(n: u64, run: impl Fn(u64) -> T + Sync) -> Vec<T> {
+    let threads = std::thread::available_parallelism().map_or(1, |c| c.get()) as u64;
+    let run = &run;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| scope.spawn(move || (0..n).filter(|i| i % threads == t).map(run).collect::<Vec<_>>()))
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("a simulation thread panicked")).collect()
+    })
 }
 
 #[derive(Default)]
