@@ -5,6 +5,7 @@
 
 mod batch;
 mod contain;
+pub mod feedback;
 mod metrics;
 mod pool;
 mod priority;

@@ -130,11 +130,16 @@ fn ends_with_newline(path: &Path) -> bool {
 /// process and write.
 pub(crate) fn replace(path: &Path, value: &impl Serialize, seq: u64) -> std::io::Result<()> {
     let text = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    replace_bytes(path, &text, seq)
+}
+
+/// Replaces `path` with `text` as [`replace`] does (`seq` tells this write's temporary file apart).
+pub(crate) fn replace_bytes(path: &Path, text: &[u8], seq: u64) -> std::io::Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.{}.{seq}.tmp", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&text)?;
+        f.write_all(text)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
         if let Some(dir) = path.parent() {

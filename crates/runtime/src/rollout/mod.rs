@@ -11,6 +11,7 @@ mod status;
 
 use crate::shadow::ShadowStats;
 pub use fleet::{Applied, FleetMode};
+pub(crate) use journal::replace_bytes;
 use journal::{Entry, Journal, Paths};
 use metrics::{Counter, Histogram, counter, gauge, histogram};
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,325 @@
+//! The join between served predictions and the outcomes reported for them later (an experiment's
+//! feedback): a bounded store of served requests, keyed by endpoint and request id, with the arm and
+//! version that served each, the canary's share when it was assigned, and the served output's label.
+//!
+//! - **Bounded.** At most `capacity` requests; past it the oldest is evicted (counted). A request older
+//!   than `retention` no longer joins (counted as expired).
+//! - **Joined once.** Each (request, metric) pair joins at most once; a second report is refused.
+//! - **Persistent** with a file: every change is appended as one JSON line and the file is replayed at
+//!   start, so feedback after a restart still joins. A line torn by a crash is skipped at replay. When
+//!   the file holds twice the live requests' lines it is rewritten with the live ones only, atomically
+//!   (a temporary file, fsynced, renamed), so it stays bounded and is never left half-written.
+//!
+//! Time is passed in (milliseconds since the epoch); nothing here reads a clock.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+/// One served request, as the store remembers it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Served {
+    pub endpoint: String,
+    pub id: String,
+    /// Served by the canary (else control).
+    pub canary: bool,
+    pub version: u64,
+    /// The canary's share when the request was assigned (0 to 1).
+    pub share: f64,
+    /// The served output's label or argmax, for accuracy metrics.
+    pub label: Option<String>,
+    pub at_ms: u64,
+}
+
+/// Why a report does not join.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    #[error("no served request with id '{0}' on this endpoint (never served, or evicted)")]
+    Unknown(String),
+    #[error("request '{id}' was served {age_s} s ago, past the feedback retention of {retention_s} s")]
+    Expired { id: String, age_s: u64, retention_s: u64 },
+    #[error("request '{id}' already has a '{metric}' outcome")]
+    Duplicate { id: String, metric: String },
+}
+
+/// What the store has refused or dropped since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub remembered: u64,
+    pub evicted: u64,
+    pub joined: u64,
+    pub unknown: u64,
+    pub expired: u64,
+    pub duplicate: u64,
+    /// Lines of the file skipped at replay (torn by a crash, or unreadable).
+    pub skipped_lines: u64,
+    /// Joins kept in memory whose line could not be written (lost at the next restart).
+    pub write_errors: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Line {
+    Served(Served),
+    Joined { endpoint: String, id: String, metric: String },
+}
+
+#[derive(Debug)]
+struct Entry {
+    served: Served,
+    joined: Vec<String>,
+}
+
+/// The store (module header).
+#[derive(Debug)]
+pub struct FeedbackStore {
+    capacity: usize,
+    retention_ms: u64,
+    entries: HashMap<(String, String), Entry>,
+    /// Keys in the order they were remembered (the eviction order).
+    order: VecDeque<(String, String)>,
+    file: Option<(PathBuf, std::io::BufWriter<std::fs::File>)>,
+    lines: usize,
+    counts: Counts,
+}
+
+impl FeedbackStore {
+    /// A store in memory only.
+    pub fn in_memory(capacity: usize, retention_ms: u64) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            retention_ms,
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            file: None,
+            lines: 0,
+            counts: Counts::default(),
+        }
+    }
+
+    /// A store kept in `path`: what the file holds is replayed (up to `capacity`, within retention at
+    /// `now_ms`), then changes are appended to it.
+    pub fn open(path: &Path, capacity: usize, retention_ms: u64, now_ms: u64) -> std::io::Result<Self> {
+        let mut store = Self::in_memory(capacity, retention_ms);
+        match std::fs::File::open(path) {
+            Ok(f) => {
+                for line in std::io::BufReader::new(f).lines() {
+                    match serde_json::from_str::<Line>(&line?) {
+                        Ok(Line::Served(s)) if now_ms.saturating_sub(s.at_ms) <= retention_ms => store.insert(s),
+                        Ok(Line::Served(_)) => {}
+                        Ok(Line::Joined { endpoint, id, metric }) => {
+                            if let Some(e) = store.entries.get_mut(&(endpoint, id)) {
+                                e.joined.push(metric);
+                            }
+                        }
+                        Err(_) => store.counts.skipped_lines += 1,
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        store.counts.remembered = 0;
+        store.counts.evicted = 0;
+        store.rewrite(path)?;
+        Ok(store)
+    }
+
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// Requests held now.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Remembers a served request (a repeated id on the same endpoint keeps the first).
+    pub fn remember(&mut self, served: Served) -> std::io::Result<()> {
+        let key = (served.endpoint.clone(), served.id.clone());
+        if self.entries.contains_key(&key) {
+            return Ok(());
+        }
+        self.append(&Line::Served(served.clone()))?;
+        self.insert(served);
+        self.compact_if_due()
+    }
+
+    /// Joins a `metric` outcome reported at `now_ms` for request `id` of `endpoint`: the request as it
+    /// was served, once per metric.
+    pub fn join(&mut self, endpoint: &str, id: &str, metric: &str, now_ms: u64) -> Result<Served, JoinError> {
+        let key = (endpoint.to_owned(), id.to_owned());
+        let Some(entry) = self.entries.get_mut(&key) else {
+            self.counts.unknown += 1;
+            return Err(JoinError::Unknown(id.to_owned()));
+        };
+        let age = now_ms.saturating_sub(entry.served.at_ms);
+        if age > self.retention_ms {
+            self.counts.expired += 1;
+            return Err(JoinError::Expired {
+                id: id.to_owned(),
+                age_s: age / 1000,
+                retention_s: self.retention_ms / 1000,
+            });
+        }
+        if entry.joined.iter().any(|m| m == metric) {
+            self.counts.duplicate += 1;
+            return Err(JoinError::Duplicate { id: id.to_owned(), metric: metric.to_owned() });
+        }
+        entry.joined.push(metric.to_owned());
+        let served = entry.served.clone();
+        self.counts.joined += 1;
+        // In memory the join stands; a failed append only loses it at the next restart (counted, never
+        // a client's error).
+        let line = Line::Joined { endpoint: key.0, id: key.1, metric: metric.to_owned() };
+        if self.append(&line).is_err() {
+            self.counts.write_errors += 1;
+        }
+        Ok(served)
+    }
+
+    fn insert(&mut self, served: Served) {
+        let key = (served.endpoint.clone(), served.id.clone());
+        while self.entries.len() >= self.capacity {
+            let Some(old) = self.order.pop_front() else { break };
+            if self.entries.remove(&old).is_some() {
+                self.counts.evicted += 1;
+            }
+        }
+        self.order.push_back(key.clone());
+        self.entries.insert(key, Entry { served, joined: Vec::new() });
+        self.counts.remembered += 1;
+    }
+
+    fn append(&mut self, line: &Line) -> std::io::Result<()> {
+        if let Some((_, w)) = &mut self.file {
+            serde_json::to_writer(&mut *w, line).map_err(std::io::Error::other)?;
+            w.write_all(b"\n")?;
+            w.flush()?;
+            self.lines += 1;
+        }
+        Ok(())
+    }
+
+    fn compact_if_due(&mut self) -> std::io::Result<()> {
+        let live_lines: usize = self.entries.values().map(|e| 1 + e.joined.len()).sum();
+        match self.file.as_ref().map(|(p, _)| p.clone()) {
+            Some(path) if self.lines > 2 * live_lines.max(self.capacity / 2) => self.rewrite(&path),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes the live requests to `path` (atomically) and appends from there.
+    fn rewrite(&mut self, path: &Path) -> std::io::Result<()> {
+        let mut text = Vec::new();
+        let mut lines = 0;
+        for key in &self.order {
+            let Some(e) = self.entries.get(key) else { continue };
+            let served = Line::Served(e.served.clone());
+            let joins =
+                e.joined.iter().map(|m| Line::Joined { endpoint: key.0.clone(), id: key.1.clone(), metric: m.clone() });
+            for line in std::iter::once(served).chain(joins) {
+                serde_json::to_writer(&mut text, &line).map_err(std::io::Error::other)?;
+                text.push(b'\n');
+                lines += 1;
+            }
+        }
+        crate::rollout::replace_bytes(path, &text, lines as u64)?;
+        let f = std::fs::OpenOptions::new().append(true).open(path)?;
+        self.file = Some((path.to_owned(), std::io::BufWriter::new(f)));
+        self.lines = lines;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn served(id: &str, at_ms: u64) -> Served {
+        Served {
+            endpoint: "scorer".into(),
+            id: id.into(),
+            canary: id.ends_with('1'),
+            version: 2,
+            share: 0.2,
+            label: Some("7".into()),
+            at_ms,
+        }
+    }
+
+    #[test]
+    fn joins_once_per_metric_and_refuses_the_unknown_and_the_late() {
+        let mut s = FeedbackStore::in_memory(10, 60_000);
+        s.remember(served("a1", 1_000)).unwrap();
+        assert_eq!(s.join("scorer", "a1", "conversion", 2_000).unwrap(), served("a1", 1_000));
+        assert!(matches!(s.join("scorer", "a1", "conversion", 3_000), Err(JoinError::Duplicate { .. })));
+        assert!(s.join("scorer", "a1", "revenue", 3_000).is_ok(), "another metric joins");
+        assert_eq!(s.join("other", "a1", "conversion", 3_000), Err(JoinError::Unknown("a1".into())));
+        let late = s.join("scorer", "a1", "clicks", 62_000).unwrap_err();
+        assert_eq!(late.to_string(), "request 'a1' was served 61 s ago, past the feedback retention of 60 s");
+        let c = s.counts();
+        assert_eq!((c.joined, c.duplicate, c.unknown, c.expired), (2, 1, 1, 1));
+    }
+
+    #[test]
+    fn the_oldest_is_evicted_past_capacity() {
+        let mut s = FeedbackStore::in_memory(3, 60_000);
+        for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
+            s.remember(served(id, i as u64)).unwrap();
+        }
+        assert_eq!((s.len(), s.counts().evicted), (3, 1));
+        assert!(matches!(s.join("scorer", "a", "m", 10), Err(JoinError::Unknown(_))));
+        assert!(s.join("scorer", "d", "m", 10).is_ok());
+        // A repeated id keeps the first.
+        s.remember(served("d", 99)).unwrap();
+        assert_eq!((s.len(), s.counts().remembered), (3, 4));
+    }
+
+    #[test]
+    fn a_restart_replays_the_file_joins_included_and_skips_a_torn_line() {
+        let dir = std::env::temp_dir().join(format!("switchyard-feedback-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("feedback.jsonl");
+        let _ = std::fs::remove_file(&path);
+        {
+            let mut s = FeedbackStore::open(&path, 100, 60_000, 0).unwrap();
+            s.remember(served("a1", 1_000)).unwrap();
+            s.remember(served("b0", 2_000)).unwrap();
+            s.join("scorer", "a1", "conversion", 3_000).unwrap();
+        }
+        // A crash tore the last line.
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"op\":\"served\",\"endp").unwrap();
+        let mut s = FeedbackStore::open(&path, 100, 60_000, 4_000).unwrap();
+        assert_eq!((s.len(), s.counts().skipped_lines), (2, 1));
+        assert!(matches!(s.join("scorer", "a1", "conversion", 5_000), Err(JoinError::Duplicate { .. })));
+        assert_eq!(s.join("scorer", "b0", "conversion", 5_000).unwrap().id, "b0");
+        // Past retention at the next start, nothing is replayed.
+        drop(s);
+        let s = FeedbackStore::open(&path, 100, 60_000, 100_000).unwrap();
+        assert!(s.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_file_stays_bounded() {
+        let dir = std::env::temp_dir().join(format!("switchyard-feedback-bound-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("feedback.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let mut s = FeedbackStore::open(&path, 50, u64::MAX, 0).unwrap();
+        for i in 0..1_000u64 {
+            s.remember(served(&format!("r{i}"), i)).unwrap();
+        }
+        let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+        assert!(lines <= 2 * 50 + 1, "{lines} lines for 50 live requests");
+        let s = FeedbackStore::open(&path, 50, u64::MAX, 0).unwrap();
+        assert_eq!(s.len(), 50);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
