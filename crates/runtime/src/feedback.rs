@@ -106,7 +106,12 @@ impl FeedbackStore {
             Ok(f) => {
                 for line in std::io::BufReader::new(f).lines() {
                     match serde_json::from_str::<Line>(&line?) {
-                        Ok(Line::Served(s)) if now_ms.saturating_sub(s.at_ms) <= retention_ms => store.insert(s),
+                        Ok(Line::Served(s))
+                            if now_ms.saturating_sub(s.at_ms) <= retention_ms
+                                && !store.entries.contains_key(&(s.endpoint.clone(), s.id.clone())) =>
+                        {
+                            store.insert(s);
+                        }
                         Ok(Line::Served(_)) => {}
                         Ok(Line::Joined { endpoint, id, metric }) => {
                             if let Some(e) = store.entries.get_mut(&(endpoint, id)) {
