@@ -11,4 +11,5 @@ pub mod server;
 
 pub use coordination::{CoordinationConfig, EtcdSection};
 pub use error::ConfigError;
-pub use server::{BatchingConfig, GrpcPort, ModelConfig, ServerConfig, ServerSection, TlsSection};
+pub use protect::InvalidField;
+pub use server::{BatchingConfig, GrpcPort, GrpcPortError, ModelConfig, ServerConfig, ServerSection, TlsSection};

@@ -215,6 +215,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn grpc_ports_parse_from_flags_and_files() {
+        assert_eq!("8001".parse::<GrpcPort>(), Ok(GrpcPort::Port(8001)));
+        assert_eq!("off".parse::<GrpcPort>(), Ok(GrpcPort::Off));
+        assert_eq!("80a".parse::<GrpcPort>().unwrap_err().to_string(), "'80a' is not a port (0-65535) or 'off'");
+        let c: ServerConfig = parse_yaml("server:\n  grpc_port: false\n").unwrap();
+        assert_eq!(c.server.grpc_port, Some(GrpcPort::Off));
+        assert!(parse_yaml::<ServerConfig>("server:\n  grpc_port: lots\n").unwrap_err().to_string().contains("'lots'"));
+    }
+
+    #[test]
     fn model_config_reads_every_field_and_refuses_typos() {
         let c: ModelConfig = parse_yaml(
             "max_batch_size: 8\ninstances: 2\nintra_op_threads: 3\ndevice: cuda:1\nversions: all\nwarmup: false\n",
@@ -261,12 +271,17 @@ impl std::fmt::Display for GrpcPort {
     }
 }
 
+/// A `--grpc-port` value that is neither a port nor `off`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not a port (0-65535) or 'off'")]
+pub struct GrpcPortError(String);
+
 impl std::str::FromStr for GrpcPort {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = GrpcPortError;
+    fn from_str(s: &str) -> Result<Self, GrpcPortError> {
         match s.trim() {
             "off" | "none" | "false" => Ok(Self::Off),
-            n => n.parse().map(Self::Port).map_err(|_| format!("'{s}' is not a port (0-65535) or 'off'")),
+            n => n.parse().map(Self::Port).map_err(|_| GrpcPortError(s.to_owned())),
         }
     }
 }

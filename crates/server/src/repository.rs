@@ -101,7 +101,8 @@ pub(crate) fn load_into(
             tracing::info!(model = %name, version = v, instances = cfg.instances, "model ready");
             (ModelState::Ready(Arc::new(pool)), Ok(()))
         }
-        Err(reason) => {
+        Err(e) => {
+            let reason = e.to_string();
             tracing::error!(model = %name, version = v, %reason, "model failed to load");
             (ModelState::Failed(reason.clone()), Err(LoadError(reason)))
         }
@@ -151,6 +152,22 @@ pub(crate) fn plan(dir: &Path, extra: &BTreeSet<u64>) -> Result<(ModelConfig, Ve
     Ok((cfg, versions))
 }
 
+/// Why one version's pool could not start (recorded in the registry as its message).
+#[derive(Debug, thiserror::Error)]
+enum VersionError {
+    #[error("no model.onnx or model.safetensors in {}", .0.display())]
+    NoModelFile(PathBuf),
+    #[error(transparent)]
+    PriorityLevels(#[from] switchyard_runtime::LevelsError),
+    #[error(transparent)]
+    Breaker(#[from] switchyard_config::InvalidField),
+    #[error(transparent)]
+    Backend(#[from] switchyard_backend::BackendError),
+    /// A `config.pbtxt`'s inputs or outputs that the model does not have.
+    #[error("{0}")]
+    Declared(String),
+}
+
 fn load_version(
     name: &str,
     version: u64,
@@ -159,7 +176,7 @@ fn load_version(
     env: &OrtEnvironment,
     metrics: VersionMetrics,
     background: bool,
-) -> Result<Pool, String> {
+) -> Result<Pool, VersionError> {
     let opts = LoadOptions {
         device: cfg.device,
         intra_op_threads: cfg.intra_op_threads,
@@ -175,7 +192,7 @@ fn load_version(
         let (dir, text) = (dir.to_path_buf(), cfg.text.clone());
         Box::new(move || BertEmbedder::load(&dir, &opts, &text).map(|b| Box::new(b) as Box<dyn Backend>))
     } else {
-        return Err(format!("no model.onnx or model.safetensors in {}", dir.display()));
+        return Err(VersionError::NoModelFile(dir.to_path_buf()));
     };
     let pool_opts = PoolOptions {
         label: format!("{name}/{version}"),
@@ -184,21 +201,18 @@ fn load_version(
         warmup: cfg.warmup,
         max_batch_size: cfg.max_batch_size,
         batching: cfg.dynamic_batching.as_ref().map(batch_policy),
-        priority_levels: priority_levels(cfg).map_err(|e| e.to_string())?,
+        priority_levels: priority_levels(cfg)?,
         background,
         reject_non_finite: cfg.reject_non_finite,
         hang_timeout: cfg.hang_timeout.map_or(DEFAULT_HANG_TIMEOUT, |s| s.0.max(std::time::Duration::from_millis(100))),
         breaker: match &cfg.circuit_breaker {
-            Some(b) => Some(std::sync::Arc::new(switchyard_runtime::VersionBreaker::new(
-                name,
-                version,
-                b.policy().map_err(|e| e.to_string())?,
-            ))),
+            Some(b) => Some(std::sync::Arc::new(switchyard_runtime::VersionBreaker::new(name, version, b.policy()?))),
             None => None,
         },
     };
-    let pool = Pool::start(pool_opts, loader, metrics).map_err(|e| e.to_string())?;
-    crate::pbtxt::check_declared(&cfg.declared, pool.signature(), pool.max_batch_size() > 0)?;
+    let pool = Pool::start(pool_opts, loader, metrics)?;
+    crate::pbtxt::check_declared(&cfg.declared, pool.signature(), pool.max_batch_size() > 0)
+        .map_err(VersionError::Declared)?;
     Ok(pool)
 }
 
