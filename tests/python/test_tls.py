@@ -124,6 +124,13 @@ def test_grpc_serves_tls_with_the_same_certificate(cert):
         with pytest.raises(InferenceServerException):
             plain.is_server_live(client_timeout=3)
         plain.close()
+        # ...and its failed handshake is counted.
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=ssl.create_default_context(cafile=str(cert_file)),
+                                           timeout=30)
+        conn.request("GET", "/metrics")
+        metrics = conn.getresponse().read().decode()
+        failures = [l for l in metrics.splitlines() if l.startswith("switchyard_grpc_tls_handshake_failures_total ")]
+        assert failures and float(failures[0].split()[-1]) >= 1, metrics[-2000:]
     finally:
         proc.terminate()
         proc.wait(10)

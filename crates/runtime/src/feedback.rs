@@ -246,6 +246,14 @@ impl FeedbackStore {
 mod tests {
     use super::*;
 
+    /// A fresh file path in a directory of its own (removed by the caller).
+    fn scratch(name: &str) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("switchyard-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        (dir.join("feedback.jsonl"), dir)
+    }
+
     fn served(id: &str, at_ms: u64) -> Served {
         Served {
             endpoint: "scorer".into(),
@@ -288,10 +296,7 @@ mod tests {
 
     #[test]
     fn a_restart_replays_the_file_joins_included_and_skips_a_torn_line() {
-        let dir = std::env::temp_dir().join(format!("switchyard-feedback-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("feedback.jsonl");
-        let _ = std::fs::remove_file(&path);
+        let (path, dir) = scratch("feedback");
         {
             let mut s = FeedbackStore::open(&path, 100, 60_000, 0).unwrap();
             s.remember(served("a1", 1_000)).unwrap();
@@ -313,10 +318,7 @@ mod tests {
 
     #[test]
     fn the_file_stays_bounded() {
-        let dir = std::env::temp_dir().join(format!("switchyard-feedback-bound-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("feedback.jsonl");
-        let _ = std::fs::remove_file(&path);
+        let (path, dir) = scratch("feedback-bound");
         let mut s = FeedbackStore::open(&path, 50, u64::MAX, 0).unwrap();
         for i in 0..1_000u64 {
             s.remember(served(&format!("r{i}"), i)).unwrap();
