@@ -4,6 +4,7 @@
 
 pub mod coordination;
 mod error;
+pub mod experiment;
 pub mod pbtxt;
 pub mod protect;
 pub mod rollout;
@@ -11,5 +12,6 @@ pub mod server;
 
 pub use coordination::{CoordinationConfig, EtcdSection};
 pub use error::ConfigError;
+pub use experiment::{ExperimentConfig, FeedbackConfig};
 pub use protect::InvalidField;
 pub use server::{BatchingConfig, GrpcPort, GrpcPortError, ModelConfig, ServerConfig, ServerSection, TlsSection};

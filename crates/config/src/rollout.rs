@@ -24,6 +24,8 @@ pub struct RolloutConfig {
     pub on_canary_error: OnCanaryError,
     #[serde(default)]
     pub faults: FaultsConfig,
+    /// An A/B test on business outcomes reported as feedback (see `experiment.rs`).
+    pub experiment: Option<crate::experiment::ExperimentConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -19,6 +19,8 @@ pub struct ServerConfig {
     pub rate_limits: Vec<crate::protect::RateLimitConfig>,
     #[serde(default)]
     pub coordination: crate::coordination::CoordinationConfig,
+    #[serde(default)]
+    pub feedback: crate::experiment::FeedbackConfig,
 }
 
 /// `server:`: what a flag or `SWITCHYARD_*` variable can also set (they win). Read at start only.

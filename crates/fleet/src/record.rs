@@ -63,6 +63,7 @@ mod tests {
             serve_control_on_canary_error: true,
             shadows: Vec::new(),
             faults: [Fault::default(); 2],
+            experiment: None,
         }
     }
 

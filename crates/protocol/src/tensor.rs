@@ -74,6 +74,26 @@ impl TensorData {
         self.len() == 0
     }
 
+    /// Element `i` as a number (None for BYTES or past the end): for statistics over outputs.
+    pub fn number(&self, i: usize) -> Option<f64> {
+        Some(match self {
+            Self::Bool(v) => f64::from(u8::from(*v.get(i)?)),
+            Self::Uint8(v) => f64::from(*v.get(i)?),
+            Self::Uint16(v) => f64::from(*v.get(i)?),
+            Self::Uint32(v) => f64::from(*v.get(i)?),
+            Self::Uint64(v) => *v.get(i)? as f64,
+            Self::Int8(v) => f64::from(*v.get(i)?),
+            Self::Int16(v) => f64::from(*v.get(i)?),
+            Self::Int32(v) => f64::from(*v.get(i)?),
+            Self::Int64(v) => *v.get(i)? as f64,
+            Self::Fp16(v) => f64::from(*v.get(i)?),
+            Self::Bf16(v) => f64::from(*v.get(i)?),
+            Self::Fp32(v) => f64::from(*v.get(i)?),
+            Self::Fp64(v) => *v.get(i)?,
+            Self::Bytes(_) => return None,
+        })
+    }
+
     /// Appends `other`'s elements; `other` must hold the same datatype.
     pub fn append(&mut self, other: TensorData) -> Result<(), String> {
         macro_rules! cat {

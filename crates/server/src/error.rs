@@ -19,6 +19,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// No longer available (feedback past its retention).
+    #[error("{0}")]
+    Gone(String),
     #[error("{0}")]
     MethodNotAllowed(String),
     #[error("{0}")]
@@ -54,6 +57,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Gone(_) => StatusCode::GONE,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -77,7 +81,7 @@ impl ApiError {
             Self::BadRequest(_) | Self::UnsupportedMediaType(_) => Code::InvalidArgument,
             Self::Unauthorized(_) => Code::Unauthenticated,
             Self::NotFound(_) => Code::NotFound,
-            Self::Conflict(_) => Code::FailedPrecondition,
+            Self::Conflict(_) | Self::Gone(_) => Code::FailedPrecondition,
             Self::MethodNotAllowed(_) => Code::Unimplemented,
             Self::PayloadTooLarge(_) | Self::TooManyRequests(_) | Self::RateLimited(..) => Code::ResourceExhausted,
             Self::Unavailable(_) | Self::Busy(_) | Self::CircuitOpen(..) => Code::Unavailable,
@@ -90,6 +94,18 @@ impl ApiError {
 impl From<ApiError> for tonic::Status {
     fn from(e: ApiError) -> Self {
         tonic::Status::new(e.grpc_code(), e.to_string())
+    }
+}
+
+impl From<switchyard_runtime::feedback::ReportError> for ApiError {
+    fn from(e: switchyard_runtime::feedback::ReportError) -> Self {
+        use switchyard_runtime::feedback::{JoinError, ReportError};
+        match &e {
+            ReportError::NoExperiment(_) | ReportError::Join(JoinError::Unknown(_)) => Self::NotFound(e.to_string()),
+            ReportError::Join(JoinError::Expired { .. }) => Self::Gone(e.to_string()),
+            ReportError::Join(JoinError::Duplicate { .. }) => Self::Conflict(e.to_string()),
+            _ => Self::BadRequest(e.to_string()),
+        }
     }
 }
 

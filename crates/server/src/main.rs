@@ -4,11 +4,13 @@
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use clap::Parser;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_backend_ort::{OrtEnvironment, find_library};
 use switchyard_config::GrpcPort;
 use switchyard_runtime::Endpoints;
+use switchyard_runtime::feedback::Feedback;
 use switchyard_runtime::Registry;
 use switchyard_server::cli::{Cli, Command, ServeArgs};
 use switchyard_server::config::ServerConfig;
@@ -104,7 +106,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let limits_spec = switchyard_server::rate_limits::specs(&file.rate_limits)
         .map_err(|p| anyhow::anyhow!("rate_limits: {}", p.join("; ")))?;
     let rate_limits = switchyard_server::rate_limits::build(limits_spec, None);
-    let endpoints = Endpoints::new(registry.clone(), rollouts, request_timeout).with_rate_limits(rate_limits);
+    let feedback_file = args.state_dir.as_ref().map(|d| d.join("feedback.jsonl"));
+    let feedback = Feedback::start(file.feedback.capacity, file.feedback.retention.0, feedback_file.as_deref())
+        .with_context(|| format!("feedback store {}", feedback_file.as_deref().unwrap_or(Path::new("(memory)")).display()))?;
+    let endpoints = Endpoints::new(registry.clone(), rollouts, request_timeout)
+        .with_rate_limits(rate_limits)
+        .with_feedback(Some(feedback.clone()));
     let endpoints = Arc::new(ArcSwap::from_pointee(endpoints));
     let fleet = match switchyard_server::fleet::config(&args, file.coordination.etcd.as_ref()) {
         Some(config) => Some(switchyard_server::fleet::join(config, endpoints.clone()).await?),
@@ -195,6 +202,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     for driver in endpoints.load().rollouts().values() {
         let _ = tokio::time::timeout(Duration::from_secs(2), driver.flush()).await;
     }
+    feedback.flush();
     tracing::info!("stopped");
     Ok(())
 }

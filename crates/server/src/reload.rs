@@ -224,7 +224,9 @@ impl Reloader {
         }
         let removed = current.rollouts().keys().filter(|e| !next.contains_key(*e)).count();
         let limits = crate::rate_limits::build(limits, Some(current.rate_limits()));
-        let endpoints = Endpoints::new(self.registry.clone(), next, self.request_timeout).with_rate_limits(limits);
+        let endpoints = Endpoints::new(self.registry.clone(), next, self.request_timeout)
+            .with_rate_limits(limits)
+            .with_feedback(current.feedback().cloned());
         self.endpoints.store(Arc::new(endpoints));
         rollouts::watch_canaries_of(fresh.iter(), self.registry.clone());
         Ok(Reloaded::Applied { kept, continued, started, removed })

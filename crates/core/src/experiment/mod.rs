@@ -18,8 +18,10 @@
 //! outcomes are passed in.
 
 mod sequence;
+mod spec;
 
 pub use sequence::{Interval, Sums, half_width};
+pub use spec::{Accuracy, OnKill, OnShip, Spec, Value, ValueError};
 use serde::{Deserialize, Serialize};
 
 /// Which way a metric is better.

@@ -341,6 +341,20 @@ impl Rollout {
         self.is_judging().then(|| self.roll_back(Reason::CanaryUnavailable { message: why }, now_ms))
     }
 
+    /// Ends the rollout on another judge's verdict (an experiment's): promotes the canary or rolls it
+    /// back with `reason`; a no-op once finished.
+    pub fn conclude(&mut self, promote: bool, reason: Reason, now_ms: u64) -> Option<Decision> {
+        if !self.is_judging() {
+            return None;
+        }
+        if !promote {
+            return Some(self.roll_back(reason, now_ms));
+        }
+        self.finish(Phase::Promoted, FULL_WEIGHT, reason.clone());
+        self.state.updated_ms = now_ms;
+        Some(Decision::Promoted { reason })
+    }
+
     /// Applies an operator's action; refused when it makes no sense in the current phase.
     pub fn act(&mut self, action: Action, now_ms: u64) -> Result<Decision, ActionRefused> {
         if !self.is_judging() {

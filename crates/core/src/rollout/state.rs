@@ -57,6 +57,9 @@ pub enum Reason {
     Admin,
     /// The canary model could not serve (failed to load).
     CanaryUnavailable { message: String },
+    /// An experiment's verdict on business outcomes (`verdict` is `ship` or `kill`; `metric` the one
+    /// that decided, with its relative lift of canary over control).
+    Experiment { verdict: String, metric: String, relative_lift: Option<f64> },
 }
 
 impl Reason {
@@ -68,6 +71,7 @@ impl Reason {
             Self::StepsPassed => "steps_passed",
             Self::Admin => "admin",
             Self::CanaryUnavailable { .. } => "canary_unavailable",
+            Self::Experiment { .. } => "experiment",
         }
     }
 }

@@ -5,6 +5,7 @@
 //! stale weight can never follow a rollback and the file always holds the last decision. The lock is
 //! held for one record-and-evaluate: microseconds, never across an inference or a file write.
 
+mod experiment;
 mod fleet;
 mod journal;
 mod status;
@@ -26,7 +27,7 @@ use switchyard_core::rollout::{Action, Decision, FULL_WEIGHT, Phase, Plan, Rollo
 pub const SHADOW_SLOTS: usize = 64;
 
 /// A model (and optionally a pinned version) an arm sends requests to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Target {
     pub model: String,
     pub version: Option<u64>,
@@ -65,6 +66,8 @@ pub struct RolloutSpec {
     pub shadows: Vec<(Target, u32)>,
     /// `[control, canary]`.
     pub faults: [Fault; 2],
+    /// An A/B test on business outcomes reported as feedback.
+    pub experiment: Option<switchyard_core::experiment::Spec>,
 }
 
 /// How a request judged for an arm ended, as the analysis sees it.
@@ -140,6 +143,8 @@ pub struct RolloutDriver {
     fleet_mode: std::sync::atomic::AtomicU8,
     /// The last fleet decision applied (taken after `machine` when both are held).
     applied: Mutex<Applied>,
+    /// The experiment's evidence, when `spec.experiment` is set.
+    experiment: Option<experiment::Running>,
 }
 
 impl std::fmt::Debug for RolloutDriver {
@@ -204,6 +209,9 @@ impl RolloutDriver {
             state,
         };
         let driver = Self::start_from(spec, state_dir, Some(saved))?;
+        if let (Some(mine), Some(theirs)) = (&driver.experiment, &previous.experiment) {
+            mine.carry_from(theirs);
+        }
         // A fleet's replica stays in the fleet across a reload (the fleet's agent sees the new driver
         // on its next round).
         driver.fleet_mode.store(previous.fleet_mode() as u8, Ordering::Release);
@@ -268,16 +276,18 @@ impl RolloutDriver {
             })
         });
         // Every counter a decision can move exists from the start at 0, so `increase()` sees its first event.
-        for reason in ["error_rate", "latency", "admin", "canary_unavailable"] {
+        for reason in ["error_rate", "latency", "admin", "canary_unavailable", "experiment"] {
             counter!("switchyard_rollout_rollbacks_total", "endpoint" => spec.endpoint.clone(), "reason" => reason)
                 .increment(0);
         }
-        for reason in ["steps_passed", "admin"] {
+        for reason in ["steps_passed", "admin", "experiment"] {
             counter!("switchyard_rollout_promotions_total", "endpoint" => spec.endpoint.clone(), "reason" => reason)
                 .increment(0);
         }
         let weight_bp = AtomicU32::new(machine.weight_bp());
+        let experiment = spec.experiment.as_ref().and_then(experiment::Running::new);
         let driver = Self {
+            experiment,
             spec,
             weight_bp,
             arm_metrics,
@@ -317,11 +327,17 @@ impl RolloutDriver {
 
     /// The arm for a request: by its key's bucket when it has one, else by a random number.
     pub fn choose(&self, key: Option<&[u8]>, random: u64) -> Arm {
+        self.choose_at(key, random, self.weight_bp())
+    }
+
+    /// [`choose`](Self::choose) at the canary weight `weight_bp` (read once by a caller that also
+    /// needs the share the request was assigned at).
+    pub fn choose_at(&self, key: Option<&[u8]>, random: u64, weight_bp: u32) -> Arm {
         let bucket = match key {
             Some(k) => assign::bucket(&self.spec.salt, k),
             None => assign::random_bucket(random),
         };
-        if assign::is_canary(bucket, self.weight_bp()) { Arm::Canary } else { Arm::Control }
+        if assign::is_canary(bucket, weight_bp) { Arm::Canary } else { Arm::Control }
     }
 
     pub fn target(&self, arm: Arm) -> &Target {

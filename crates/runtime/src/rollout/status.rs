@@ -20,9 +20,11 @@ impl RolloutDriver {
 
     /// The rollout as the admin API shows it.
     pub fn status(&self) -> serde_json::Value {
+        let experiment = self.experiment_report().map(|r| json!({ "spec": self.spec.experiment, "report": r }));
         let m = self.lock();
         let s = m.state();
         json!({
+            "experiment": experiment,
             "endpoint": self.spec.endpoint,
             "control": self.spec.control,
             "canary": self.spec.canary,

@@ -17,6 +17,7 @@ fn spec(endpoint: &str) -> RolloutSpec {
         serve_control_on_canary_error: true,
         shadows: Vec::new(),
         faults: [Fault::default(); 2],
+        experiment: None,
     }
 }
 

@@ -91,6 +91,8 @@ pub struct Endpoints {
     pins: BTreeMap<String, Pin>,
     default_timeout: Duration,
     rate_limits: Arc<RateLimits>,
+    /// Where served requests of experiments are remembered for their outcomes.
+    feedback: Option<Arc<crate::feedback::Feedback>>,
 }
 
 impl Endpoints {
@@ -100,7 +102,17 @@ impl Endpoints {
         default_timeout: Duration,
     ) -> Self {
         let pins = pins(&rollouts);
-        Self { registry, rollouts, pins, default_timeout, rate_limits: Arc::default() }
+        Self { registry, rollouts, pins, default_timeout, rate_limits: Arc::default(), feedback: None }
+    }
+
+    /// With this feedback store (the server's one, shared across reloads).
+    pub fn with_feedback(mut self, feedback: Option<Arc<crate::feedback::Feedback>>) -> Self {
+        self.feedback = feedback;
+        self
+    }
+
+    pub fn feedback(&self) -> Option<&Arc<crate::feedback::Feedback>> {
+        self.feedback.as_ref()
     }
 
     /// With these rate limits (shared with the endpoints this replaces when unchanged, so a reload

@@ -3,6 +3,7 @@
 
 mod admin;
 mod body;
+mod feedback;
 mod guard;
 mod health;
 mod infer;
@@ -150,6 +151,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v2/models/{model}/config", get(models::config))
         .route("/v2/models/{model}/versions/{version}/config", get(models::config))
         .route("/v2/models/{model}/infer", post(infer::infer))
+        .route("/v2/models/{model}/feedback", post(feedback::feedback))
         .route("/v2/models/{model}/versions/{version}/infer", post(infer::infer));
     if state.api_token.is_some() {
         guarded = guarded.route_layer(axum::middleware::from_fn_with_state(state.clone(), guard::require_api_token));

@@ -5,10 +5,13 @@
 //! - **Bounded.** At most `capacity` requests; past it the oldest is evicted (counted). A request older
 //!   than `retention` no longer joins (counted as expired).
 //! - **Joined once.** Each (request, metric) pair joins at most once; a second report is refused.
-//! - **Persistent** with a file: every change is appended as one JSON line and the file is replayed at
-//!   start, so feedback after a restart still joins. A line torn by a crash is skipped at replay. When
-//!   the file holds twice the live requests' lines it is rewritten with the live ones only, atomically
-//!   (a temporary file, fsynced, renamed), so it stays bounded and is never left half-written.
+//! - **Persistent** with a file: every change becomes one JSON line and the file is replayed at start,
+//!   so feedback after a restart still joins. A line torn by a crash is skipped at replay. When the file
+//!   holds twice the live requests' lines it is rewritten with the live ones only, atomically (a
+//!   temporary file, fsynced, renamed), so it stays bounded and is never left half-written.
+//! - **No file I/O under the lock.** Changes are serialised into `pending` chunks in memory; whoever
+//!   writes (the service's writer thread, or `sync`) takes them and writes them in order, outside the
+//!   lock the serving path takes.
 //!
 //! Time is passed in (milliseconds since the epoch); nothing here reads a clock.
 
@@ -30,6 +33,9 @@ pub struct Served {
     /// The served output's label or argmax, for accuracy metrics.
     pub label: Option<String>,
     pub at_ms: u64,
+    /// The rollout's arms when it was served (`RolloutDriver::arms_fingerprint`).
+    #[serde(default)]
+    pub arms: u64,
 }
 
 /// Why a report does not join.
@@ -54,8 +60,6 @@ pub struct Counts {
     pub duplicate: u64,
     /// Lines of the file skipped at replay (torn by a crash, or unreadable).
     pub skipped_lines: u64,
-    /// Joins kept in memory whose line could not be written (lost at the next restart).
-    pub write_errors: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -63,6 +67,29 @@ pub struct Counts {
 enum Line {
     Served(Served),
     Joined { endpoint: String, id: String, metric: String },
+}
+
+/// File changes waiting to be written, in order.
+#[derive(Debug)]
+pub enum Chunk {
+    /// Lines to append.
+    Append(Vec<u8>),
+    /// The whole file's new text (the live requests only), with its line count.
+    Replace(Vec<u8>, u64),
+}
+
+/// Writes `chunks` to `path` in order (outside any lock).
+pub fn write_chunks(path: &Path, chunks: Vec<Chunk>) -> std::io::Result<()> {
+    for chunk in chunks {
+        match chunk {
+            Chunk::Append(bytes) => {
+                let mut f = std::fs::OpenOptions::new().append(true).create(true).open(path)?;
+                f.write_all(&bytes)?;
+            }
+            Chunk::Replace(bytes, lines) => crate::rollout::replace_bytes(path, &bytes, lines)?,
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug)]
@@ -79,7 +106,8 @@ pub struct FeedbackStore {
     entries: HashMap<(String, String), Entry>,
     /// Keys in the order they were remembered (the eviction order).
     order: VecDeque<(String, String)>,
-    file: Option<(PathBuf, std::io::BufWriter<std::fs::File>)>,
+    file: Option<PathBuf>,
+    pending: Vec<Chunk>,
     lines: usize,
     counts: Counts,
 }
@@ -93,6 +121,7 @@ impl FeedbackStore {
             entries: HashMap::new(),
             order: VecDeque::new(),
             file: None,
+            pending: Vec::new(),
             lines: 0,
             counts: Counts::default(),
         }
@@ -127,8 +156,24 @@ impl FeedbackStore {
         }
         store.counts.remembered = 0;
         store.counts.evicted = 0;
-        store.rewrite(path)?;
+        store.file = Some(path.to_owned());
+        store.rewrite()?;
+        store.sync()?;
         Ok(store)
+    }
+
+    /// The file changes not written yet, with the file's path (none in memory only).
+    pub fn take_pending(&mut self) -> Option<(PathBuf, Vec<Chunk>)> {
+        let path = self.file.clone()?;
+        Some((path, std::mem::take(&mut self.pending)))
+    }
+
+    /// Writes what is pending now (at start, in tests; the service's writer does it outside the lock).
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        match self.take_pending() {
+            Some((path, chunks)) => write_chunks(&path, chunks),
+            None => Ok(()),
+        }
     }
 
     pub fn counts(&self) -> Counts {
@@ -145,21 +190,21 @@ impl FeedbackStore {
     }
 
     /// Remembers a served request (a repeated id on the same endpoint keeps the first).
-    pub fn remember(&mut self, served: Served) -> std::io::Result<()> {
+    pub fn remember(&mut self, served: Served) {
         let key = (served.endpoint.clone(), served.id.clone());
         if self.entries.contains_key(&key) {
-            return Ok(());
+            return;
         }
-        self.append(&Line::Served(served.clone()))?;
+        self.append(&Line::Served(served.clone()));
         self.insert(served);
-        self.compact_if_due()
+        self.compact_if_due();
     }
 
-    /// Joins a `metric` outcome reported at `now_ms` for request `id` of `endpoint`: the request as it
-    /// was served, once per metric.
-    pub fn join(&mut self, endpoint: &str, id: &str, metric: &str, now_ms: u64) -> Result<Served, JoinError> {
+    /// The request `id` of `endpoint` as it was served, if it would join `metrics` now (nothing is
+    /// joined: for checking a whole report before any of it joins).
+    pub fn check(&mut self, endpoint: &str, id: &str, metrics: &[&str], now_ms: u64) -> Result<Served, JoinError> {
         let key = (endpoint.to_owned(), id.to_owned());
-        let Some(entry) = self.entries.get_mut(&key) else {
+        let Some(entry) = self.entries.get(&key) else {
             self.counts.unknown += 1;
             return Err(JoinError::Unknown(id.to_owned()));
         };
@@ -172,19 +217,23 @@ impl FeedbackStore {
                 retention_s: self.retention_ms / 1000,
             });
         }
-        if entry.joined.iter().any(|m| m == metric) {
+        if let Some(m) = metrics.iter().find(|m| entry.joined.iter().any(|j| j == *m)) {
             self.counts.duplicate += 1;
-            return Err(JoinError::Duplicate { id: id.to_owned(), metric: metric.to_owned() });
+            return Err(JoinError::Duplicate { id: id.to_owned(), metric: (*m).to_owned() });
         }
-        entry.joined.push(metric.to_owned());
-        let served = entry.served.clone();
+        Ok(entry.served.clone())
+    }
+
+    /// Joins a `metric` outcome reported at `now_ms` for request `id` of `endpoint`: the request as it
+    /// was served, once per metric.
+    pub fn join(&mut self, endpoint: &str, id: &str, metric: &str, now_ms: u64) -> Result<Served, JoinError> {
+        let served = self.check(endpoint, id, &[metric], now_ms)?;
+        let key = (endpoint.to_owned(), id.to_owned());
+        if let Some(entry) = self.entries.get_mut(&key) {
+            entry.joined.push(metric.to_owned());
+        }
         self.counts.joined += 1;
-        // In memory the join stands; a failed append only loses it at the next restart (counted, never
-        // a client's error).
-        let line = Line::Joined { endpoint: key.0, id: key.1, metric: metric.to_owned() };
-        if self.append(&line).is_err() {
-            self.counts.write_errors += 1;
-        }
+        self.append(&Line::Joined { endpoint: key.0, id: key.1, metric: metric.to_owned() });
         Ok(served)
     }
 
@@ -201,26 +250,31 @@ impl FeedbackStore {
         self.counts.remembered += 1;
     }
 
-    fn append(&mut self, line: &Line) -> std::io::Result<()> {
-        if let Some((_, w)) = &mut self.file {
-            serde_json::to_writer(&mut *w, line).map_err(std::io::Error::other)?;
-            w.write_all(b"\n")?;
-            w.flush()?;
+    fn append(&mut self, line: &Line) {
+        if self.file.is_none() {
+            return;
+        }
+        if !matches!(self.pending.last(), Some(Chunk::Append(_))) {
+            self.pending.push(Chunk::Append(Vec::new()));
+        }
+        if let Some(Chunk::Append(buf)) = self.pending.last_mut()
+            && serde_json::to_writer(&mut *buf, line).is_ok()
+        {
+            buf.push(b'\n');
             self.lines += 1;
         }
-        Ok(())
     }
 
-    fn compact_if_due(&mut self) -> std::io::Result<()> {
+    fn compact_if_due(&mut self) {
         let live_lines: usize = self.entries.values().map(|e| 1 + e.joined.len()).sum();
-        match self.file.as_ref().map(|(p, _)| p.clone()) {
-            Some(path) if self.lines > 2 * live_lines.max(self.capacity / 2) => self.rewrite(&path),
-            _ => Ok(()),
+        if self.file.is_some() && self.lines > 2 * live_lines.max(self.capacity / 2) {
+            // Serialising plain data into memory cannot fail.
+            let _ = self.rewrite();
         }
     }
 
-    /// Writes the live requests to `path` (atomically) and appends from there.
-    fn rewrite(&mut self, path: &Path) -> std::io::Result<()> {
+    /// Queues the file's replacement by the live requests (written atomically), appending from there.
+    fn rewrite(&mut self) -> std::io::Result<()> {
         let mut text = Vec::new();
         let mut lines = 0;
         for key in &self.order {
@@ -234,9 +288,9 @@ impl FeedbackStore {
                 lines += 1;
             }
         }
-        crate::rollout::replace_bytes(path, &text, lines as u64)?;
-        let f = std::fs::OpenOptions::new().append(true).open(path)?;
-        self.file = Some((path.to_owned(), std::io::BufWriter::new(f)));
+        // What was pending is superseded by the whole file.
+        self.pending.clear();
+        self.pending.push(Chunk::Replace(text, lines as u64));
         self.lines = lines;
         Ok(())
     }
@@ -263,13 +317,14 @@ mod tests {
             share: 0.2,
             label: Some("7".into()),
             at_ms,
+            arms: 1,
         }
     }
 
     #[test]
     fn joins_once_per_metric_and_refuses_the_unknown_and_the_late() {
         let mut s = FeedbackStore::in_memory(10, 60_000);
-        s.remember(served("a1", 1_000)).unwrap();
+        s.remember(served("a1", 1_000));
         assert_eq!(s.join("scorer", "a1", "conversion", 2_000).unwrap(), served("a1", 1_000));
         assert!(matches!(s.join("scorer", "a1", "conversion", 3_000), Err(JoinError::Duplicate { .. })));
         assert!(s.join("scorer", "a1", "revenue", 3_000).is_ok(), "another metric joins");
@@ -284,13 +339,13 @@ mod tests {
     fn the_oldest_is_evicted_past_capacity() {
         let mut s = FeedbackStore::in_memory(3, 60_000);
         for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
-            s.remember(served(id, i as u64)).unwrap();
+            s.remember(served(id, i as u64));
         }
         assert_eq!((s.len(), s.counts().evicted), (3, 1));
         assert!(matches!(s.join("scorer", "a", "m", 10), Err(JoinError::Unknown(_))));
         assert!(s.join("scorer", "d", "m", 10).is_ok());
         // A repeated id keeps the first.
-        s.remember(served("d", 99)).unwrap();
+        s.remember(served("d", 99));
         assert_eq!((s.len(), s.counts().remembered), (3, 4));
     }
 
@@ -299,9 +354,10 @@ mod tests {
         let (path, dir) = scratch("feedback");
         {
             let mut s = FeedbackStore::open(&path, 100, 60_000, 0).unwrap();
-            s.remember(served("a1", 1_000)).unwrap();
-            s.remember(served("b0", 2_000)).unwrap();
+            s.remember(served("a1", 1_000));
+            s.remember(served("b0", 2_000));
             s.join("scorer", "a1", "conversion", 3_000).unwrap();
+            s.sync().unwrap();
         }
         // A crash tore the last line.
         std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"op\":\"served\",\"endp").unwrap();
@@ -321,8 +377,12 @@ mod tests {
         let (path, dir) = scratch("feedback-bound");
         let mut s = FeedbackStore::open(&path, 50, u64::MAX, 0).unwrap();
         for i in 0..1_000u64 {
-            s.remember(served(&format!("r{i}"), i)).unwrap();
+            s.remember(served(&format!("r{i}"), i));
+            if i % 7 == 0 {
+                s.sync().unwrap();
+            }
         }
+        s.sync().unwrap();
         let lines = std::fs::read_to_string(&path).unwrap().lines().count();
         assert!(lines <= 2 * 50 + 1, "{lines} lines for 50 live requests");
         let s = FeedbackStore::open(&path, 50, u64::MAX, 0).unwrap();
