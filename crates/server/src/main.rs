@@ -10,8 +10,8 @@ use std::time::Duration;
 use switchyard_backend_ort::{OrtEnvironment, find_library};
 use switchyard_config::GrpcPort;
 use switchyard_runtime::Endpoints;
-use switchyard_runtime::feedback::Feedback;
 use switchyard_runtime::Registry;
+use switchyard_runtime::feedback::Feedback;
 use switchyard_server::cli::{Cli, Command, ServeArgs};
 use switchyard_server::config::ServerConfig;
 use switchyard_server::limits::Limits;
@@ -108,7 +108,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let rate_limits = switchyard_server::rate_limits::build(limits_spec, None);
     let feedback_file = args.state_dir.as_ref().map(|d| d.join("feedback.jsonl"));
     let feedback = Feedback::start(file.feedback.capacity, file.feedback.retention.0, feedback_file.as_deref())
-        .with_context(|| format!("feedback store {}", feedback_file.as_deref().unwrap_or(Path::new("(memory)")).display()))?;
+        .with_context(|| {
+            format!("feedback store {}", feedback_file.as_deref().unwrap_or(Path::new("(memory)")).display())
+        })?;
     let endpoints = Endpoints::new(registry.clone(), rollouts, request_timeout)
         .with_rate_limits(rate_limits)
         .with_feedback(Some(feedback.clone()));

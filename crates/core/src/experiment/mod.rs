@@ -21,8 +21,8 @@ mod sequence;
 mod spec;
 
 pub use sequence::{Interval, Sums, half_width};
-pub use spec::{Accuracy, OnKill, OnShip, Spec, Value, ValueError};
 use serde::{Deserialize, Serialize};
+pub use spec::{Accuracy, OnKill, OnShip, Spec, Value, ValueError};
 
 /// Which way a metric is better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

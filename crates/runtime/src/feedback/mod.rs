@@ -61,6 +61,8 @@ pub struct Feedback {
     /// Held by whoever writes the file, so chunks are written in the order taken.
     writing: Mutex<()>,
     write_errors: AtomicU64,
+    /// Reports joined, and refused as malformed (the store counts the other refusals).
+    joined: AtomicU64,
     invalid: AtomicU64,
 }
 
@@ -77,6 +79,7 @@ impl Feedback {
             store: Mutex::new(store),
             writing: Mutex::new(()),
             write_errors: AtomicU64::new(0),
+            joined: AtomicU64::new(0),
             invalid: AtomicU64::new(0),
         });
         let weak: Weak<Self> = Arc::downgrade(&feedback);
@@ -120,19 +123,31 @@ impl Feedback {
         counter!("switchyard_feedback_requests_evicted_total").absolute(c.evicted);
         counter!("switchyard_feedback_write_errors_total").absolute(self.write_errors.load(Ordering::Relaxed));
         let invalid = self.invalid.load(Ordering::Relaxed);
-        for (result, n) in
-            [("joined", c.joined), ("unknown", c.unknown), ("expired", c.expired), ("duplicate", c.duplicate), ("invalid", invalid)]
-        {
+        for (result, n) in [
+            ("joined", self.joined.load(Ordering::Relaxed)),
+            ("unknown", c.unknown),
+            ("expired", c.expired),
+            ("duplicate", c.duplicate),
+            ("invalid", invalid),
+        ] {
             counter!("switchyard_feedback_reports_total", "result" => result).absolute(n);
         }
     }
 
     /// Remembers a request `driver`'s endpoint served, assigned to `arm` at canary weight `weight_bp`,
     /// by its id and by its assignment key (when it has them).
-    pub fn remember(&self, driver: &RolloutDriver, arm: Arm, weight_bp: u32, id: Option<&str>, key: Option<&[u8]>, served: (u64, &[Tensor])) {
+    pub fn remember(
+        &self,
+        driver: &RolloutDriver,
+        arm: Arm,
+        weight_bp: u32,
+        id: Option<&str>,
+        key: Option<&[u8]>,
+        served: (u64, &[Tensor]),
+    ) {
         let Some(spec) = driver.experiment_spec() else { return };
         let (version, outputs) = served;
-        let names = [id.map(|i| format!("id:{i}")), key.map(|k| format!("key:{}", String::from_utf8_lossy(k)))];
+        let names = [id.map(|i| format!("id '{i}'")), key.map(|k| format!("key '{}'", String::from_utf8_lossy(k)))];
         if names.iter().all(Option::is_none) {
             return;
         }
@@ -157,21 +172,29 @@ impl Feedback {
     /// joins whole or not at all.
     pub fn report(&self, driver: &RolloutDriver, report: &Report) -> Result<Joined, ReportError> {
         let result = self.join(driver, report);
-        if matches!(result, Err(ReportError::Join(_))) {
+        match &result {
+            Ok(_) => {
+                self.joined.fetch_add(1, Ordering::Relaxed);
+            }
             // Counted by the store.
-        } else if result.is_err() {
-            self.invalid.fetch_add(1, Ordering::Relaxed);
+            Err(ReportError::Join(_)) => {}
+            Err(_) => self.count_invalid(),
         }
         result
+    }
+
+    /// Counts a report refused as malformed before it reached the store (by the front end).
+    pub fn count_invalid(&self) {
+        self.invalid.fetch_add(1, Ordering::Relaxed);
     }
 
     fn join(&self, driver: &RolloutDriver, report: &Report) -> Result<Joined, ReportError> {
         let endpoint = &driver.spec.endpoint;
         let spec = driver.experiment_spec().ok_or_else(|| ReportError::NoExperiment(endpoint.clone()))?;
         let name = match (&report.id, &report.key) {
-            (Some(id), _) => format!("id:{id}"),
+            (Some(id), _) => format!("id '{id}'"),
             (None, Some(_)) if driver.spec.header.is_none() => return Err(ReportError::NoKeyHeader),
-            (None, Some(key)) => format!("key:{key}"),
+            (None, Some(key)) => format!("key '{key}'"),
             (None, None) => return Err(ReportError::NoRequest),
         };
         if report.values.is_empty() {

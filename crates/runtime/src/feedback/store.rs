@@ -41,11 +41,11 @@ pub struct Served {
 /// Why a report does not join.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JoinError {
-    #[error("no served request with id '{0}' on this endpoint (never served, or evicted)")]
+    #[error("no served request with {0} on this endpoint (never served, or evicted)")]
     Unknown(String),
-    #[error("request '{id}' was served {age_s} s ago, past the feedback retention of {retention_s} s")]
+    #[error("the request with {id} was served {age_s} s ago, past the feedback retention of {retention_s} s")]
     Expired { id: String, age_s: u64, retention_s: u64 },
-    #[error("request '{id}' already has a '{metric}' outcome")]
+    #[error("the request with {id} already has a '{metric}' outcome")]
     Duplicate { id: String, metric: String },
 }
 
@@ -330,7 +330,7 @@ mod tests {
         assert!(s.join("scorer", "a1", "revenue", 3_000).is_ok(), "another metric joins");
         assert_eq!(s.join("other", "a1", "conversion", 3_000), Err(JoinError::Unknown("a1".into())));
         let late = s.join("scorer", "a1", "clicks", 62_000).unwrap_err();
-        assert_eq!(late.to_string(), "request 'a1' was served 61 s ago, past the feedback retention of 60 s");
+        assert_eq!(late.to_string(), "the request with a1 was served 61 s ago, past the feedback retention of 60 s");
         let c = s.counts();
         assert_eq!((c.joined, c.duplicate, c.unknown, c.expired), (2, 1, 1, 1));
     }

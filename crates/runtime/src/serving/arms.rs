@@ -35,7 +35,14 @@ pub(super) async fn serve(ep: &Endpoints, driver: &Arc<RolloutDriver>, call: Cal
     let key = key.map(<[u8]>::to_vec);
     let reply = serve_arm(ep, driver, call, arm).await?;
     if let Some(f) = feedback {
-        f.remember(driver, arm, weight_bp, reply.request.id.as_deref(), key.as_deref(), (reply.version, &reply.outputs));
+        f.remember(
+            driver,
+            arm,
+            weight_bp,
+            reply.request.id.as_deref(),
+            key.as_deref(),
+            (reply.version, &reply.outputs),
+        );
     }
     Ok(reply)
 }

@@ -30,25 +30,18 @@ pub(super) async fn feedback(
 ) -> Result<Json<Value>, ApiError> {
     let endpoints = app.endpoints();
     let Some(driver) = endpoints.rollout(&endpoint).cloned() else {
-        let e = ApiError::NotFound(format!("no rollout endpoint '{endpoint}' (feedback goes to an endpoint with an experiment)"));
+        let e = ApiError::NotFound(format!(
+            "no rollout endpoint '{endpoint}' (feedback goes to an endpoint with an experiment)"
+        ));
         return Err(super::body::refuse(body, e).await);
     };
     let store = endpoints.feedback().cloned().ok_or_else(|| ApiError::Unavailable("no feedback store".into()))?;
     let bytes = read_body(&headers, body, &app.limits).await?;
-    let doc: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("body: not JSON ({e})")))?;
-    let Some(Value::Array(items)) = doc.get("feedback") else {
-        let report = parse(&doc, "")?;
-        let joined = store.report(&driver, &report)?;
+    let (reports, batch) = parse_body(&bytes).inspect_err(|_| store.count_invalid())?;
+    if !batch {
+        let joined = store.report(&driver, &reports[0])?;
         return Ok(Json(json!({ "status": 200, "joined": joined })));
-    };
-    if doc.as_object().is_some_and(|o| o.len() > 1) {
-        return Err(ApiError::BadRequest("body: a batch has only 'feedback'".into()));
     }
-    if items.len() > MAX_BATCH {
-        return Err(ApiError::BadRequest(format!("feedback: {} reports, at most {MAX_BATCH} per batch", items.len())));
-    }
-    let reports =
-        items.iter().enumerate().map(|(i, item)| parse(item, &format!("feedback[{i}]."))).collect::<Result<Vec<_>, _>>()?;
     let mut joined = 0;
     let results: Vec<Value> = reports
         .iter()
@@ -64,6 +57,24 @@ pub(super) async fn feedback(
         })
         .collect();
     Ok(Json(json!({ "joined": joined, "refused": reports.len() - joined, "results": results })))
+}
+
+/// The reports a body holds, and whether it was a batch; a 400 naming the field when malformed.
+fn parse_body(bytes: &[u8]) -> Result<(Vec<Report>, bool), ApiError> {
+    let doc: Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("body: not JSON ({e})")))?;
+    let Some(items) = doc.get("feedback") else { return Ok((vec![parse(&doc, "")?], false)) };
+    let Value::Array(items) = items else {
+        return Err(ApiError::BadRequest("feedback: must be an array of reports".into()));
+    };
+    if doc.as_object().is_some_and(|o| o.len() > 1) {
+        return Err(ApiError::BadRequest("body: a batch has only 'feedback'".into()));
+    }
+    if items.len() > MAX_BATCH {
+        return Err(ApiError::BadRequest(format!("feedback: {} reports, at most {MAX_BATCH} per batch", items.len())));
+    }
+    let reports = items.iter().enumerate().map(|(i, item)| parse(item, &format!("feedback[{i}].")));
+    Ok((reports.collect::<Result<Vec<_>, _>>()?, true))
 }
 
 /// One report, or a 400 naming the field (`at` prefixes it inside a batch).

@@ -24,16 +24,25 @@ pub fn scratch(name: &str) -> PathBuf {
 }
 
 pub fn start(name: &str, rollout_yaml: &str) -> (Server, PathBuf) {
+    start_config(name, &format!("rollouts:\n{rollout_yaml}"))
+}
+
+/// A server with this whole config file and a state directory, in a fresh scratch directory.
+pub fn start_config(name: &str, config_yaml: &str) -> (Server, PathBuf) {
     let dir = scratch(name);
+    std::fs::write(dir.join("switchyard.yaml"), config_yaml).unwrap();
+    (restart(&dir), dir)
+}
+
+/// A server on the config and state directory `start_config` left in `dir` (again, after a stop).
+pub fn restart(dir: &Path) -> Server {
     let cfg = dir.join("switchyard.yaml");
-    std::fs::write(&cfg, format!("rollouts:\n{rollout_yaml}")).unwrap();
     let state = dir.join("state");
-    let s = Server::start_with(
+    Server::start_with(
         &test_repo(),
         &["--config", cfg.to_str().unwrap(), "--state-dir", state.to_str().unwrap()],
         &[("SWITCHYARD_ADMIN_TOKEN", TOKEN)],
-    );
-    (s, dir)
+    )
 }
 
 pub fn admin(s: &Server, endpoint: &str) -> Value {
