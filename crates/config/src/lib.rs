@@ -3,6 +3,7 @@
 //! model's `config.yaml`, and Triton's `config.pbtxt`.
 
 pub mod coordination;
+pub mod drift;
 mod error;
 pub mod experiment;
 pub mod pbtxt;
@@ -11,6 +12,7 @@ pub mod rollout;
 pub mod server;
 
 pub use coordination::{CoordinationConfig, EtcdSection};
+pub use drift::DriftConfig;
 pub use error::ConfigError;
 pub use experiment::{ExperimentConfig, FeedbackConfig};
 pub use protect::InvalidField;

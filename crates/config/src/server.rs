@@ -99,6 +99,8 @@ pub struct ModelConfig {
     /// Refuse outputs holding NaN or Inf (a 500, counted as the model's failure).
     #[serde(default)]
     pub reject_non_finite: bool,
+    /// Compare served inputs and outputs with a reference distribution (PSI, KL, JS); off when absent.
+    pub drift: Option<crate::drift::DriftConfig>,
     /// Inputs and outputs a Triton `config.pbtxt` declares, checked against the model once it loads.
     #[serde(skip)]
     pub declared: Vec<crate::pbtxt::Declared>,
@@ -121,6 +123,7 @@ impl Default for ModelConfig {
             fallback: None,
             hang_timeout: None,
             reject_non_finite: false,
+            drift: None,
             declared: Vec::new(),
         }
     }
@@ -183,6 +186,9 @@ impl ModelConfig {
         }
         if let Some(b) = &cfg.circuit_breaker {
             b.policy().map_err(|e| invalid(e.to_string()))?;
+        }
+        if let Some(problem) = cfg.drift.as_ref().and_then(crate::drift::DriftConfig::problem) {
+            return Err(invalid(problem));
         }
         Ok(cfg)
     }

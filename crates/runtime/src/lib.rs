@@ -5,6 +5,7 @@
 
 mod batch;
 mod contain;
+pub mod drift;
 pub mod feedback;
 mod metrics;
 mod pool;

@@ -38,6 +38,8 @@ pub struct PoolOptions {
     /// A worker busy on one call for longer than this is replaced (it cannot be stopped: it is retired
     /// and stops when its call returns).
     pub hang_timeout: std::time::Duration,
+    /// The version's drift monitor, when its config has `drift:`.
+    pub drift: Option<std::sync::Arc<crate::drift::DriftMonitor>>,
 }
 
 /// The largest batch of a batchable model whose configuration sets none.
@@ -102,6 +104,7 @@ pub struct Pool {
     signature: Signature,
     max_batch_size: usize,
     breaker: Option<std::sync::Arc<crate::VersionBreaker>>,
+    drift: Option<std::sync::Arc<crate::drift::DriftMonitor>>,
     /// Its workers, watched for hangs while the pool lives.
     _crew: std::sync::Arc<Crew>,
 }
@@ -141,7 +144,15 @@ impl Pool {
             ));
         }
         worker::watch(ctx);
-        Ok(Self { label: opts.label, tx, signature, max_batch_size, breaker: opts.breaker, _crew: crew })
+        Ok(Self {
+            label: opts.label,
+            tx,
+            signature,
+            max_batch_size,
+            breaker: opts.breaker,
+            drift: opts.drift,
+            _crew: crew,
+        })
     }
 
     pub fn signature(&self) -> &Signature {
@@ -156,6 +167,11 @@ impl Pool {
     /// The version's circuit breaker, when configured.
     pub fn breaker(&self) -> Option<&crate::VersionBreaker> {
         self.breaker.as_deref()
+    }
+
+    /// The version's drift monitor, when configured.
+    pub fn drift(&self) -> Option<&std::sync::Arc<crate::drift::DriftMonitor>> {
+        self.drift.as_ref()
     }
 
     /// Largest first dimension a request may have; 0 when the model has no batch dimension.

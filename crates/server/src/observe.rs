@@ -145,7 +145,36 @@ pub fn install_metrics() -> Result<PrometheusHandle, String> {
         "Unix time of the last successful config load"
     );
     describe_protection();
+    describe_experiments();
     Ok(handle)
+}
+
+/// HELP text for the metrics of experiments, feedback and drift.
+fn describe_experiments() {
+    use metrics::{describe_counter as counter, describe_gauge as gauge};
+    gauge!("switchyard_experiment_verdict", "An experiment's verdict: 0 keep running, 1 ship, -1 kill");
+    counter!("switchyard_experiment_outcomes_total", "Outcomes an experiment recorded, by arm and metric");
+    gauge!("switchyard_experiment_relative_lift_ratio", "A metric's mean on the canary over control's, minus 1");
+    gauge!(
+        "switchyard_experiment_difference_low",
+        "Lower bound of the anytime-valid confidence sequence of canary minus control, by metric"
+    );
+    gauge!(
+        "switchyard_experiment_difference_high",
+        "Upper bound of the anytime-valid confidence sequence of canary minus control, by metric"
+    );
+    gauge!("switchyard_feedback_stored_requests", "Served requests the feedback store holds for outcomes to join");
+    counter!("switchyard_feedback_requests_evicted_total", "Served requests evicted from the full feedback store");
+    counter!(
+        "switchyard_feedback_reports_total",
+        "Feedback reports by result: joined, unknown, expired, duplicate, invalid"
+    );
+    counter!("switchyard_feedback_write_errors_total", "Failed writes of the feedback store's file");
+    gauge!("switchyard_drift_psi", "Population stability index of a series' window against its reference");
+    gauge!("switchyard_drift_kl_nats", "KL divergence of a series' window from its reference, in nats");
+    gauge!("switchyard_drift_js_nats", "Jensen-Shannon divergence of a series' window and its reference, in nats");
+    gauge!("switchyard_drift_level", "A series' drift level by its PSI: 0 ok, 1 warning, 2 critical");
+    counter!("switchyard_drift_samples_dropped_total", "Request samples the drift thread was too busy to take");
 }
 
 /// HELP text for the metrics of limits, faulty-model containment and rate limits.

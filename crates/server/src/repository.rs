@@ -166,6 +166,9 @@ enum VersionError {
     /// A `config.pbtxt`'s inputs or outputs that the model does not have.
     #[error("{0}")]
     Declared(String),
+    /// The drift reference file cannot be read or used.
+    #[error("{0}")]
+    Drift(String),
 }
 
 fn load_version(
@@ -194,7 +197,12 @@ fn load_version(
     } else {
         return Err(VersionError::NoModelFile(dir.to_path_buf()));
     };
+    let drift = match &cfg.drift {
+        Some(d) => Some(drift_monitor(name, version, dir, d).map_err(VersionError::Drift)?),
+        None => None,
+    };
     let pool_opts = PoolOptions {
+        drift,
         label: format!("{name}/{version}"),
         instances: cfg.instances,
         queue_capacity: cfg.queue_capacity,
@@ -214,6 +222,32 @@ fn load_version(
     crate::pbtxt::check_declared(&cfg.declared, pool.signature(), pool.max_batch_size() > 0)
         .map_err(VersionError::Declared)?;
     Ok(pool)
+}
+
+/// A version's drift monitor; a reference file is read from the model's directory.
+fn drift_monitor(
+    name: &str,
+    version: u64,
+    dir: &Path,
+    cfg: &switchyard_config::DriftConfig,
+) -> Result<std::sync::Arc<switchyard_runtime::drift::DriftMonitor>, String> {
+    use switchyard_runtime::drift::{DriftMonitor, DriftSpec, ReferenceSource};
+    let reference = match &cfg.reference_file {
+        None => ReferenceSource::FirstRequests(cfg.reference_size),
+        Some(file) => {
+            // The model directory holds version folders; the file sits beside them.
+            let path = dir.parent().unwrap_or(dir).join(file);
+            let shown = path.display();
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("drift.reference_file {shown}: {e}"))?;
+            let sample = serde_json::from_str(&text).map_err(|e| {
+                format!("drift.reference_file {shown}: not a JSON object of series name to numbers ({e})")
+            })?;
+            ReferenceSource::Sample(sample)
+        }
+    };
+    let thresholds = switchyard_core::drift::Thresholds { warning: cfg.warning, critical: cfg.critical };
+    let spec = DriftSpec { reference, window: cfg.window, bins: cfg.bins, features: cfg.features, thresholds };
+    DriftMonitor::new(name, version, spec)
 }
 
 /// A model's `dynamic_batching:` as the runtime's policy.

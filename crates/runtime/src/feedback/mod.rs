@@ -247,3 +247,24 @@ pub fn served_label(outputs: &[Tensor]) -> Option<String> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::served_label;
+    use switchyard_protocol::{Tensor, TensorData};
+
+    fn tensor(shape: Vec<usize>, data: TensorData) -> Tensor {
+        Tensor { name: "out".into(), shape, data }
+    }
+
+    #[test]
+    fn the_served_label_is_the_first_rows_class_value_or_text() {
+        let scores = tensor(vec![2, 3], TensorData::Fp32(vec![0.1, 0.7, 0.2, 0.9, 0.0, 0.1]));
+        assert_eq!(served_label(&[scores]).as_deref(), Some("1"));
+        let classes = tensor(vec![2, 1], TensorData::Int64(vec![7, 3]));
+        assert_eq!(served_label(&[classes]).as_deref(), Some("7"));
+        let text = tensor(vec![1], TensorData::Bytes(vec!["cat".into()]));
+        assert_eq!(served_label(&[text]).as_deref(), Some("cat"));
+        assert_eq!(served_label(&[]), None);
+    }
+}

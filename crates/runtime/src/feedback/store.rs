@@ -131,6 +131,9 @@ impl FeedbackStore {
     /// `now_ms`), then changes are appended to it.
     pub fn open(path: &Path, capacity: usize, retention_ms: u64, now_ms: u64) -> std::io::Result<Self> {
         let mut store = Self::in_memory(capacity, retention_ms);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
         match std::fs::File::open(path) {
             Ok(f) => {
                 for line in std::io::BufReader::new(f).lines() {

@@ -171,6 +171,13 @@ fn finish(
     if !shadows.is_empty() {
         mirror::spawn(ep, driver, shadows, decoded, Arc::new(outputs.clone()));
     }
+    // A canary serving all traffic (promoted, or blue-green's switch) captures its drift reference again.
+    if arm == Arm::Canary
+        && driver.weight_bp() == switchyard_core::rollout::FULL_WEIGHT
+        && let Some(d) = served.pool.drift()
+    {
+        d.rebase_once();
+    }
     Reply {
         request,
         outputs,

@@ -105,6 +105,8 @@ pub(crate) async fn run_with(
         let mut req = req?;
         let names = req.outputs.iter().map(|o| o.name.clone()).collect();
         let inputs = std::mem::take(&mut req.inputs);
+        let batched = served.pool.max_batch_size() > 0;
+        let drift = served.pool.drift().map(|d| (d, d.sample_inputs(&inputs, batched)));
         // The V2 `timeout` parameter (microseconds, as Triton reads it) shortens the server's deadline,
         // never lengthens it: a client cannot hold a slot longer than the server allows.
         let asked = req.timeout_us.map(Duration::from_micros).filter(|&t| t < default_timeout);
@@ -116,6 +118,9 @@ pub(crate) async fn run_with(
             .infer_job(inputs, names, &spec)
             .await
             .map_err(|e| ServeError::from_infer(e, client_deadline))?;
+        if let Some((monitor, samples)) = drift {
+            monitor.observe(samples, &outputs, batched);
+        }
         Ok((req, outputs))
     }
     .await;

@@ -81,6 +81,21 @@ pub(super) async fn breakers(State(app): State<AppState>) -> Json<Value> {
     Json(Value::Array(out))
 }
 
+/// `GET /admin/drift`: every model version with a drift monitor, each series' divergence and level.
+pub(super) async fn drift(State(app): State<AppState>) -> Json<Value> {
+    let mut out = Vec::new();
+    for m in app.endpoints().registry().index() {
+        for (_, state, _) in &m.versions {
+            if let switchyard_runtime::ModelState::Ready(pool) = state
+                && let Some(d) = pool.drift()
+            {
+                out.push(d.status());
+            }
+        }
+    }
+    Json(Value::Array(out))
+}
+
 /// `GET /admin/fleet`: this replica in its fleet (404 without one).
 pub(super) async fn fleet(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     let fleet =
@@ -92,6 +107,18 @@ pub(super) async fn fleet(State(app): State<AppState>) -> Result<Json<Value>, Ap
 /// when this replica belongs to a fleet.
 async fn status(app: &AppState, driver: &switchyard_runtime::rollout::RolloutDriver) -> Value {
     let mut status = driver.status();
+    // Each arm's drift, where its version monitors it.
+    if let Ok(resolved) = app.endpoints().resolve(&driver.spec.endpoint, None) {
+        let drift: serde_json::Map<String, Value> = resolved
+            .arms
+            .iter()
+            .filter(|(arm, _, _)| *arm != "shadow")
+            .filter_map(|(arm, _, served)| Some(((*arm).to_owned(), served.as_ref()?.pool.drift()?.status())))
+            .collect();
+        if !drift.is_empty() {
+            status["drift"] = Value::Object(drift);
+        }
+    }
     if let Some(fleet) = &app.fleet {
         status["fleet"] = fleet.rollout_view(driver).await;
     }

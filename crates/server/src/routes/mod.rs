@@ -160,6 +160,7 @@ pub fn app(state: AppState) -> Router {
         let admin = Router::new()
             .route("/admin/breakers", get(admin::breakers))
             .route("/admin/fleet", get(admin::fleet))
+            .route("/admin/drift", get(admin::drift))
             .route("/admin/rollouts", get(admin::list))
             .route("/admin/rollouts/{endpoint}", get(admin::show))
             .route("/admin/rollouts/{endpoint}/{action}", post(admin::act))

@@ -115,15 +115,19 @@ pub fn start_over(name: &str, models: &[(&str, &str, Option<&str>)], rollout_yam
             std::fs::write(repo.join(to).join("config.yaml"), c).unwrap();
         }
     }
+    std::fs::write(dir.join("switchyard.yaml"), format!("rollouts:\n{rollout_yaml}")).unwrap();
+    (restart_over(&dir), dir)
+}
+
+/// A server on the repository, config and state directory `start_over` left in `dir` (again).
+pub fn restart_over(dir: &Path) -> Server {
     let cfg = dir.join("switchyard.yaml");
-    std::fs::write(&cfg, format!("rollouts:\n{rollout_yaml}")).unwrap();
     let state = dir.join("state");
-    let s = Server::start_with(
-        &repo,
+    Server::start_with(
+        &dir.join("models"),
         &["--config", cfg.to_str().unwrap(), "--state-dir", state.to_str().unwrap()],
         &[("SWITCHYARD_ADMIN_TOKEN", TOKEN)],
-    );
-    (s, dir)
+    )
 }
 
 /// Waits until `cond` holds, at most `limit`.

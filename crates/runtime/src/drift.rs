@@ -1,0 +1,294 @@
+//! Drift monitoring on the serving path: for a model version whose config has `drift:`, each served
+//! request's inputs (numeric features of tabular inputs, up to `features` columns per input) and outputs
+//! (up to `features` columns per output) are compared with a reference distribution, per column (a
+//! *series*, named `input:<name>[j]` or `output:<name>[j]`, or without `[j]` for a single column).
+//!
+//! - **Reference**: from a file (a JSON object of series name → sample values), or the first
+//!   `reference_size` values the version serves, captured again once when a rollout promotes it to all
+//!   traffic (a canary's early traffic is a sticky subset of users, not the whole population).
+//! - **Off the request path**: the request path copies at most `features` values per tensor per row (64
+//!   rows at most) and hands them to one drift thread through a bounded channel; when it is full the
+//!   sample is dropped and counted, never waited for. The thread bins them (O(1) per value, bounded
+//!   memory: `core::drift::Window`), and once a second computes PSI, KL and JS per series, publishes them
+//!   as gauges and logs a line whenever a series crosses a threshold either way.
+
+use metrics::{counter, gauge};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::time::{Duration, Instant};
+use switchyard_core::drift::{Divergence, Level, Reference, Thresholds, Window};
+use switchyard_protocol::Tensor;
+
+/// Rows of one request that are sampled.
+const MAX_ROWS: usize = 64;
+/// Samples waiting for the drift thread before new ones are dropped.
+const QUEUE: usize = 4_096;
+/// Sub-windows of the sliding window.
+const BLOCKS: usize = 10;
+
+/// Where a version's reference comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReferenceSource {
+    /// Sample values per series (from a file).
+    Sample(BTreeMap<String, Vec<f64>>),
+    /// The first this many values of each series the version serves.
+    FirstRequests(u64),
+}
+
+/// A version's drift settings (from its config).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriftSpec {
+    pub reference: ReferenceSource,
+    pub window: u64,
+    pub bins: usize,
+    /// Columns tracked per tensor.
+    pub features: usize,
+    pub thresholds: Thresholds,
+}
+
+/// One tensor's sampled values: `cols` columns, row after row.
+#[derive(Debug)]
+pub(crate) struct TensorSample {
+    input: bool,
+    name: String,
+    cols: usize,
+    values: Vec<f64>,
+}
+
+/// One series' reference, window and last figures.
+#[derive(Debug)]
+struct Series {
+    reference: Option<Reference>,
+    capture: Vec<f64>,
+    window: Window,
+    last: Option<Divergence>,
+    level: Level,
+}
+
+/// A version's drift monitor.
+#[derive(Debug)]
+pub struct DriftMonitor {
+    model: String,
+    version: u64,
+    spec: DriftSpec,
+    series: Mutex<BTreeMap<String, Series>>,
+    /// Set once the reference was captured again at promotion.
+    rebased: AtomicBool,
+}
+
+impl DriftMonitor {
+    /// A monitor for `model`/`version`, registered with the drift thread. A reference from a file is
+    /// built here (an unusable one is an error naming the series).
+    pub fn new(model: &str, version: u64, spec: DriftSpec) -> Result<Arc<Self>, String> {
+        let mut series = BTreeMap::new();
+        if let ReferenceSource::Sample(samples) = &spec.reference {
+            for (name, values) in samples {
+                let reference =
+                    Reference::from_sample(values, spec.bins).map_err(|e| format!("drift reference '{name}': {e}"))?;
+                let window = Window::new(reference.bins(), spec.window, BLOCKS);
+                let s =
+                    Series { reference: Some(reference), capture: Vec::new(), window, last: None, level: Level::Ok };
+                series.insert(name.clone(), s);
+            }
+        }
+        let monitor = Arc::new(Self {
+            model: model.to_owned(),
+            version,
+            spec,
+            series: Mutex::new(series),
+            rebased: AtomicBool::new(false),
+        });
+        let _ = thread().send(Message::Watch(Arc::downgrade(&monitor)));
+        Ok(monitor)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Series>> {
+        self.series.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The inputs' sampled values (before the inputs go to the workers).
+    pub(crate) fn sample_inputs(&self, inputs: &[Tensor], batched: bool) -> Vec<TensorSample> {
+        inputs.iter().filter_map(|t| self.sample(t, true, batched)).collect()
+    }
+
+    /// Hands a served request's samples (inputs and outputs) to the drift thread, or drops them (counted)
+    /// when it is behind.
+    pub(crate) fn observe(self: &Arc<Self>, mut samples: Vec<TensorSample>, outputs: &[Tensor], batched: bool) {
+        samples.extend(outputs.iter().filter_map(|t| self.sample(t, false, batched)));
+        if samples.is_empty() {
+            return;
+        }
+        if let Err(TrySendError::Full(_)) = thread().try_send(Message::Sample(self.clone(), samples)) {
+            counter!("switchyard_drift_samples_dropped_total").increment(1);
+        }
+    }
+
+    fn sample(&self, t: &Tensor, input: bool, batched: bool) -> Option<TensorSample> {
+        let n = t.data.len();
+        t.data.number(0)?;
+        let rows = if batched { t.shape.first().copied().unwrap_or(1).max(1) } else { 1 };
+        let per_row = n / rows;
+        // An input is tabular when each row is a flat vector of features.
+        if per_row == 0 || (input && t.shape.len() > 2) {
+            return None;
+        }
+        let cols = per_row.min(self.spec.features);
+        let mut values = Vec::with_capacity(rows.min(MAX_ROWS) * cols);
+        for r in 0..rows.min(MAX_ROWS) {
+            values.extend((0..cols).filter_map(|c| t.data.number(r * per_row + c)));
+        }
+        let name = t.name.clone();
+        Some(TensorSample { input, name, cols, values })
+    }
+
+    /// A rollout promoted this version to all traffic: capture the reference again, once (a reference
+    /// from a file stays).
+    pub fn rebase_once(&self) {
+        if matches!(self.spec.reference, ReferenceSource::FirstRequests(_))
+            && !self.rebased.swap(true, Ordering::AcqRel)
+        {
+            tracing::info!(model = %self.model, version = self.version, "drift: capturing the reference again after promotion");
+            self.lock().clear();
+        }
+    }
+
+    /// Counts samples into each series (on the drift thread).
+    fn count(&self, samples: Vec<TensorSample>) {
+        let mut series = self.lock();
+        for s in samples {
+            let kind = if s.input { "input" } else { "output" };
+            for c in 0..s.cols {
+                let name = if s.cols == 1 && c == 0 {
+                    format!("{kind}:{}", s.name)
+                } else {
+                    format!("{kind}:{}[{c}]", s.name)
+                };
+                let column = s.values.iter().skip(c).step_by(s.cols).copied();
+                let entry = match (&self.spec.reference, series.get_mut(&name)) {
+                    (_, Some(e)) => e,
+                    // With a reference file, only its series are tracked.
+                    (ReferenceSource::Sample(_), None) => continue,
+                    (ReferenceSource::FirstRequests(_), None) => series.entry(name).or_insert_with(|| Series {
+                        reference: None,
+                        capture: Vec::new(),
+                        window: Window::new(1, 1, 1),
+                        last: None,
+                        level: Level::Ok,
+                    }),
+                };
+                for x in column {
+                    self.add(entry, x);
+                }
+            }
+        }
+    }
+
+    fn add(&self, s: &mut Series, x: f64) {
+        match &s.reference {
+            Some(r) => s.window.add(r.bin(x)),
+            None => {
+                s.capture.push(x);
+                let ReferenceSource::FirstRequests(size) = self.spec.reference else { return };
+                if s.capture.len() as u64 >= size {
+                    // Too few distinct values for the bins: keep capturing (bounded by the next try).
+                    match Reference::from_sample(&s.capture, self.spec.bins) {
+                        Ok(r) => {
+                            s.window = Window::new(r.bins(), self.spec.window, BLOCKS);
+                            s.reference = Some(r);
+                            s.capture = Vec::new();
+                        }
+                        Err(_) => s.capture.clear(),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Computes each series' divergence, publishes it and logs threshold crossings (on the drift thread).
+    fn evaluate(&self) {
+        let min = (self.spec.window / 10).max(self.spec.bins as u64 * 5);
+        let mut series = self.lock();
+        for (name, s) in series.iter_mut() {
+            let Some(d) = s.reference.as_ref().and_then(|r| s.window.divergence(r, min)) else { continue };
+            let level = self.spec.thresholds.level(d.psi);
+            let labels =
+                [("model", self.model.clone()), ("version", self.version.to_string()), ("series", name.clone())];
+            gauge!("switchyard_drift_psi", &labels).set(d.psi);
+            gauge!("switchyard_drift_kl_nats", &labels).set(d.kl);
+            gauge!("switchyard_drift_js_nats", &labels).set(d.js);
+            gauge!("switchyard_drift_level", &labels).set(level as u8 as f64);
+            if level != s.level {
+                let (model, version) = (&self.model, self.version);
+                if level > s.level {
+                    tracing::warn!(%model, version, series = %name, psi = d.psi, kl = d.kl, js = d.js, level = ?level, "drift threshold crossed");
+                } else {
+                    tracing::info!(%model, version, series = %name, psi = d.psi, level = ?level, "drift back below a threshold");
+                }
+                s.level = level;
+            }
+            s.last = Some(d);
+        }
+    }
+
+    /// The monitor as the admin API shows it.
+    pub fn status(&self) -> Value {
+        let reference = match &self.spec.reference {
+            ReferenceSource::Sample(_) => json!("file"),
+            ReferenceSource::FirstRequests(n) => json!({ "first_requests": n }),
+        };
+        let series: BTreeMap<String, Value> = self
+            .lock()
+            .iter()
+            .map(|(name, s)| {
+                let state = match (&s.reference, &s.last) {
+                    (None, _) => json!({ "capturing": s.capture.len() }),
+                    (Some(_), None) => json!({ "window": s.window.count(), "level": null }),
+                    (Some(_), Some(d)) => {
+                        json!({ "level": s.level, "psi": d.psi, "kl": d.kl, "js": d.js, "window": d.count })
+                    }
+                };
+                (name.clone(), state)
+            })
+            .collect();
+        let t = self.spec.thresholds;
+        json!({
+            "model": self.model, "version": self.version, "reference": reference,
+            "thresholds": { "warning": t.warning, "critical": t.critical }, "series": series,
+        })
+    }
+}
+
+enum Message {
+    Watch(Weak<DriftMonitor>),
+    Sample(Arc<DriftMonitor>, Vec<TensorSample>),
+}
+
+/// The drift thread's channel (started on first use).
+fn thread() -> &'static SyncSender<Message> {
+    static TX: OnceLock<SyncSender<Message>> = OnceLock::new();
+    TX.get_or_init(|| {
+        let (tx, rx) = sync_channel(QUEUE);
+        std::thread::Builder::new().name("drift".into()).spawn(move || run(rx)).expect("start the drift thread");
+        tx
+    })
+}
+
+fn run(rx: Receiver<Message>) {
+    let mut watched: Vec<Weak<DriftMonitor>> = Vec::new();
+    let mut next = Instant::now() + Duration::from_secs(1);
+    loop {
+        match rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
+            Ok(Message::Watch(m)) => watched.push(m),
+            Ok(Message::Sample(m, samples)) => m.count(samples),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        if Instant::now() >= next {
+            watched.retain(|w| w.upgrade().map(|m| m.evaluate()).is_some());
+            next = Instant::now() + Duration::from_secs(1);
+        }
+    }
+}
