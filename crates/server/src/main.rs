@@ -111,6 +111,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .with_context(|| {
             format!("feedback store {}", feedback_file.as_deref().unwrap_or(Path::new("(memory)")).display())
         })?;
+    // An experiment's evidence so far (outcomes joined before a restart) is in the feedback store.
+    rollouts.values().for_each(|d| feedback.restore(d));
     let endpoints = Endpoints::new(registry.clone(), rollouts, request_timeout)
         .with_rate_limits(rate_limits)
         .with_feedback(Some(feedback.clone()));

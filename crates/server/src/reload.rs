@@ -228,6 +228,10 @@ impl Reloader {
             .with_rate_limits(limits)
             .with_feedback(current.feedback().cloned());
         self.endpoints.store(Arc::new(endpoints));
+        // After the swap: outcomes joined meanwhile are in the store, which the restore reads whole.
+        if let Some(feedback) = current.feedback() {
+            fresh.iter().for_each(|d| feedback.restore(d));
+        }
         rollouts::watch_canaries_of(fresh.iter(), self.registry.clone());
         Ok(Reloaded::Applied { kept, continued, started, removed })
     }

@@ -163,9 +163,18 @@ fn feedback_joins_after_a_restart_once_and_bad_feedback_gets_its_4xx() {
         s.conn().request("POST", "/v2/models/scorer/infer", &[("x-user-id", "user-key")], body.to_string().as_bytes());
     assert_eq!(r.status, 200);
     let key_arm = r.header("x-switchyard-arm").unwrap().to_owned();
+    // Outcomes joined before the restart stay in the experiment's evidence.
+    let early: Vec<Value> =
+        served[10..20].iter().map(|(id, _)| json!({ "id": id, "values": { "revenue": 1.0 } })).collect();
+    assert_eq!(post_feedback(&s, &json!({ "feedback": early })).json()["joined"], 10);
     s.terminate();
     let _ = s.child.wait();
     let s = restart(&dir);
+    let outcomes = |s: &Server| -> u64 {
+        let report = &admin(s, "scorer")["experiment"]["report"];
+        report["guardrails"][0]["outcomes"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).sum()
+    };
+    assert_eq!(outcomes(&s), 10);
 
     let (id, arm) = &served[0];
     let r = post_feedback(&s, &json!({ "id": id, "values": { "revenue": 3.5, "label": 7 } }));

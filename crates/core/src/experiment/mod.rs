@@ -210,6 +210,18 @@ impl Experiment {
         &self.sums
     }
 
+    /// Replaces `metric`'s sums with saved ones (evidence kept across a restart); false for a metric
+    /// the plan does not read.
+    pub fn restore(&mut self, metric: &str, sums: Sums) -> bool {
+        match self.plan.metrics().position(|m| m == metric) {
+            Some(i) => {
+                self.sums[i] = sums;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The verdict now.
     pub fn evaluate(&self) -> Report {
         let p = &self.plan;

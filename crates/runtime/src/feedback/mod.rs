@@ -134,6 +134,18 @@ impl Feedback {
         }
     }
 
+    /// Gives a rollout's experiment the evidence saved for its arms (after a restart or a reload).
+    pub fn restore(&self, driver: &RolloutDriver) {
+        let Some(spec) = driver.experiment_spec() else { return };
+        let store = self.lock();
+        let arms = driver.arms_fingerprint();
+        for metric in spec.plan.metrics() {
+            if let Some(sums) = store.evidence(&driver.spec.endpoint, arms, metric) {
+                driver.restore_outcomes(metric, sums);
+            }
+        }
+    }
+
     /// Remembers a request `driver`'s endpoint served, assigned to `arm` at canary weight `weight_bp`,
     /// by its id and by its assignment key (when it has them).
     pub fn remember(
@@ -206,25 +218,33 @@ impl Feedback {
         }
         let names: Vec<&str> = report.values.iter().map(|(n, _)| n.as_str()).collect();
         let now = crate::rollout::now_ms();
-        let served = {
-            let mut store = self.lock();
-            let served = store.check(endpoint, &name, &names, now)?;
-            let mut outcomes = Vec::new();
-            for (value_name, value) in &report.values {
-                outcomes.extend(spec.outcomes(value_name, value, served.label.as_deref())?);
-            }
-            for n in &names {
-                store.join(endpoint, &name, n, now)?;
-            }
-            (served, outcomes)
-        };
-        let (served, outcomes) = served;
-        let counted = served.arms == driver.arms_fingerprint();
+        let arms = driver.arms_fingerprint();
+        let mut store = self.lock();
+        let served = store.check(endpoint, &name, &names, now)?;
+        let mut outcomes = Vec::new();
+        for (value_name, value) in &report.values {
+            outcomes.extend(spec.outcomes(value_name, value, served.label.as_deref())?);
+        }
+        for n in &names {
+            store.join(endpoint, &name, n, now)?;
+        }
+        // Counted in the experiment under the store's lock, so a restore (`restore`) never sees an
+        // outcome twice or misses one.
+        let counted = served.arms == arms;
         if counted {
             for (metric, value) in &outcomes {
-                driver.record_outcome(metric, served.canary, served.share, *value);
+                if driver.record_outcome(metric, served.canary, served.share, *value) {
+                    store.record_outcome(
+                        (endpoint.clone(), arms, metric.clone()),
+                        served.canary,
+                        served.share,
+                        *value,
+                        now,
+                    );
+                }
             }
         }
+        drop(store);
         Ok(Joined { arm: if served.canary { "canary" } else { "control" }, version: served.version, outcomes, counted })
     }
 }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
+use switchyard_core::experiment::Sums;
 
 /// One served request, as the store remembers it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,8 +67,34 @@ pub struct Counts {
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Line {
     Served(Served),
-    Joined { endpoint: String, id: String, metric: String },
+    Joined {
+        endpoint: String,
+        id: String,
+        metric: String,
+    },
+    /// An outcome an experiment counted (replayed into its sums).
+    Outcome {
+        endpoint: String,
+        arms: u64,
+        metric: String,
+        canary: bool,
+        share: f64,
+        value: f64,
+        at_ms: u64,
+    },
+    /// An experiment metric's sums when the file was last rewritten.
+    Sums {
+        endpoint: String,
+        arms: u64,
+        metric: String,
+        sums: Sums,
+        at_ms: u64,
+    },
 }
+
+/// An experiment metric's evidence: which endpoint, which arms (`RolloutDriver::arms_fingerprint`),
+/// which metric.
+type EvidenceKey = (String, u64, String);
 
 /// File changes waiting to be written, in order.
 #[derive(Debug)]
@@ -108,6 +135,8 @@ pub struct FeedbackStore {
     order: VecDeque<(String, String)>,
     file: Option<PathBuf>,
     pending: Vec<Chunk>,
+    /// Experiments' evidence, kept so that it survives a restart, with when it last changed.
+    evidence: HashMap<EvidenceKey, (Sums, u64)>,
     lines: usize,
     counts: Counts,
 }
@@ -122,6 +151,7 @@ impl FeedbackStore {
             order: VecDeque::new(),
             file: None,
             pending: Vec::new(),
+            evidence: HashMap::new(),
             lines: 0,
             counts: Counts::default(),
         }
@@ -149,6 +179,14 @@ impl FeedbackStore {
                             if let Some(e) = store.entries.get_mut(&(endpoint, id)) {
                                 e.joined.push(metric);
                             }
+                        }
+                        Ok(Line::Outcome { endpoint, arms, metric, canary, share, value, at_ms }) => {
+                            let e = store.evidence.entry((endpoint, arms, metric)).or_default();
+                            e.0.record(canary, share, value);
+                            e.1 = at_ms;
+                        }
+                        Ok(Line::Sums { endpoint, arms, metric, sums, at_ms }) => {
+                            store.evidence.insert((endpoint, arms, metric), (sums, at_ms));
                         }
                         Err(_) => store.counts.skipped_lines += 1,
                     }
@@ -240,6 +278,22 @@ impl FeedbackStore {
         Ok(served)
     }
 
+    /// Records an outcome an experiment counts, so its evidence survives a restart.
+    pub fn record_outcome(&mut self, key: EvidenceKey, canary: bool, share: f64, value: f64, now_ms: u64) {
+        let e = self.evidence.entry(key.clone()).or_default();
+        if e.0.record(canary, share, value) {
+            e.1 = now_ms;
+            let (endpoint, arms, metric) = key;
+            self.append(&Line::Outcome { endpoint, arms, metric, canary, share, value, at_ms: now_ms });
+            self.compact_if_due();
+        }
+    }
+
+    /// An experiment metric's saved evidence.
+    pub fn evidence(&self, endpoint: &str, arms: u64, metric: &str) -> Option<Sums> {
+        self.evidence.get(&(endpoint.to_owned(), arms, metric.to_owned())).map(|e| e.0)
+    }
+
     fn insert(&mut self, served: Served) {
         let key = (served.endpoint.clone(), served.id.clone());
         while self.entries.len() >= self.capacity {
@@ -269,7 +323,7 @@ impl FeedbackStore {
     }
 
     fn compact_if_due(&mut self) {
-        let live_lines: usize = self.entries.values().map(|e| 1 + e.joined.len()).sum();
+        let live_lines: usize = self.entries.values().map(|e| 1 + e.joined.len()).sum::<usize>() + self.evidence.len();
         if self.file.is_some() && self.lines > 2 * live_lines.max(self.capacity / 2) {
             // Serialising plain data into memory cannot fail.
             let _ = self.rewrite();
@@ -280,6 +334,22 @@ impl FeedbackStore {
     fn rewrite(&mut self) -> std::io::Result<()> {
         let mut text = Vec::new();
         let mut lines = 0;
+        // Evidence no outcome has touched within the retention belongs to experiments long over.
+        let newest = self.entries.values().map(|e| e.served.at_ms).max().unwrap_or(0);
+        let retention = self.retention_ms;
+        self.evidence.retain(|_, (_, at)| newest.saturating_sub(*at) <= retention);
+        for ((endpoint, arms, metric), (sums, at_ms)) in &self.evidence {
+            let line = Line::Sums {
+                endpoint: endpoint.clone(),
+                arms: *arms,
+                metric: metric.clone(),
+                sums: *sums,
+                at_ms: *at_ms,
+            };
+            serde_json::to_writer(&mut text, &line).map_err(std::io::Error::other)?;
+            text.push(b'\n');
+            lines += 1;
+        }
         for key in &self.order {
             let Some(e) = self.entries.get(key) else { continue };
             let served = Line::Served(e.served.clone());
@@ -372,6 +442,26 @@ mod tests {
         drop(s);
         let s = FeedbackStore::open(&path, 100, 60_000, 100_000).unwrap();
         assert!(s.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn experiment_evidence_survives_a_restart_and_a_rewrite() {
+        let (path, dir) = scratch("feedback-evidence");
+        let key = || ("scorer".to_owned(), 9, "conversion".to_owned());
+        {
+            let mut s = FeedbackStore::open(&path, 4, u64::MAX, 0).unwrap();
+            for i in 0..20u64 {
+                s.remember(served(&format!("r{i}"), i));
+                s.record_outcome(key(), i % 2 == 1, 0.5, (i % 3) as f64, i);
+            }
+            s.sync().unwrap();
+        }
+        let mut want = Sums::default();
+        (0..20u64).for_each(|i| _ = want.record(i % 2 == 1, 0.5, (i % 3) as f64));
+        let s = FeedbackStore::open(&path, 4, u64::MAX, 30).unwrap();
+        assert_eq!(s.evidence("scorer", 9, "conversion"), Some(want));
+        assert_eq!(s.evidence("scorer", 8, "conversion"), None, "another pair of arms has its own");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

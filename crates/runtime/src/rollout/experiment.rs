@@ -21,15 +21,6 @@ impl Running {
         let experiment = Experiment::new(spec.plan.clone()).ok()?;
         Some(Self { state: Mutex::new((experiment, Verdict::KeepRunning)) })
     }
-
-    /// The evidence so far, for a driver that takes over (a reloaded config with the same experiment).
-    pub(crate) fn carry_from(&self, previous: &Running) {
-        let previous = previous.state.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        let mut mine = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if mine.0.plan() == previous.0.plan() {
-            *mine = previous;
-        }
-    }
 }
 
 impl RolloutDriver {
@@ -45,6 +36,20 @@ impl RolloutDriver {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         (&self.spec.endpoint, &self.spec.control, &self.spec.canary).hash(&mut h);
         h.finish()
+    }
+
+    /// Sets a metric's evidence to what was saved (the feedback store keeps it across restarts and
+    /// reloads) and publishes the verdict it gives; a verdict reached before is not acted on again.
+    pub fn restore_outcomes(&self, metric: &str, sums: switchyard_core::experiment::Sums) {
+        let Some(running) = &self.experiment else { return };
+        let report = {
+            let mut state = running.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.0.restore(metric, sums);
+            let report = state.0.evaluate();
+            state.1 = report.verdict.clone();
+            report
+        };
+        self.publish_experiment(&report);
     }
 
     /// The experiment's verdict now, with its figures.

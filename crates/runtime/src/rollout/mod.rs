@@ -209,9 +209,6 @@ impl RolloutDriver {
             state,
         };
         let driver = Self::start_from(spec, state_dir, Some(saved))?;
-        if let (Some(mine), Some(theirs)) = (&driver.experiment, &previous.experiment) {
-            mine.carry_from(theirs);
-        }
         // A fleet's replica stays in the fleet across a reload (the fleet's agent sees the new driver
         // on its next round).
         driver.fleet_mode.store(previous.fleet_mode() as u8, Ordering::Release);
