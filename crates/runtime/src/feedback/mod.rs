@@ -34,7 +34,8 @@ pub struct Joined {
     pub version: u64,
     /// `(metric, outcome)` pairs the values made.
     pub outcomes: Vec<(String, f64)>,
-    /// False when the request was served before the rollout's current arms (joined, not counted).
+    /// False when nothing was counted: the request was served before the rollout's current arms, or
+    /// while one arm had all traffic (no comparison).
     pub counted: bool,
 }
 
@@ -230,8 +231,8 @@ impl Feedback {
         }
         // Counted in the experiment under the store's lock, so a restore (`restore`) never sees an
         // outcome twice or misses one.
-        let counted = served.arms == arms;
-        if counted {
+        let mut counted = false;
+        if served.arms == arms {
             for (metric, value) in &outcomes {
                 if driver.record_outcome(metric, served.canary, served.share, *value) {
                     store.record_outcome(
@@ -241,6 +242,7 @@ impl Feedback {
                         *value,
                         now,
                     );
+                    counted = true;
                 }
             }
         }

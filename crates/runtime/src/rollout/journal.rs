@@ -5,8 +5,10 @@
 //!
 //! The state file is replaced atomically and durably: a temporary file with a name no other writer uses,
 //! written and fsynced, renamed over the old file, then the directory fsynced so the rename itself
-//! survives a crash. A reader therefore sees either the previous state or the new one, never a mix.
+//! survives a crash. A reader therefore sees either the previous state or the new one, never a mix. A
+//! state file that cannot be read at start is moved aside (`quarantine`), never overwritten.
 
+use super::{RolloutError, Saved};
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -151,4 +153,32 @@ pub(crate) fn replace_bytes(path: &Path, text: &[u8], seq: u64) -> std::io::Resu
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Reads a saved state, if there is one.
+pub(super) fn read_saved(path: &Path) -> Result<Option<Saved>, RolloutError> {
+    let shown = || path.display().to_string();
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map(Some).map_err(|source| RolloutError::Corrupt { path: shown(), source })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(RolloutError::Io { path: shown(), source }),
+    }
+}
+
+/// Moves a state file that cannot be read aside (kept for a post-mortem, never overwritten) and says
+/// why the rollout starts held.
+pub(super) fn quarantine(file: &Path, shown: &str, error: &serde_json::Error, now_ms: u64) -> String {
+    let aside = file.with_extension(format!("json.corrupt-{now_ms}"));
+    let kept = match std::fs::rename(file, &aside) {
+        Ok(()) => format!("kept as {}", aside.display()),
+        Err(e) => format!("could not be moved aside ({e})"),
+    };
+    let why = format!(
+        "the state file {shown} is not a rollout state file ({error}); it was {kept}. The rollout starts \
+         paused with every request on control: resume it from the admin API to start its plan"
+    );
+    tracing::error!(state_file = %shown, "{why}");
+    why
 }

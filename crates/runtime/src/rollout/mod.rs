@@ -13,7 +13,7 @@ mod status;
 use crate::shadow::ShadowStats;
 pub use fleet::{Applied, FleetMode};
 pub(crate) use journal::replace_bytes;
-use journal::{Entry, Journal, Paths};
+use journal::{Entry, Journal, Paths, quarantine, read_saved};
 use metrics::{Counter, Histogram, counter, gauge, histogram};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -155,34 +155,6 @@ impl std::fmt::Debug for RolloutDriver {
 
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Reads a saved state, if there is one.
-fn read_saved(path: &Path) -> Result<Option<Saved>, RolloutError> {
-    let shown = || path.display().to_string();
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            serde_json::from_slice(&bytes).map(Some).map_err(|source| RolloutError::Corrupt { path: shown(), source })
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(RolloutError::Io { path: shown(), source }),
-    }
-}
-
-/// Moves a state file that cannot be read aside (kept for a post-mortem, never overwritten) and says
-/// why the rollout starts held.
-fn quarantine(file: &Path, shown: &str, error: &serde_json::Error, now_ms: u64) -> String {
-    let aside = file.with_extension(format!("json.corrupt-{now_ms}"));
-    let kept = match std::fs::rename(file, &aside) {
-        Ok(()) => format!("kept as {}", aside.display()),
-        Err(e) => format!("could not be moved aside ({e})"),
-    };
-    let why = format!(
-        "the state file {shown} is not a rollout state file ({error}); it was {kept}. The rollout starts \
-         paused with every request on control: resume it from the admin API to start its plan"
-    );
-    tracing::error!(state_file = %shown, "{why}");
-    why
 }
 
 impl RolloutDriver {
