@@ -109,3 +109,33 @@ fn a_reference_file_that_cannot_be_used_fails_the_version_naming_it() {
     assert!(text.contains("drift.reference_file") && text.contains("missing.json"), "{text}");
     let _ = dir;
 }
+
+#[test]
+fn each_arm_of_a_rollout_has_its_drift_and_a_promoted_canary_captures_its_reference_again() {
+    let config = "versions: all\ndrift: { reference_size: 200, window: 200, features: 2 }\n";
+    let (s, _dir) = start_over(
+        "drift-arms",
+        &[("mlp", "m", Some(config))],
+        "  - endpoint: scorer\n    control: { model: m, version: 1 }\n    canary: { model: m, version: 2, weight: 50 }\n",
+    );
+    send(&s, "scorer", 120, 7, 0.0);
+    let status = common::rollouts::admin(&s, "scorer");
+    for arm in ["control", "canary"] {
+        let d = &status["drift"][arm];
+        assert_eq!(d["version"], if arm == "control" { 1 } else { 2 }, "{status:#}");
+        assert!(d["series"]["input:input[0]"]["window"].as_u64().unwrap() > 0, "{status:#}");
+    }
+    let r = s.conn().request(
+        "POST",
+        "/admin/rollouts/scorer/promote",
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    send(&s, "scorer", 1, 8, 0.0);
+    wait_for(Duration::from_secs(5), "the promoted canary to capture its reference again", || {
+        let d = &common::rollouts::admin(&s, "scorer")["drift"]["canary"]["series"]["input:input[0]"];
+        d["capturing"].as_u64().is_some_and(|n| n < 200)
+    });
+    assert!(s.log().contains("capturing the reference again after promotion"));
+}
