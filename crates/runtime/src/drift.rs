@@ -68,6 +68,13 @@ struct Series {
     level: Level,
 }
 
+impl Series {
+    /// A series capturing its reference from the values it serves.
+    fn capturing() -> Self {
+        Self { reference: None, capture: Vec::new(), window: Window::new(1, 1, 1), last: None, level: Level::Ok }
+    }
+}
+
 /// A version's drift monitor.
 #[derive(Debug)]
 pub struct DriftMonitor {
@@ -151,7 +158,7 @@ impl DriftMonitor {
             && !self.rebased.swap(true, Ordering::AcqRel)
         {
             tracing::info!(model = %self.model, version = self.version, "drift: capturing the reference again after promotion");
-            self.lock().clear();
+            self.lock().values_mut().for_each(|s| *s = Series::capturing());
         }
     }
 
@@ -171,13 +178,7 @@ impl DriftMonitor {
                     (_, Some(e)) => e,
                     // With a reference file, only its series are tracked.
                     (ReferenceSource::Sample(_), None) => continue,
-                    (ReferenceSource::FirstRequests(_), None) => series.entry(name).or_insert_with(|| Series {
-                        reference: None,
-                        capture: Vec::new(),
-                        window: Window::new(1, 1, 1),
-                        last: None,
-                        level: Level::Ok,
-                    }),
+                    (ReferenceSource::FirstRequests(_), None) => series.entry(name).or_insert_with(Series::capturing),
                 };
                 for x in column {
                     self.add(entry, x);

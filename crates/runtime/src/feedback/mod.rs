@@ -160,6 +160,8 @@ impl Feedback {
     ) {
         let Some(spec) = driver.experiment_spec() else { return };
         let (version, outputs) = served;
+        // An empty id is no id (some clients send one by default).
+        let id = id.filter(|i| !i.is_empty());
         let names = [id.map(|i| format!("id '{i}'")), key.map(|k| format!("key '{}'", String::from_utf8_lossy(k)))];
         if names.iter().all(Option::is_none) {
             return;

@@ -27,7 +27,7 @@ use switchyard_core::rollout::{Action, Decision, FULL_WEIGHT, Phase, Plan, Rollo
 pub const SHADOW_SLOTS: usize = 64;
 
 /// A model (and optionally a pinned version) an arm sends requests to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {
     pub model: String,
     pub version: Option<u64>,
