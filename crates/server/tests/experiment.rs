@@ -225,3 +225,28 @@ fn feedback_joins_after_a_restart_once_and_bad_feedback_gets_its_4xx() {
     });
     let _ = TOKEN;
 }
+
+#[test]
+fn the_store_evicts_the_oldest_past_its_capacity_and_refuses_late_feedback() {
+    let _serial = serial();
+    let yaml =
+        config("      primary: conversion\n").replace("capacity: 10000, retention: 1h", "capacity: 5, retention: 2s");
+    let (s, _dir) = start_config("experiment-bounds", &yaml);
+    let served = serve(&s, 0, 8);
+    // Each request is remembered by id and by key: the store of 5 holds the last requests' entries.
+    let evicted = post_feedback(&s, &json!({ "id": served[0].0, "values": { "conversion": 1 } }));
+    assert_eq!(evicted.status, 404, "{}", evicted.text());
+    let kept = post_feedback(&s, &json!({ "id": served[7].0, "values": { "conversion": 1 } }));
+    assert_eq!(kept.status, 200, "{}", kept.text());
+    wait_for(Duration::from_secs(5), "the feedback for the last-but-one request to be late", || {
+        let r = post_feedback(&s, &json!({ "key": "user-6", "values": { "conversion": 0 } }));
+        // Joined first, then refused as a repeat until it is late.
+        assert!([200, 409, 410].contains(&r.status), "{}", r.text());
+        r.status == 410 && r.error().contains("past the feedback retention of 2 s")
+    });
+    wait_for(Duration::from_secs(5), "the store's counts in the metrics", || {
+        let m = s.get("/metrics").text();
+        m.contains("switchyard_feedback_requests_evicted_total 11")
+            && m.contains(r#"switchyard_feedback_reports_total{result="expired"} 1"#)
+    });
+}
