@@ -82,13 +82,22 @@ fn retention() -> Seconds {
     Seconds(std::time::Duration::from_secs(24 * 3600))
 }
 
+/// Why an experiment cannot run (the message names the field).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ExperimentError {
+    #[error("experiment: {0}")]
+    Plan(#[from] switchyard_core::experiment::PlanError),
+    #[error("experiment: accuracy_of '{label}' for {metric} is itself a metric; name the reported label apart")]
+    LabelIsMetric { label: String, metric: String },
+}
+
 fn fraction(p: Percent) -> f64 {
     f64::from(p.0) / 10_000.0
 }
 
 impl ExperimentConfig {
     /// The experiment's spec; the message names the field when it makes no sense.
-    pub fn spec(&self) -> Result<Spec, String> {
+    pub fn spec(&self) -> Result<Spec, ExperimentError> {
         let mut plan = Plan::new(&self.primary);
         plan.direction = self.direction;
         if let Some(e) = self.min_effect {
@@ -117,13 +126,10 @@ impl ExperimentConfig {
                 accuracy.push(Accuracy { metric: g.metric.clone(), label: label.clone() });
             }
         }
-        plan.validate().map_err(|e| format!("experiment: {e}"))?;
+        plan.validate()?;
         let names: Vec<&str> = plan.metrics().collect();
         if let Some(a) = accuracy.iter().find(|a| names.contains(&a.label.as_str())) {
-            return Err(format!(
-                "experiment: accuracy_of '{}' for {} is itself a metric; name the reported label apart",
-                a.label, a.metric
-            ));
+            return Err(ExperimentError::LabelIsMetric { label: a.label.clone(), metric: a.metric.clone() });
         }
         let on_ship = match self.on_ship {
             OnShipConfig::Promote => OnShip::Promote,
@@ -153,7 +159,7 @@ mod tests {
         assert_eq!((s.on_ship, s.on_kill), (OnShip::Promote, OnKill::Rollback));
         assert_eq!(s.reads(), ["conversion", "latency_ms", "label"]);
         let bad: ExperimentConfig = serde_norway::from_str("primary: c\nalpha: 0.9\n").unwrap();
-        assert!(bad.spec().unwrap_err().contains("alpha"));
+        assert!(bad.spec().unwrap_err().to_string().contains("alpha"));
         let typo = serde_norway::from_str::<ExperimentConfig>("primary: c\non_kill: explode\n").unwrap_err();
         assert!(typo.to_string().contains("explode"), "{typo}");
     }

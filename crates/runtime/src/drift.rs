@@ -49,6 +49,14 @@ pub struct DriftSpec {
     pub thresholds: Thresholds,
 }
 
+/// A reference sample that cannot be binned (from a file).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("drift reference '{series}': {source}")]
+pub struct DriftReferenceError {
+    pub series: String,
+    pub source: switchyard_core::drift::ReferenceError,
+}
+
 /// One tensor's sampled values: `cols` columns, row after row.
 #[derive(Debug)]
 pub(crate) struct TensorSample {
@@ -89,12 +97,12 @@ pub struct DriftMonitor {
 impl DriftMonitor {
     /// A monitor for `model`/`version`, registered with the drift thread. A reference from a file is
     /// built here (an unusable one is an error naming the series).
-    pub fn new(model: &str, version: u64, spec: DriftSpec) -> Result<Arc<Self>, String> {
+    pub fn new(model: &str, version: u64, spec: DriftSpec) -> Result<Arc<Self>, DriftReferenceError> {
         let mut series = BTreeMap::new();
         if let ReferenceSource::Sample(samples) = &spec.reference {
             for (name, values) in samples {
-                let reference =
-                    Reference::from_sample(values, spec.bins).map_err(|e| format!("drift reference '{name}': {e}"))?;
+                let reference = Reference::from_sample(values, spec.bins)
+                    .map_err(|source| DriftReferenceError { series: name.clone(), source })?;
                 let window = Window::new(reference.bins(), spec.window, BLOCKS);
                 let s =
                     Series { reference: Some(reference), capture: Vec::new(), window, last: None, level: Level::Ok };

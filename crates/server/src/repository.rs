@@ -166,9 +166,13 @@ enum VersionError {
     /// A `config.pbtxt`'s inputs or outputs that the model does not have.
     #[error("{0}")]
     Declared(String),
-    /// The drift reference file cannot be read or used.
-    #[error("{0}")]
-    Drift(String),
+    /// The drift reference file cannot be read.
+    #[error("drift.reference_file {path}: {error}")]
+    DriftFile { path: PathBuf, error: std::io::Error },
+    #[error("drift.reference_file {path}: not a JSON object of series name to numbers ({error})")]
+    DriftJson { path: PathBuf, error: serde_json::Error },
+    #[error("drift.reference_file: {0}")]
+    DriftReference(#[from] switchyard_runtime::drift::DriftReferenceError),
 }
 
 fn load_version(
@@ -198,7 +202,7 @@ fn load_version(
         return Err(VersionError::NoModelFile(dir.to_path_buf()));
     };
     let drift = match &cfg.drift {
-        Some(d) => Some(drift_monitor(name, version, dir, d).map_err(VersionError::Drift)?),
+        Some(d) => Some(drift_monitor(name, version, dir, d)?),
         None => None,
     };
     let pool_opts = PoolOptions {
@@ -230,24 +234,26 @@ fn drift_monitor(
     version: u64,
     dir: &Path,
     cfg: &switchyard_config::DriftConfig,
-) -> Result<std::sync::Arc<switchyard_runtime::drift::DriftMonitor>, String> {
+) -> Result<std::sync::Arc<switchyard_runtime::drift::DriftMonitor>, VersionError> {
     use switchyard_runtime::drift::{DriftMonitor, DriftSpec, ReferenceSource};
     let reference = match &cfg.reference_file {
         None => ReferenceSource::FirstRequests(cfg.reference_size),
         Some(file) => {
             // The model directory holds version folders; the file sits beside them.
             let path = dir.parent().unwrap_or(dir).join(file);
-            let shown = path.display();
-            let text = std::fs::read_to_string(&path).map_err(|e| format!("drift.reference_file {shown}: {e}"))?;
-            let sample = serde_json::from_str(&text).map_err(|e| {
-                format!("drift.reference_file {shown}: not a JSON object of series name to numbers ({e})")
-            })?;
-            ReferenceSource::Sample(sample)
+            let text = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(error) => return Err(VersionError::DriftFile { path, error }),
+            };
+            match serde_json::from_str(&text) {
+                Ok(sample) => ReferenceSource::Sample(sample),
+                Err(error) => return Err(VersionError::DriftJson { path, error }),
+            }
         }
     };
     let thresholds = switchyard_core::drift::Thresholds { warning: cfg.warning, critical: cfg.critical };
     let spec = DriftSpec { reference, window: cfg.window, bins: cfg.bins, features: cfg.features, thresholds };
-    DriftMonitor::new(name, version, spec)
+    Ok(DriftMonitor::new(name, version, spec)?)
 }
 
 /// A model's `dynamic_batching:` as the runtime's policy.

@@ -86,7 +86,7 @@ pub fn specs(
                 crash_bp: f.crash.map_or(0, |p| p.0),
             })
         };
-        let experiment = c.experiment.as_ref().map(|e| e.spec()).transpose().map_err(at)?;
+        let experiment = c.experiment.as_ref().map(|e| e.spec()).transpose().map_err(|e| at(e.to_string()))?;
         if experiment.is_some() && matches!(plan.schedule, switchyard_core::rollout::Schedule::Fixed(0)) {
             return Err(at("experiment: a fixed canary weight of 0 % sends the canary nothing to judge".into()));
         }

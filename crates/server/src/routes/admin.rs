@@ -63,37 +63,34 @@ pub(super) async fn require_token(State(app): State<AppState>, req: Request, nex
     Ok(next.run(req).await)
 }
 
-/// `GET /admin/breakers`: every model version with a circuit breaker, its state and why it last opened.
-pub(super) async fn breakers(State(app): State<AppState>) -> Json<Value> {
+/// Every ready model version's pool, with its model's name and the version.
+fn ready_pools(app: &AppState) -> Vec<(String, u64, std::sync::Arc<switchyard_runtime::Pool>)> {
     let mut out = Vec::new();
     for m in app.endpoints().registry().index() {
-        for (version, state, _) in &m.versions {
-            if let switchyard_runtime::ModelState::Ready(pool) = state
-                && let Some(b) = pool.breaker()
-            {
-                let mut entry = b.status();
-                entry["model"] = json!(m.name);
-                entry["version"] = json!(version.to_string());
-                out.push(entry);
+        for (version, state, _) in m.versions {
+            if let switchyard_runtime::ModelState::Ready(pool) = state {
+                out.push((m.name.clone(), version, pool));
             }
         }
     }
-    Json(Value::Array(out))
+    out
+}
+
+/// `GET /admin/breakers`: every model version with a circuit breaker, its state and why it last opened.
+pub(super) async fn breakers(State(app): State<AppState>) -> Json<Value> {
+    let with_breaker = ready_pools(&app).into_iter().filter_map(|(model, version, pool)| {
+        let mut entry = pool.breaker()?.status();
+        entry["model"] = json!(model);
+        entry["version"] = json!(version.to_string());
+        Some(entry)
+    });
+    Json(Value::Array(with_breaker.collect()))
 }
 
 /// `GET /admin/drift`: every model version with a drift monitor, each series' divergence and level.
 pub(super) async fn drift(State(app): State<AppState>) -> Json<Value> {
-    let mut out = Vec::new();
-    for m in app.endpoints().registry().index() {
-        for (_, state, _) in &m.versions {
-            if let switchyard_runtime::ModelState::Ready(pool) = state
-                && let Some(d) = pool.drift()
-            {
-                out.push(d.status());
-            }
-        }
-    }
-    Json(Value::Array(out))
+    let monitored = ready_pools(&app).into_iter().filter_map(|(_, _, pool)| Some(pool.drift()?.status()));
+    Json(Value::Array(monitored.collect()))
 }
 
 /// `GET /admin/fleet`: this replica in its fleet (404 without one).
