@@ -16,6 +16,13 @@ pub(crate) struct Running {
     state: Mutex<(Experiment, Verdict)>,
 }
 
+/// [`RolloutDriver::arms_fingerprint`]: stable across builds and restarts (FNV-1a of the names), as it
+/// is kept in the feedback file.
+pub(super) fn fingerprint(spec: &super::RolloutSpec) -> u64 {
+    let text = format!("{}\0{}\0{}", spec.endpoint, spec.control, spec.canary);
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 impl Running {
     pub(crate) fn new(spec: &Spec) -> Option<Self> {
         let experiment = Experiment::new(spec.plan.clone()).ok()?;
@@ -31,10 +38,8 @@ impl RolloutDriver {
 
     /// A fingerprint of the arms (control and canary) outcomes are recorded for: an outcome for a
     /// request another pair served (before a config named a new canary) joins but is not counted.
-    /// Stable across builds and restarts (FNV-1a of the names): it is kept in the feedback file.
     pub fn arms_fingerprint(&self) -> u64 {
-        let text = format!("{}\0{}\0{}", self.spec.endpoint, self.spec.control, self.spec.canary);
-        text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+        self.arms_fingerprint
     }
 
     /// Sets a metric's evidence to what was saved (the feedback store keeps it across restarts and

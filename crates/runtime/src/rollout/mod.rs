@@ -145,6 +145,7 @@ pub struct RolloutDriver {
     applied: Mutex<Applied>,
     /// The experiment's evidence, when `spec.experiment` is set.
     experiment: Option<experiment::Running>,
+    arms_fingerprint: u64,
 }
 
 impl std::fmt::Debug for RolloutDriver {
@@ -257,6 +258,7 @@ impl RolloutDriver {
         let experiment = spec.experiment.as_ref().and_then(experiment::Running::new);
         let driver = Self {
             experiment,
+            arms_fingerprint: experiment::fingerprint(&spec),
             spec,
             weight_bp,
             arm_metrics,

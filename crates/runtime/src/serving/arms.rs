@@ -26,23 +26,16 @@ use switchyard_protocol::{InferRequest, Tensor};
 type Attempt = (Result<(InferRequest, Vec<Tensor>), ServeError>, Duration);
 
 pub(super) async fn serve(ep: &Endpoints, driver: &Arc<RolloutDriver>, call: Call<'_>) -> Result<Reply, ServeError> {
-    let key = driver.spec.header.as_deref().and_then(|h| call.metadata.get(h));
+    let metadata = call.metadata;
+    let key = driver.spec.header.as_deref().and_then(|h| metadata.get(h));
     let weight_bp = driver.weight_bp();
     let arm = call.forced.unwrap_or_else(|| driver.choose_at(key, random(), weight_bp));
     // An experiment's outcomes join the arm a request was assigned to (intention to treat: a canary
     // failure control answered for is still the canary's), by the request's id and assignment key.
     let feedback = ep.feedback.as_ref().filter(|_| call.forced.is_none() && driver.spec.experiment.is_some());
-    let key = key.map(<[u8]>::to_vec);
     let reply = serve_arm(ep, driver, call, arm).await?;
     if let Some(f) = feedback {
-        f.remember(
-            driver,
-            arm,
-            weight_bp,
-            reply.request.id.as_deref(),
-            key.as_deref(),
-            (reply.version, &reply.outputs),
-        );
+        f.remember(driver, arm, weight_bp, reply.request.id.as_deref(), key, (reply.version, &reply.outputs));
     }
     Ok(reply)
 }
