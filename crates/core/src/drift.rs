@@ -27,6 +27,8 @@ pub enum ReferenceError {
     TooFew { needed: usize, got: usize },
     #[error("a drift reference needs between 2 and 100 bins, not {0}")]
     Bins(usize),
+    #[error("a series is named `input:<tensor>[<column>]` or `output:<tensor>[<column>]` (no `[..]`: column 0)")]
+    Name,
 }
 
 impl Reference {

@@ -25,21 +25,27 @@ pub(crate) async fn run(args: &Args, addr: &str, input: &Input, window: Window) 
     let body = Bytes::from(body);
     let path = format!("/v2/models/{}/infer", args.model);
     let mut slots = Vec::with_capacity(args.concurrency);
-    for _ in 0..args.concurrency {
+    for slot in 0..args.concurrency {
         let stream = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connect to {addr}"))?;
         stream.set_nodelay(true)?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(conn);
         let (body, path, header_len, host) = (body.clone(), path.clone(), header.len(), addr.to_owned());
+        let key_header = args.key_header.clone();
         slots.push(tokio::spawn(async move {
             let mut tally = Tally::default();
+            let mut n = 0u64;
             while Instant::now() < window.end {
                 let sent = Instant::now();
-                let request = Request::post(path.as_str())
+                let mut request = Request::post(path.as_str())
                     .header("host", host.as_str())
                     .header("content-type", "application/octet-stream")
-                    .header("inference-header-content-length", header_len)
-                    .body(Full::new(body.clone()));
+                    .header("inference-header-content-length", header_len);
+                if let Some(name) = &key_header {
+                    n += 1;
+                    request = request.header(name.as_str(), format!("{slot}-{n}"));
+                }
+                let request = request.body(Full::new(body.clone()));
                 let outcome = async {
                     let response = sender.send_request(request?).await?;
                     let status = response.status();

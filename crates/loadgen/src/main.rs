@@ -45,6 +45,10 @@ pub(crate) struct Args {
     /// Runtime threads (1: a `current_thread` runtime, the cheapest on one core).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// HTTP only: send this header with a value unique to each request (`<slot>-<n>`), as a rollout's
+    /// assignment key (an experiment then remembers every request for its feedback).
+    #[arg(long)]
+    key_header: Option<String>,
 }
 
 /// One input tensor: its name, shape and little-endian FP32 bytes.

@@ -14,18 +14,18 @@
 
 use metrics::{counter, gauge};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
-use switchyard_core::drift::{Divergence, Level, Reference, Thresholds, Window};
+use switchyard_core::drift::{Divergence, Level, Reference, ReferenceError, Thresholds, Window};
 use switchyard_protocol::Tensor;
 
 /// Rows of one request that are sampled.
 const MAX_ROWS: usize = 64;
 /// Samples waiting for the drift thread before new ones are dropped.
-const QUEUE: usize = 4_096;
+const QUEUE: usize = 16_384;
 /// Sub-windows of the sliding window.
 const BLOCKS: usize = 10;
 
@@ -69,6 +69,7 @@ pub(crate) struct TensorSample {
 /// One series' reference, window and last figures.
 #[derive(Debug)]
 struct Series {
+    name: String,
     reference: Option<Reference>,
     capture: Vec<f64>,
     window: Window,
@@ -78,8 +79,27 @@ struct Series {
 
 impl Series {
     /// A series capturing its reference from the values it serves.
-    fn capturing() -> Self {
-        Self { reference: None, capture: Vec::new(), window: Window::new(1, 1, 1), last: None, level: Level::Ok }
+    fn capturing(name: String) -> Self {
+        Self { name, reference: None, capture: Vec::new(), window: Window::new(1, 1, 1), last: None, level: Level::Ok }
+    }
+}
+
+/// The series tracked, by kind (`[input, output]`), tensor name and column: found without building a
+/// name per value (names are for display).
+type Tracked = [HashMap<String, Vec<Option<Series>>>; 2];
+
+/// A series name's parts: input or output, the tensor, the column (`input:x[3]`; `output:score` is
+/// column 0).
+fn parse_series(name: &str) -> Option<(usize, &str, usize)> {
+    let (kind, rest) = name.split_once(':')?;
+    let kind = match kind {
+        "input" => 0,
+        "output" => 1,
+        _ => return None,
+    };
+    match rest.strip_suffix(']').and_then(|r| r.rsplit_once('[')) {
+        Some((tensor, col)) => Some((kind, tensor, col.parse().ok()?)),
+        None => Some((kind, rest, 0)),
     }
 }
 
@@ -89,7 +109,7 @@ pub struct DriftMonitor {
     model: String,
     version: u64,
     spec: DriftSpec,
-    series: Mutex<BTreeMap<String, Series>>,
+    series: Mutex<Tracked>,
     /// Set once the reference was captured again at promotion.
     rebased: AtomicBool,
 }
@@ -98,15 +118,18 @@ impl DriftMonitor {
     /// A monitor for `model`/`version`, registered with the drift thread. A reference from a file is
     /// built here (an unusable one is an error naming the series).
     pub fn new(model: &str, version: u64, spec: DriftSpec) -> Result<Arc<Self>, DriftReferenceError> {
-        let mut series = BTreeMap::new();
+        let mut series = Tracked::default();
         if let ReferenceSource::Sample(samples) = &spec.reference {
             for (name, values) in samples {
-                let reference = Reference::from_sample(values, spec.bins)
-                    .map_err(|source| DriftReferenceError { series: name.clone(), source })?;
+                let bad = |source| DriftReferenceError { series: name.clone(), source };
+                let reference = Reference::from_sample(values, spec.bins).map_err(bad)?;
+                let (kind, tensor, col) = parse_series(name).ok_or_else(|| bad(ReferenceError::Name))?;
                 let window = Window::new(reference.bins(), spec.window, BLOCKS);
-                let s =
-                    Series { reference: Some(reference), capture: Vec::new(), window, last: None, level: Level::Ok };
-                series.insert(name.clone(), s);
+                let columns = series[kind].entry(tensor.to_owned()).or_default();
+                if columns.len() <= col {
+                    columns.resize_with(col + 1, || None);
+                }
+                columns[col] = Some(Series { reference: Some(reference), window, ..Series::capturing(name.clone()) });
             }
         }
         let monitor = Arc::new(Self {
@@ -120,7 +143,7 @@ impl DriftMonitor {
         Ok(monitor)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Series>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tracked> {
         self.series.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -166,30 +189,36 @@ impl DriftMonitor {
             && !self.rebased.swap(true, Ordering::AcqRel)
         {
             tracing::info!(model = %self.model, version = self.version, "drift: capturing the reference again after promotion");
-            self.lock().values_mut().for_each(|s| *s = Series::capturing());
+            for s in self.lock().iter_mut().flat_map(|t| t.values_mut()).flatten().flatten() {
+                *s = Series::capturing(std::mem::take(&mut s.name));
+            }
         }
     }
 
     /// Counts samples into each series (on the drift thread).
     fn count(&self, samples: Vec<TensorSample>) {
-        let mut series = self.lock();
+        let from_file = matches!(self.spec.reference, ReferenceSource::Sample(_));
+        let mut tracked = self.lock();
         for s in samples {
-            let kind = if s.input { "input" } else { "output" };
-            for c in 0..s.cols {
-                let name = if s.cols == 1 && c == 0 {
-                    format!("{kind}:{}", s.name)
-                } else {
-                    format!("{kind}:{}[{c}]", s.name)
-                };
-                let column = s.values.iter().skip(c).step_by(s.cols).copied();
-                let entry = match (&self.spec.reference, series.get_mut(&name)) {
-                    (_, Some(e)) => e,
-                    // With a reference file, only its series are tracked.
-                    (ReferenceSource::Sample(_), None) => continue,
-                    (ReferenceSource::FirstRequests(_), None) => series.entry(name).or_insert_with(Series::capturing),
-                };
-                for x in column {
-                    self.add(entry, x);
+            let kind = usize::from(!s.input);
+            let columns = match tracked[kind].get_mut(&s.name) {
+                Some(c) => c,
+                // With a reference file, only its series are tracked.
+                None if from_file => continue,
+                None => tracked[kind].entry(s.name.clone()).or_default(),
+            };
+            if columns.len() < s.cols && !from_file {
+                let label = if s.input { "input" } else { "output" };
+                for c in columns.len()..s.cols {
+                    let name =
+                        if s.cols == 1 { format!("{label}:{}", s.name) } else { format!("{label}:{}[{c}]", s.name) };
+                    columns.push(Some(Series::capturing(name)));
+                }
+            }
+            for (c, series) in columns.iter_mut().enumerate().take(s.cols) {
+                let Some(series) = series else { continue };
+                for x in s.values.iter().skip(c).step_by(s.cols) {
+                    self.add(series, *x);
                 }
             }
         }
@@ -219,9 +248,10 @@ impl DriftMonitor {
     /// Computes each series' divergence, publishes it and logs threshold crossings (on the drift thread).
     fn evaluate(&self) {
         let min = (self.spec.window / 10).max(self.spec.bins as u64 * 5);
-        let mut series = self.lock();
-        for (name, s) in series.iter_mut() {
+        let mut tracked = self.lock();
+        for s in tracked.iter_mut().flat_map(|t| t.values_mut()).flatten().flatten() {
             let Some(d) = s.reference.as_ref().and_then(|r| s.window.divergence(r, min)) else { continue };
+            let name = &s.name;
             let level = self.spec.thresholds.level(d.psi);
             let labels =
                 [("model", self.model.clone()), ("version", self.version.to_string()), ("series", name.clone())];
@@ -251,7 +281,10 @@ impl DriftMonitor {
         let series: BTreeMap<String, Value> = self
             .lock()
             .iter()
-            .map(|(name, s)| {
+            .flat_map(|t| t.values())
+            .flatten()
+            .flatten()
+            .map(|s| {
                 let state = match (&s.reference, &s.last) {
                     (None, _) => json!({ "capturing": s.capture.len() }),
                     (Some(_), None) => json!({ "window": s.window.count(), "level": null }),
@@ -259,7 +292,7 @@ impl DriftMonitor {
                         json!({ "level": s.level, "psi": d.psi, "kl": d.kl, "js": d.js, "window": d.count })
                     }
                 };
-                (name.clone(), state)
+                (s.name.clone(), state)
             })
             .collect();
         let t = self.spec.thresholds;
@@ -285,15 +318,20 @@ fn thread() -> &'static SyncSender<Message> {
     })
 }
 
+/// Drains the channel every 20 ms rather than waking for each sample (a wake-up per request would cost
+/// the serving threads a context switch each), and evaluates every monitor once a second.
 fn run(rx: Receiver<Message>) {
     let mut watched: Vec<Weak<DriftMonitor>> = Vec::new();
     let mut next = Instant::now() + Duration::from_secs(1);
     loop {
-        match rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
-            Ok(Message::Watch(m)) => watched.push(m),
-            Ok(Message::Sample(m, samples)) => m.count(samples),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        std::thread::sleep(Duration::from_millis(20));
+        loop {
+            match rx.try_recv() {
+                Ok(Message::Watch(m)) => watched.push(m),
+                Ok(Message::Sample(m, samples)) => m.count(samples),
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+            }
         }
         if Instant::now() >= next {
             watched.retain(|w| w.upgrade().map(|m| m.evaluate()).is_some());

@@ -103,12 +103,14 @@ impl Feedback {
     pub fn flush(&self) {
         let _writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
         let Some((path, chunks)) = self.lock().take_pending() else { return };
-        if !chunks.is_empty()
-            && let Err(e) = write_chunks(&path, chunks)
-        {
+        if chunks.is_empty() {
+            return;
+        }
+        if let Err(e) = write_chunks(&path, &chunks) {
             self.write_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(path = %path.display(), error = %e, "feedback store: write failed (joins since the last write are lost at a restart)");
         }
+        self.lock().recycle(chunks);
     }
 
     pub fn counts(&self) -> Counts {

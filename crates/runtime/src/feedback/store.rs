@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use switchyard_core::experiment::Sums;
 
 /// One served request, as the store remembers it.
@@ -63,7 +64,8 @@ pub struct Counts {
     pub skipped_lines: u64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// A line of the file, as it is read back.
+#[derive(Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Line {
     Served(Served),
@@ -92,6 +94,24 @@ enum Line {
     },
 }
 
+/// A [`Line`] as it is written, borrowing what it says.
+#[derive(Debug, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum LineRef<'a> {
+    Served(&'a Served),
+    Joined { endpoint: &'a str, id: &'a str, metric: &'a str },
+    Outcome { endpoint: &'a str, arms: u64, metric: &'a str, canary: bool, share: f64, value: f64, at_ms: u64 },
+    Sums { endpoint: &'a str, arms: u64, metric: &'a str, sums: Sums, at_ms: u64 },
+}
+
+/// A served request's key: its endpoint and id (endpoint names have no `\u{1f}`), shared by the map
+/// and the eviction order.
+type Key = std::sync::Arc<str>;
+
+fn key(endpoint: &str, id: &str) -> Key {
+    format!("{endpoint}\u{1f}{id}").into()
+}
+
 /// An experiment metric's evidence: which endpoint, which arms (`RolloutDriver::arms_fingerprint`),
 /// which metric.
 type EvidenceKey = (String, u64, String);
@@ -101,19 +121,52 @@ type EvidenceKey = (String, u64, String);
 pub enum Chunk {
     /// Lines to append.
     Append(Vec<u8>),
-    /// The whole file's new text (the live requests only), with its line count.
-    Replace(Vec<u8>, u64),
+    /// The whole file anew, with the live requests only.
+    Rewrite(Snapshot),
+}
+
+/// What a rewrite writes, taken under the lock in O(live requests) reference counts and serialised by
+/// the writer outside it (serialising 100,000 requests under the lock stalled the serving path ~50 ms).
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The experiments' evidence, as lines.
+    sums: Vec<u8>,
+    /// The live requests in the order they were remembered.
+    served: Vec<Arc<Served>>,
+    /// Requests with joins, and the metrics joined.
+    joined: Vec<(Arc<Served>, Arc<Vec<String>>)>,
+    lines: u64,
+}
+
+impl Snapshot {
+    fn text(&self) -> std::io::Result<Vec<u8>> {
+        let mut text = self.sums.clone();
+        let mut line = |l: &LineRef<'_>| {
+            serde_json::to_writer(&mut text, l).map_err(std::io::Error::other)?;
+            text.push(b'\n');
+            std::io::Result::Ok(())
+        };
+        for s in &self.served {
+            line(&LineRef::Served(s))?;
+        }
+        for (s, metrics) in &self.joined {
+            for metric in metrics.iter() {
+                line(&LineRef::Joined { endpoint: &s.endpoint, id: &s.id, metric })?;
+            }
+        }
+        Ok(text)
+    }
 }
 
 /// Writes `chunks` to `path` in order (outside any lock).
-pub fn write_chunks(path: &Path, chunks: Vec<Chunk>) -> std::io::Result<()> {
+pub fn write_chunks(path: &Path, chunks: &[Chunk]) -> std::io::Result<()> {
     for chunk in chunks {
         match chunk {
             Chunk::Append(bytes) => {
                 let mut f = std::fs::OpenOptions::new().append(true).create(true).open(path)?;
-                f.write_all(&bytes)?;
+                f.write_all(bytes)?;
             }
-            Chunk::Replace(bytes, lines) => crate::rollout::replace_bytes(path, &bytes, lines)?,
+            Chunk::Rewrite(snapshot) => crate::rollout::replace_bytes(path, &snapshot.text()?, snapshot.lines)?,
         }
     }
     Ok(())
@@ -121,8 +174,9 @@ pub fn write_chunks(path: &Path, chunks: Vec<Chunk>) -> std::io::Result<()> {
 
 #[derive(Debug)]
 struct Entry {
-    served: Served,
-    joined: Vec<String>,
+    served: Arc<Served>,
+    /// Shared with a snapshot being written (copied on the next join meanwhile).
+    joined: Arc<Vec<String>>,
 }
 
 /// The store (module header).
@@ -130,11 +184,15 @@ struct Entry {
 pub struct FeedbackStore {
     capacity: usize,
     retention_ms: u64,
-    entries: HashMap<(String, String), Entry>,
-    /// Keys in the order they were remembered (the eviction order).
-    order: VecDeque<(String, String)>,
+    entries: HashMap<Key, Entry>,
+    /// Requests in the order they were remembered (the eviction order).
+    order: VecDeque<(Key, Arc<Served>)>,
     file: Option<PathBuf>,
     pending: Vec<Chunk>,
+    /// A written append buffer kept for the next one (growing a fresh one costs page faults).
+    spare: Vec<u8>,
+    /// Joins recorded on the live entries (kept so that the live lines are counted in O(1)).
+    joins: usize,
     /// Experiments' evidence, kept so that it survives a restart, with when it last changed.
     evidence: HashMap<EvidenceKey, (Sums, u64)>,
     lines: usize,
@@ -147,10 +205,13 @@ impl FeedbackStore {
         Self {
             capacity: capacity.max(1),
             retention_ms,
-            entries: HashMap::new(),
-            order: VecDeque::new(),
+            // Sized up front (up to a million), so that growing never rehashes under the serving path's lock.
+            entries: HashMap::with_capacity(capacity.min(1 << 20)),
+            order: VecDeque::with_capacity(capacity.min(1 << 20)),
             file: None,
             pending: Vec::new(),
+            spare: Vec::new(),
+            joins: 0,
             evidence: HashMap::new(),
             lines: 0,
             counts: Counts::default(),
@@ -170,14 +231,15 @@ impl FeedbackStore {
                     match serde_json::from_str::<Line>(&line?) {
                         Ok(Line::Served(s))
                             if now_ms.saturating_sub(s.at_ms) <= retention_ms
-                                && !store.entries.contains_key(&(s.endpoint.clone(), s.id.clone())) =>
+                                && !store.entries.contains_key(&*key(&s.endpoint, &s.id)) =>
                         {
-                            store.insert(s);
+                            store.insert(key(&s.endpoint, &s.id), s);
                         }
                         Ok(Line::Served(_)) => {}
                         Ok(Line::Joined { endpoint, id, metric }) => {
-                            if let Some(e) = store.entries.get_mut(&(endpoint, id)) {
-                                e.joined.push(metric);
+                            if let Some(e) = store.entries.get_mut(&*key(&endpoint, &id)) {
+                                Arc::make_mut(&mut e.joined).push(metric);
+                                store.joins += 1;
                             }
                         }
                         Ok(Line::Outcome { endpoint, arms, metric, canary, share, value, at_ms }) => {
@@ -198,7 +260,7 @@ impl FeedbackStore {
         store.counts.remembered = 0;
         store.counts.evicted = 0;
         store.file = Some(path.to_owned());
-        store.rewrite()?;
+        store.rewrite();
         store.sync()?;
         Ok(store)
     }
@@ -209,10 +271,22 @@ impl FeedbackStore {
         Some((path, std::mem::take(&mut self.pending)))
     }
 
+    /// Takes back written chunks' append buffers for reuse.
+    pub fn recycle(&mut self, chunks: Vec<Chunk>) {
+        for chunk in chunks {
+            if let Chunk::Append(mut buf) = chunk
+                && buf.capacity() > self.spare.capacity()
+            {
+                buf.clear();
+                self.spare = buf;
+            }
+        }
+    }
+
     /// Writes what is pending now (at start, in tests; the service's writer does it outside the lock).
     pub fn sync(&mut self) -> std::io::Result<()> {
         match self.take_pending() {
-            Some((path, chunks)) => write_chunks(&path, chunks),
+            Some((path, chunks)) => write_chunks(&path, &chunks),
             None => Ok(()),
         }
     }
@@ -232,20 +306,19 @@ impl FeedbackStore {
 
     /// Remembers a served request (a repeated id on the same endpoint keeps the first).
     pub fn remember(&mut self, served: Served) {
-        let key = (served.endpoint.clone(), served.id.clone());
+        let key = key(&served.endpoint, &served.id);
         if self.entries.contains_key(&key) {
             return;
         }
-        self.append(&Line::Served(served.clone()));
-        self.insert(served);
+        self.append(&LineRef::Served(&served));
+        self.insert(key, served);
         self.compact_if_due();
     }
 
     /// The request `id` of `endpoint` as it was served, if it would join `metrics` now (nothing is
     /// joined: for checking a whole report before any of it joins).
     pub fn check(&mut self, endpoint: &str, id: &str, metrics: &[&str], now_ms: u64) -> Result<Served, JoinError> {
-        let key = (endpoint.to_owned(), id.to_owned());
-        let Some(entry) = self.entries.get(&key) else {
+        let Some(entry) = self.entries.get(&*key(endpoint, id)) else {
             self.counts.unknown += 1;
             return Err(JoinError::Unknown(id.to_owned()));
         };
@@ -262,19 +335,19 @@ impl FeedbackStore {
             self.counts.duplicate += 1;
             return Err(JoinError::Duplicate { id: id.to_owned(), metric: (*m).to_owned() });
         }
-        Ok(entry.served.clone())
+        Ok(Served::clone(&entry.served))
     }
 
     /// Joins a `metric` outcome reported at `now_ms` for request `id` of `endpoint`: the request as it
     /// was served, once per metric.
     pub fn join(&mut self, endpoint: &str, id: &str, metric: &str, now_ms: u64) -> Result<Served, JoinError> {
         let served = self.check(endpoint, id, &[metric], now_ms)?;
-        let key = (endpoint.to_owned(), id.to_owned());
-        if let Some(entry) = self.entries.get_mut(&key) {
-            entry.joined.push(metric.to_owned());
+        if let Some(entry) = self.entries.get_mut(&*key(endpoint, id)) {
+            Arc::make_mut(&mut entry.joined).push(metric.to_owned());
+            self.joins += 1;
         }
         self.counts.joined += 1;
-        self.append(&Line::Joined { endpoint: key.0, id: key.1, metric: metric.to_owned() });
+        self.append(&LineRef::Joined { endpoint, id, metric });
         Ok(served)
     }
 
@@ -284,7 +357,15 @@ impl FeedbackStore {
         if e.0.record(canary, share, value) {
             e.1 = now_ms;
             let (endpoint, arms, metric) = key;
-            self.append(&Line::Outcome { endpoint, arms, metric, canary, share, value, at_ms: now_ms });
+            self.append(&LineRef::Outcome {
+                endpoint: &endpoint,
+                arms,
+                metric: &metric,
+                canary,
+                share,
+                value,
+                at_ms: now_ms,
+            });
             self.compact_if_due();
         }
     }
@@ -294,25 +375,26 @@ impl FeedbackStore {
         self.evidence.get(&(endpoint.to_owned(), arms, metric.to_owned())).map(|e| e.0)
     }
 
-    fn insert(&mut self, served: Served) {
-        let key = (served.endpoint.clone(), served.id.clone());
+    fn insert(&mut self, key: Key, served: Served) {
         while self.entries.len() >= self.capacity {
-            let Some(old) = self.order.pop_front() else { break };
-            if self.entries.remove(&old).is_some() {
+            let Some((old, _)) = self.order.pop_front() else { break };
+            if let Some(e) = self.entries.remove(&old) {
+                self.joins -= e.joined.len();
                 self.counts.evicted += 1;
             }
         }
-        self.order.push_back(key.clone());
-        self.entries.insert(key, Entry { served, joined: Vec::new() });
+        let served = Arc::new(served);
+        self.order.push_back((key.clone(), served.clone()));
+        self.entries.insert(key, Entry { served, joined: Arc::default() });
         self.counts.remembered += 1;
     }
 
-    fn append(&mut self, line: &Line) {
+    fn append(&mut self, line: &LineRef<'_>) {
         if self.file.is_none() {
             return;
         }
         if !matches!(self.pending.last(), Some(Chunk::Append(_))) {
-            self.pending.push(Chunk::Append(Vec::new()));
+            self.pending.push(Chunk::Append(std::mem::take(&mut self.spare)));
         }
         if let Some(Chunk::Append(buf)) = self.pending.last_mut()
             && serde_json::to_writer(&mut *buf, line).is_ok()
@@ -323,49 +405,34 @@ impl FeedbackStore {
     }
 
     fn compact_if_due(&mut self) {
-        let live_lines: usize = self.entries.values().map(|e| 1 + e.joined.len()).sum::<usize>() + self.evidence.len();
+        let live_lines = self.entries.len() + self.joins + self.evidence.len();
         if self.file.is_some() && self.lines > 2 * live_lines.max(self.capacity / 2) {
-            // Serialising plain data into memory cannot fail.
-            let _ = self.rewrite();
+            self.rewrite();
         }
     }
 
     /// Queues the file's replacement by the live requests (written atomically), appending from there.
-    fn rewrite(&mut self) -> std::io::Result<()> {
-        let mut text = Vec::new();
-        let mut lines = 0;
+    fn rewrite(&mut self) {
         // Evidence no outcome has touched within the retention belongs to experiments long over.
-        let newest = self.entries.values().map(|e| e.served.at_ms).max().unwrap_or(0);
+        let newest = self.order.back().map_or(0, |(_, s)| s.at_ms);
         let retention = self.retention_ms;
         self.evidence.retain(|_, (_, at)| newest.saturating_sub(*at) <= retention);
-        for ((endpoint, arms, metric), (sums, at_ms)) in &self.evidence {
-            let line = Line::Sums {
-                endpoint: endpoint.clone(),
-                arms: *arms,
-                metric: metric.clone(),
-                sums: *sums,
-                at_ms: *at_ms,
-            };
-            serde_json::to_writer(&mut text, &line).map_err(std::io::Error::other)?;
-            text.push(b'\n');
-            lines += 1;
-        }
-        for key in &self.order {
-            let Some(e) = self.entries.get(key) else { continue };
-            let served = Line::Served(e.served.clone());
-            let joins =
-                e.joined.iter().map(|m| Line::Joined { endpoint: key.0.clone(), id: key.1.clone(), metric: m.clone() });
-            for line in std::iter::once(served).chain(joins) {
-                serde_json::to_writer(&mut text, &line).map_err(std::io::Error::other)?;
-                text.push(b'\n');
-                lines += 1;
+        let mut sums = Vec::new();
+        for ((endpoint, arms, metric), (s, at_ms)) in &self.evidence {
+            let line = LineRef::Sums { endpoint, arms: *arms, metric, sums: *s, at_ms: *at_ms };
+            // Serialising plain data into memory cannot fail.
+            if serde_json::to_writer(&mut sums, &line).is_ok() {
+                sums.push(b'\n');
             }
         }
+        let served = self.order.iter().map(|(_, s)| s.clone()).collect();
+        let joined = self.entries.values().filter(|e| !e.joined.is_empty());
+        let joined = joined.map(|e| (e.served.clone(), e.joined.clone())).collect();
+        let lines = self.evidence.len() + self.entries.len() + self.joins;
         // What was pending is superseded by the whole file.
         self.pending.clear();
-        self.pending.push(Chunk::Replace(text, lines as u64));
+        self.pending.push(Chunk::Rewrite(Snapshot { sums, served, joined, lines: lines as u64 }));
         self.lines = lines;
-        Ok(())
     }
 }
 
