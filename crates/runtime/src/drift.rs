@@ -159,7 +159,9 @@ impl DriftMonitor {
         if samples.is_empty() {
             return;
         }
-        if let Err(TrySendError::Full(_)) = thread().try_send(Message::Sample(self.clone(), samples)) {
+        // Samples taken before a rebase are not counted after it (they would fill the new reference).
+        let rebased = self.rebased.load(Ordering::Acquire);
+        if let Err(TrySendError::Full(_)) = thread().try_send(Message::Sample(self.clone(), rebased, samples)) {
             counter!("switchyard_drift_samples_dropped_total").increment(1);
         }
     }
@@ -196,9 +198,12 @@ impl DriftMonitor {
     }
 
     /// Counts samples into each series (on the drift thread).
-    fn count(&self, samples: Vec<TensorSample>) {
+    fn count(&self, samples: Vec<TensorSample>, taken_after_rebase: bool) {
         let from_file = matches!(self.spec.reference, ReferenceSource::Sample(_));
         let mut tracked = self.lock();
+        if taken_after_rebase != self.rebased.load(Ordering::Acquire) {
+            return;
+        }
         for s in samples {
             let kind = usize::from(!s.input);
             let columns = match tracked[kind].get_mut(&s.name) {
@@ -247,7 +252,9 @@ impl DriftMonitor {
 
     /// Computes each series' divergence, publishes it and logs threshold crossings (on the drift thread).
     fn evaluate(&self) {
-        let min = (self.spec.window / 10).max(self.spec.bins as u64 * 5);
+        // Judged on a full window only (the ring holds between `window - window/BLOCKS` and `window`
+        // values): a part-filled one is noisier than the thresholds assume.
+        let min = self.spec.window - self.spec.window / BLOCKS as u64;
         let mut tracked = self.lock();
         for s in tracked.iter_mut().flat_map(|t| t.values_mut()).flatten().flatten() {
             let Some(d) = s.reference.as_ref().and_then(|r| s.window.divergence(r, min)) else { continue };
@@ -305,7 +312,8 @@ impl DriftMonitor {
 
 enum Message {
     Watch(Weak<DriftMonitor>),
-    Sample(Arc<DriftMonitor>, Vec<TensorSample>),
+    /// A served request's samples, and whether they were taken after the monitor's rebase.
+    Sample(Arc<DriftMonitor>, bool, Vec<TensorSample>),
 }
 
 /// The drift thread's channel (started on first use).
@@ -328,7 +336,7 @@ fn run(rx: Receiver<Message>) {
         loop {
             match rx.try_recv() {
                 Ok(Message::Watch(m)) => watched.push(m),
-                Ok(Message::Sample(m, samples)) => m.count(samples),
+                Ok(Message::Sample(m, rebased, samples)) => m.count(samples, rebased),
                 Err(std::sync::mpsc::TryRecvError::Empty) => break,
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
             }

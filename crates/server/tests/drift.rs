@@ -69,6 +69,7 @@ fn a_shifted_input_stream_raises_psi_past_critical_while_an_unshifted_one_stays_
     send(&s, "steady", 125, 2, 0.0);
     send(&s, "shifted", 125, 3, 1.0);
     send(&s, "fromfile", 125, 4, 1.0);
+    // Figures appear once a window is full (at least 900 of its 1000 values).
     wait_for(Duration::from_secs(10), "drift figures for every monitored series", || {
         ["steady", "shifted"].iter().all(|m| series(&s, m, "input:input[3]")["psi"].is_number())
             && series(&s, "fromfile", "input:input[1]")["psi"].is_number()
@@ -119,12 +120,16 @@ fn each_arm_of_a_rollout_has_its_drift_and_a_promoted_canary_captures_its_refere
         "  - endpoint: scorer\n    control: { model: m, version: 1 }\n    canary: { model: m, version: 2, weight: 50 }\n",
     );
     send(&s, "scorer", 120, 7, 0.0);
+    // The drift thread takes the samples every 20 ms.
+    wait_for(Duration::from_secs(5), "both arms' references", || {
+        let status = common::rollouts::admin(&s, "scorer");
+        ["control", "canary"].iter().all(|arm| status["drift"][arm]["series"]["input:input[0]"]["window"].is_u64())
+    });
     let status = common::rollouts::admin(&s, "scorer");
-    for arm in ["control", "canary"] {
-        let d = &status["drift"][arm];
-        assert_eq!(d["version"], if arm == "control" { 1 } else { 2 }, "{status:#}");
-        assert!(d["series"]["input:input[0]"]["window"].as_u64().unwrap() > 0, "{status:#}");
-    }
+    assert_eq!(
+        (status["drift"]["control"]["version"].as_u64(), status["drift"]["canary"]["version"].as_u64()),
+        (Some(1), Some(2))
+    );
     let r = s.conn().request(
         "POST",
         "/admin/rollouts/scorer/promote",
