@@ -30,11 +30,12 @@ pub(super) async fn serve(ep: &Endpoints, driver: &Arc<RolloutDriver>, call: Cal
     let key = driver.spec.header.as_deref().and_then(|h| metadata.get(h));
     let weight_bp = driver.weight_bp();
     let arm = call.forced.unwrap_or_else(|| driver.choose_at(key, random(), weight_bp));
-    // An experiment's outcomes join the arm a request was assigned to (intention to treat: a canary
-    // failure control answered for is still the canary's), by the request's id and assignment key.
+    // An experiment's outcomes join the arm that answered, by the request's id and assignment key.
     let feedback = ep.feedback.as_ref().filter(|_| call.forced.is_none() && driver.spec.experiment.is_some());
     let reply = serve_arm(ep, driver, call, arm).await?;
-    if let Some(f) = feedback {
+    // A request the canary did not answer (not loaded, or failed with control answering) is left out of
+    // the experiment: its failure is the rollback tests' business, and its outcome says nothing of it.
+    if let Some(f) = feedback.filter(|_| reply.arm == Some(arm)) {
         f.remember(driver, arm, weight_bp, reply.request.id.as_deref(), key, (reply.version, &reply.outputs));
     }
     Ok(reply)
