@@ -117,8 +117,10 @@ fn each_arm_of_a_rollout_has_its_drift_and_a_promoted_canary_captures_its_refere
     let (s, _dir) = start_over(
         "drift-arms",
         &[("mlp", "m", Some(config))],
-        "  - endpoint: scorer\n    control: { model: m, version: 1 }\n    canary: { model: m, version: 2, weight: 50 }\n",
+        // The latency test all but off: this test is about drift (see experiment.rs's `config`).
+        "  - endpoint: scorer\n    control: { model: m, version: 1 }\n    canary: { model: m, version: 2, weight: 50 }\n    analysis: { latency: { quantile: 0.75, max_ratio: 1000.0 } }\n",
     );
+    wait_for(Duration::from_secs(30), "the canary to load", || s.get("/v2/models/m/versions/2/ready").status == 200);
     send(&s, "scorer", 120, 7, 0.0);
     // The drift thread takes the samples every 20 ms.
     wait_for(Duration::from_secs(5), "both arms' references", || {
