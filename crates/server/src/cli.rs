@@ -19,6 +19,9 @@ pub enum Command {
     /// Check a config file against a model repository, as a reload would, without serving: exit 0 when
     /// valid, 1 with every problem named.
     Validate(ValidateArgs),
+    /// Watch and steer a running server's rollouts (exit 0 done, 1 refused, 2 usage, 3 unreachable, 4
+    /// unauthorised).
+    Rollouts(crate::ctl::RolloutsArgs),
 }
 
 #[derive(Debug, Args)]

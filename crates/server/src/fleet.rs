@@ -68,7 +68,7 @@ mod tests {
         let argv = ["switchyard", "serve"].iter().chain(argv).copied();
         match Cli::try_parse_from(argv).expect("parses").command {
             Command::Serve(a) => *a,
-            Command::Validate(_) => unreachable!("serve"),
+            Command::Validate(_) | Command::Rollouts(_) => unreachable!("serve"),
         }
     }
 

@@ -4,6 +4,7 @@
 
 mod catalog;
 pub mod cli;
+pub mod ctl;
 mod error;
 pub mod fleet;
 pub mod grpc;

@@ -28,6 +28,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> Result<()> {
     let args = match Cli::parse().command {
         Command::Serve(args) => *args,
+        Command::Rollouts(args) => std::process::exit(switchyard_server::ctl::run(args) as i32),
         Command::Validate(v) => match switchyard_server::validate::run(&v.config, &v.model_repository) {
             Ok(summary) => {
                 println!("{summary}");

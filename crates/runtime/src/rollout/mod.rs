@@ -7,6 +7,7 @@
 
 mod experiment;
 mod fleet;
+mod history;
 mod journal;
 mod status;
 
@@ -146,6 +147,8 @@ pub struct RolloutDriver {
     /// The experiment's evidence, when `spec.experiment` is set.
     experiment: Option<experiment::Running>,
     arms_fingerprint: u64,
+    /// Recent audit lines (`history.rs`).
+    history: Mutex<std::collections::VecDeque<serde_json::Value>>,
 }
 
 impl std::fmt::Debug for RolloutDriver {
@@ -182,6 +185,9 @@ impl RolloutDriver {
             state,
         };
         let driver = Self::start_from(spec, state_dir, Some(saved))?;
+        if state_dir.is_none() {
+            driver.carry_history(previous);
+        }
         // A fleet's replica stays in the fleet across a reload (the fleet's agent sees the new driver
         // on its next round).
         driver.fleet_mode.store(previous.fleet_mode() as u8, Ordering::Release);
@@ -194,6 +200,7 @@ impl RolloutDriver {
             state_file: d.join("rollouts").join(format!("{}.json", spec.endpoint)),
             audit_log: d.join("audit.jsonl"),
         });
+        let history = paths.as_ref().map(|p| history::seed(&p.audit_log, &spec.endpoint)).unwrap_or_default();
         let resumed = if handed.is_some() { "reloaded" } else { "resumed" };
         let mut quarantined = None;
         let saved = match (&paths, handed) {
@@ -257,6 +264,7 @@ impl RolloutDriver {
         let weight_bp = AtomicU32::new(machine.weight_bp());
         let experiment = spec.experiment.as_ref().and_then(experiment::Running::new);
         let driver = Self {
+            history: Mutex::new(history),
             experiment,
             arms_fingerprint: experiment::fingerprint(&spec),
             spec,
@@ -431,6 +439,7 @@ impl RolloutDriver {
     ) -> Entry {
         audit["time_ms"] = json!(now_ms());
         audit["endpoint"] = json!(self.spec.endpoint);
+        self.remember_entry(&audit);
         let saved = Saved {
             endpoint: self.spec.endpoint.clone(),
             control: self.spec.control.clone(),

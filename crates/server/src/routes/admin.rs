@@ -139,6 +139,29 @@ pub(super) async fn show(State(app): State<AppState>, Path(endpoint): Path<Strin
     Ok(Json(status(&app, &driver).await))
 }
 
+/// `GET /admin/rollouts/{endpoint}/history[?limit=N]`: the rollout's decisions and events, oldest first.
+pub(super) async fn history(
+    State(app): State<AppState>,
+    Path((endpoint, what)): Path<(String, String)>,
+    axum::extract::Query(q): axum::extract::Query<HistoryQuery>,
+) -> Result<Json<Value>, ApiError> {
+    if what != "history" {
+        return Err(ApiError::NotFound(format!("no route for GET /admin/rollouts/{endpoint}/{what}")));
+    }
+    let driver = app
+        .endpoints()
+        .rollout(&endpoint)
+        .cloned()
+        .ok_or_else(|| ApiError::NotFound(format!("no rollout for endpoint '{endpoint}'")))?;
+    let entries = driver.history(q.limit.unwrap_or(100));
+    Ok(Json(json!({ "endpoint": endpoint, "entries": entries })))
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct HistoryQuery {
+    limit: Option<usize>,
+}
+
 pub(super) async fn act(
     State(app): State<AppState>,
     Path((endpoint, action)): Path<(String, String)>,

@@ -1,0 +1,83 @@
+//! `switchyard rollouts ...` against the real binary serving a real rollout: every command, its table
+//! and JSON output, and its exit codes (0 done, 1 refused, 2 usage, 3 unreachable, 4 unauthorised).
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+mod common;
+
+use common::rollouts::{TOKEN, serial, start};
+use std::process::{Command, Output};
+
+/// Runs `switchyard rollouts <args>` against `server` with `token`.
+fn ctl(server: &str, token: &str, args: &[&str]) -> (i32, String, String) {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("rollouts")
+        .args(args)
+        .env("SWITCHYARD_SERVER", server)
+        .env("SWITCHYARD_ADMIN_TOKEN", token)
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn every_command_answers_with_its_table_json_and_exit_code() {
+    let _serial = serial();
+    let (s, _dir) = start(
+        "ctl",
+        "  - endpoint: scorer\n    control: { model: mlp, version: 1 }\n    canary: { model: mlp, version: 2, steps: [ { weight: 20, hold: 1h } ] }\n",
+    );
+    let server = format!("http://127.0.0.1:{}", s.port);
+    let run = |args: &[&str]| ctl(&server, TOKEN, args);
+
+    let (code, out, err) = run(&["list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("ENDPOINT") && out.contains("scorer") && out.contains("mlp/2"), "{out}");
+    let (code, out, _) = run(&["list", "--output", "json"]);
+    assert_eq!(code, 0);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list[0]["endpoint"], "scorer");
+
+    let (code, out, _) = run(&["status", "scorer"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("phase:     progressing, step 1") && out.contains("control") && out.contains("e-value"), "{out}");
+
+    // Pause, a refused second pause, resume.
+    assert_eq!(run(&["pause", "scorer"]).0, 0);
+    let (code, _, err) = run(&["pause", "scorer"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("already paused") && err.contains("409"), "{err}");
+    assert!(run(&["status", "scorer"]).1.contains("(paused)"));
+    let (code, out, _) = run(&["resume", "scorer"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("resumed"), "{out}");
+
+    // The history has every decision, oldest first.
+    let (code, out, _) = run(&["history", "scorer"]);
+    assert_eq!(code, 0);
+    let events: Vec<&str> = out.lines().skip(1).filter_map(|l| l.split_whitespace().nth(2)).collect();
+    assert_eq!(events, ["-", "paused", "resumed"], "{out}");
+    let (_, out, _) = run(&["history", "scorer", "--limit", "1", "--output", "json"]);
+    let h: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(h["entries"].as_array().unwrap().len(), 1);
+
+    // Roll back; then promoting is refused, and --watch ends at once on a finished rollout.
+    let (code, out, _) = run(&["rollback", "scorer"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("rolled_back"), "{out}");
+    assert_eq!(run(&["promote", "scorer"]).0, 1);
+    let (code, out, _) = run(&["status", "scorer", "--watch", "--interval", "0.2"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("rolled_back"), "{out}");
+    assert_eq!(run(&["status", "nowhere"]).0, 1);
+
+    // A wrong token, no server, and usage mistakes.
+    let (code, _, err) = ctl(&server, "wrong", &["list"]);
+    assert_eq!(code, 4, "{err}");
+    let (code, _, err) = ctl("http://127.0.0.1:1", TOKEN, &["list"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("cannot reach"), "{err}");
+    assert_eq!(ctl(&server, TOKEN, &["frobnicate"]).0, 2);
+    assert_eq!(ctl(&server.replace("http://", ""), TOKEN, &["list"]).0, 2);
+}
