@@ -41,7 +41,10 @@ fn every_command_answers_with_its_table_json_and_exit_code() {
 
     let (code, out, _) = run(&["status", "scorer"]);
     assert_eq!(code, 0);
-    assert!(out.contains("phase:     progressing, step 1") && out.contains("control") && out.contains("e-value"), "{out}");
+    assert!(
+        out.contains("phase:     progressing, step 1") && out.contains("control") && out.contains("e-value"),
+        "{out}"
+    );
 
     // Pause, a refused second pause, resume.
     assert_eq!(run(&["pause", "scorer"]).0, 0);

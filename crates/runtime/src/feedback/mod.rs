@@ -6,9 +6,11 @@
 //! Remembering costs the serving path a short lock and a map insert; the file is written by a writer
 //! thread outside that lock, every 50 ms, which also publishes the store's counts as metrics.
 
+mod file;
 mod store;
 
-pub use store::{Chunk, Counts, FeedbackStore, JoinError, Served, write_chunks};
+pub use file::{Chunk, Snapshot, write_chunks};
+pub use store::{Counts, FeedbackStore, JoinError, Served};
 
 use crate::rollout::{Arm, RolloutDriver};
 use metrics::{counter, gauge};

@@ -15,9 +15,10 @@
 //!
 //! Time is passed in (milliseconds since the epoch); nothing here reads a clock.
 
+use super::file::{Chunk, Line, LineRef, Snapshot, write_chunks};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use switchyard_core::experiment::Sums;
@@ -64,46 +65,6 @@ pub struct Counts {
     pub skipped_lines: u64,
 }
 
-/// A line of the file, as it is read back.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-enum Line {
-    Served(Served),
-    Joined {
-        endpoint: String,
-        id: String,
-        metric: String,
-    },
-    /// An outcome an experiment counted (replayed into its sums).
-    Outcome {
-        endpoint: String,
-        arms: u64,
-        metric: String,
-        canary: bool,
-        share: f64,
-        value: f64,
-        at_ms: u64,
-    },
-    /// An experiment metric's sums when the file was last rewritten.
-    Sums {
-        endpoint: String,
-        arms: u64,
-        metric: String,
-        sums: Sums,
-        at_ms: u64,
-    },
-}
-
-/// A [`Line`] as it is written, borrowing what it says.
-#[derive(Debug, Serialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-enum LineRef<'a> {
-    Served(&'a Served),
-    Joined { endpoint: &'a str, id: &'a str, metric: &'a str },
-    Outcome { endpoint: &'a str, arms: u64, metric: &'a str, canary: bool, share: f64, value: f64, at_ms: u64 },
-    Sums { endpoint: &'a str, arms: u64, metric: &'a str, sums: Sums, at_ms: u64 },
-}
-
 /// A served request's key: its endpoint and id (endpoint names have no `\u{1f}`), shared by the map
 /// and the eviction order.
 type Key = std::sync::Arc<str>;
@@ -115,62 +76,6 @@ fn key(endpoint: &str, id: &str) -> Key {
 /// An experiment metric's evidence: which endpoint, which arms (`RolloutDriver::arms_fingerprint`),
 /// which metric.
 type EvidenceKey = (String, u64, String);
-
-/// File changes waiting to be written, in order.
-#[derive(Debug)]
-pub enum Chunk {
-    /// Lines to append.
-    Append(Vec<u8>),
-    /// The whole file anew, with the live requests only.
-    Rewrite(Snapshot),
-}
-
-/// What a rewrite writes, taken under the lock in O(live requests) reference counts and serialised by
-/// the writer outside it (serialising 100,000 requests under the lock stalled the serving path ~50 ms).
-#[derive(Debug)]
-pub struct Snapshot {
-    /// The experiments' evidence, as lines.
-    sums: Vec<u8>,
-    /// The live requests in the order they were remembered.
-    served: Vec<Arc<Served>>,
-    /// Requests with joins, and the metrics joined.
-    joined: Vec<(Arc<Served>, Arc<Vec<String>>)>,
-    lines: u64,
-}
-
-impl Snapshot {
-    fn text(&self) -> std::io::Result<Vec<u8>> {
-        let mut text = self.sums.clone();
-        let mut line = |l: &LineRef<'_>| {
-            serde_json::to_writer(&mut text, l).map_err(std::io::Error::other)?;
-            text.push(b'\n');
-            std::io::Result::Ok(())
-        };
-        for s in &self.served {
-            line(&LineRef::Served(s))?;
-        }
-        for (s, metrics) in &self.joined {
-            for metric in metrics.iter() {
-                line(&LineRef::Joined { endpoint: &s.endpoint, id: &s.id, metric })?;
-            }
-        }
-        Ok(text)
-    }
-}
-
-/// Writes `chunks` to `path` in order (outside any lock).
-pub fn write_chunks(path: &Path, chunks: &[Chunk]) -> std::io::Result<()> {
-    for chunk in chunks {
-        match chunk {
-            Chunk::Append(bytes) => {
-                let mut f = std::fs::OpenOptions::new().append(true).create(true).open(path)?;
-                f.write_all(bytes)?;
-            }
-            Chunk::Rewrite(snapshot) => crate::rollout::replace_bytes(path, &snapshot.text()?, snapshot.lines)?,
-        }
-    }
-    Ok(())
-}
 
 #[derive(Debug)]
 struct Entry {
@@ -439,6 +344,7 @@ impl FeedbackStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     /// A fresh file path in a directory of its own (removed by the caller).
     fn scratch(name: &str) -> (PathBuf, PathBuf) {
