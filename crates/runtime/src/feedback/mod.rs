@@ -1,7 +1,7 @@
 //! Feedback for experiments: served requests of endpoints that run an experiment are remembered (by the
-//! V2 request id, and by the assignment key when the rollout has one) with the arm they were assigned,
-//! the canary's share at that moment and the served label; outcomes reported later join them and go to
-//! the rollout's experiment.
+//! V2 request id, and by the assignment key when the rollout has one) with the arm that answered, the
+//! canary's share when they were assigned and the served label; outcomes reported later join them and go
+//! to the rollout's experiment.
 //!
 //! Remembering costs the serving path a short lock and a map insert; the file is written by a writer
 //! thread outside that lock, every 50 ms, which also publishes the store's counts as metrics.
