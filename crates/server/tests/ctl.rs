@@ -65,6 +65,21 @@ fn every_command_answers_with_its_table_json_and_exit_code() {
     let h: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(h["entries"].as_array().unwrap().len(), 1);
 
+    // The last minutes of traffic per arm, second by second (the console's charts). A request assigned
+    // to a canary still loading is answered by control and judged for neither.
+    common::rollouts::wait_for(std::time::Duration::from_secs(30), "the canary to load", || {
+        s.get("/v2/models/mlp/versions/2/ready").status == 200
+    });
+    for _ in 0..5 {
+        assert_eq!(s.post_json("/v2/models/scorer/infer", &common::mlp_request(1)).status, 200);
+    }
+    let auth = format!("Bearer {TOKEN}");
+    let series = s.conn().request("GET", "/admin/rollouts/scorer/series", &[("Authorization", &auth)], b"").json();
+    let total =
+        |arm: &str| series[arm]["requests"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).sum::<u64>();
+    assert_eq!(total("control") + total("canary"), 5, "{series}");
+    assert_eq!(series["control"]["requests"].as_array().unwrap().len(), 300);
+
     // Roll back; then promoting is refused, and --watch ends at once on a finished rollout.
     let (code, out, _) = run(&["rollback", "scorer"]);
     assert_eq!(code, 0);

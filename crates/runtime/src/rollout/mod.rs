@@ -9,6 +9,7 @@ mod experiment;
 mod fleet;
 mod history;
 mod journal;
+mod series;
 mod status;
 
 use crate::shadow::ShadowStats;
@@ -149,6 +150,8 @@ pub struct RolloutDriver {
     arms_fingerprint: u64,
     /// Recent audit lines (`history.rs`).
     history: Mutex<std::collections::VecDeque<serde_json::Value>>,
+    /// Recent traffic per arm and second (`series.rs`), taken after `machine`.
+    series: Mutex<series::Ring>,
 }
 
 impl std::fmt::Debug for RolloutDriver {
@@ -264,6 +267,7 @@ impl RolloutDriver {
         let weight_bp = AtomicU32::new(machine.weight_bp());
         let experiment = spec.experiment.as_ref().and_then(experiment::Running::new);
         let driver = Self {
+            series: Mutex::default(),
             history: Mutex::new(history),
             experiment,
             arms_fingerprint: experiment::fingerprint(&spec),
@@ -347,6 +351,13 @@ impl RolloutDriver {
         if self.retired.load(Ordering::Relaxed) {
             return;
         }
+        let (failed, took) = match observation {
+            Observation::Served(t) => (false, Some(t.as_secs_f64())),
+            Observation::Failed => (true, None),
+            Observation::Censored(_) => (false, None),
+        };
+        let second = now_ms() / 1000;
+        self.series.lock().unwrap_or_else(PoisonError::into_inner).record(second, arm.side() as usize, failed, took);
         match observation {
             Observation::Served(took) => m.record(arm.side(), false, took.as_secs_f64()),
             Observation::Failed => m.record(arm.side(), true, 0.0),
@@ -469,6 +480,12 @@ impl RolloutDriver {
         let m = self.lock();
         self.retired.store(true, Ordering::Relaxed);
         m.state().clone()
+    }
+
+    /// The last five minutes of traffic per arm, second by second (for the console's charts).
+    pub fn series(&self) -> serde_json::Value {
+        let second = now_ms() / 1000;
+        self.series.lock().unwrap_or_else(PoisonError::into_inner).snapshot(second)
     }
 
     /// Waits until every decision taken so far is written (for tests and shutdown).

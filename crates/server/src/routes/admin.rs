@@ -139,13 +139,14 @@ pub(super) async fn show(State(app): State<AppState>, Path(endpoint): Path<Strin
     Ok(Json(status(&app, &driver).await))
 }
 
-/// `GET /admin/rollouts/{endpoint}/history[?limit=N]`: the rollout's decisions and events, oldest first.
+/// `GET /admin/rollouts/{endpoint}/history[?limit=N]`: the rollout's decisions and events, oldest first;
+/// `GET /admin/rollouts/{endpoint}/series`: its last five minutes of traffic per arm, second by second.
 pub(super) async fn history(
     State(app): State<AppState>,
     Path((endpoint, what)): Path<(String, String)>,
     axum::extract::Query(q): axum::extract::Query<HistoryQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    if what != "history" {
+    if what != "history" && what != "series" {
         return Err(ApiError::NotFound(format!("no route for GET /admin/rollouts/{endpoint}/{what}")));
     }
     let driver = app
@@ -153,6 +154,9 @@ pub(super) async fn history(
         .rollout(&endpoint)
         .cloned()
         .ok_or_else(|| ApiError::NotFound(format!("no rollout for endpoint '{endpoint}'")))?;
+    if what == "series" {
+        return Ok(Json(driver.series()));
+    }
     let entries = driver.history(q.limit.unwrap_or(100));
     Ok(Json(json!({ "endpoint": endpoint, "entries": entries })))
 }
