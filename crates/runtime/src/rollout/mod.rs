@@ -482,12 +482,6 @@ impl RolloutDriver {
         m.state().clone()
     }
 
-    /// The last five minutes of traffic per arm, second by second (for the console's charts).
-    pub fn series(&self) -> serde_json::Value {
-        let second = now_ms() / 1000;
-        self.series.lock().unwrap_or_else(PoisonError::into_inner).snapshot(second)
-    }
-
     /// Waits until every decision taken so far is written (for tests and shutdown).
     pub fn flush(&self) -> tokio::sync::oneshot::Receiver<()> {
         let (tx, rx) = tokio::sync::oneshot::channel();

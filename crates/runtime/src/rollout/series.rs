@@ -2,7 +2,9 @@
 //! and a latency histogram per second over the last five minutes, kept in a ring (bounded memory, O(1)
 //! per request, recorded under the lock `record` already holds).
 
+use super::{RolloutDriver, now_ms};
 use serde_json::{Value, json};
+use std::sync::PoisonError;
 
 /// Seconds kept.
 pub(super) const SECONDS: usize = 300;
@@ -71,6 +73,13 @@ impl Ring {
         }
         let arm = |a: &Columns| json!({ "requests": a.0, "failures": a.1, "p50_ms": a.2, "p99_ms": a.3 });
         json!({ "from": from, "to": now, "control": arm(&arms[0]), "canary": arm(&arms[1]) })
+    }
+}
+
+impl RolloutDriver {
+    /// The last five minutes of traffic per arm, second by second (for the console's charts).
+    pub fn series(&self) -> Value {
+        self.series.lock().unwrap_or_else(PoisonError::into_inner).snapshot(now_ms() / 1000)
     }
 }
 
