@@ -15,10 +15,11 @@ TEST_REPO = pathlib.Path(os.environ.get("SWITCHYARD_TEST_REPO", ROOT / "target/t
 
 
 class Server:
-    def __init__(self, repo, *args):
+    def __init__(self, repo, *args, env=None):
         self.proc = subprocess.Popen(
             [str(BIN), "serve", "--model-repository", str(repo), "--port", "0", *args],
-            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **(env or {})})
         self.log = []
         self.grpc_url = None
         found = threading.Event()

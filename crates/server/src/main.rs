@@ -124,6 +124,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     };
     let repository = Arc::new(Repository::new(args.model_repository.clone(), env.clone(), registry, configs, wanted));
     repository.clone().watch(Duration::from_secs(args.repository_poll_secs));
+    let mut reloads = Arc::default();
     if let Some(path) = &args.config {
         let reloader = reload::Reloader::new(
             path.clone(),
@@ -132,6 +133,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             request_timeout,
             endpoints.clone(),
         );
+        reloads = reloader.log.clone();
         Arc::new(reloader).watch(Duration::from_secs(args.config_poll_secs));
     } else {
         // SIGHUP's default action ends the process; without a config there is nothing to reload.
@@ -150,7 +152,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         tracing::info!("the data plane needs a bearer token (SWITCHYARD_API_TOKEN)");
     }
     let settings =
-        Settings { admin, api_token, limits: limits.request.clone(), strict_readiness, fleet: fleet.clone() };
+        Settings { admin, api_token, limits: limits.request.clone(), strict_readiness, fleet: fleet.clone(), reloads };
     let state = AppState::new(endpoints.clone(), configs, Some(repository), settings, Some(metrics));
 
     // With `--port 0` (any free port) gRPC also takes any free port unless told otherwise.

@@ -6,7 +6,8 @@
 //! whose spec did not change keeps its driver; one whose control and canary did not change continues
 //! from its state in memory; a new canary starts a new rollout; a removed rollout stops routing.
 //! Requests already in flight finish on the endpoints they started with. A rejected config is logged
-//! with its reason and counted, and the old one keeps serving.
+//! with its reason and counted, and the old one keeps serving. The latest outcomes are also kept in a
+//! `ReloadLog` for the console's timeline.
 
 use crate::Rollouts;
 use crate::config::ServerConfig;
@@ -48,6 +49,32 @@ pub enum Reloaded {
     },
 }
 
+/// The latest config reloads (applied or rejected), oldest first, for the console's timeline: in memory,
+/// bounded; each is also logged.
+#[derive(Debug, Default)]
+pub struct ReloadLog(std::sync::Mutex<std::collections::VecDeque<serde_json::Value>>);
+
+impl ReloadLog {
+    /// Reloads kept.
+    const KEPT: usize = 100;
+
+    fn push(&self, mut entry: serde_json::Value) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        entry["time_ms"] = serde_json::json!(u64::try_from(now.as_millis()).unwrap_or(u64::MAX));
+        entry["event"] = serde_json::json!("config_reload");
+        let mut log = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if log.len() == Self::KEPT {
+            log.pop_front();
+        }
+        log.push_back(entry);
+    }
+
+    /// Every reload kept, oldest first.
+    pub fn entries(&self) -> Vec<serde_json::Value> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect()
+    }
+}
+
 /// Everything a reload needs, fixed at start-up.
 pub struct Reloader {
     pub config: PathBuf,
@@ -56,6 +83,8 @@ pub struct Reloader {
     pub state_dir: Option<PathBuf>,
     pub request_timeout: Duration,
     pub endpoints: Arc<ArcSwap<Endpoints>>,
+    /// What each reload did, for the console.
+    pub log: Arc<ReloadLog>,
     /// The bytes last judged (applied or rejected), so an unchanged file is not judged again.
     last: tokio::sync::Mutex<Vec<u8>>,
 }
@@ -71,7 +100,8 @@ impl Reloader {
         let last = std::fs::read(&config).unwrap_or_default();
         let last = tokio::sync::Mutex::new(last);
         let registry = repository.registry.clone();
-        Self { config, repository, registry, state_dir, request_timeout, endpoints, last }
+        let log = Arc::default();
+        Self { config, repository, registry, state_dir, request_timeout, endpoints, log, last }
     }
 
     /// Watches for SIGHUP and for changed bytes every `poll` (none when zero), reloading on each.
@@ -112,10 +142,14 @@ impl Reloader {
                 metrics::counter!("switchyard_config_reloads_total", "result" => "success").increment(1);
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
                 metrics::gauge!("switchyard_config_last_reload_success_timestamp_seconds").set(now.as_secs_f64());
+                let counts =
+                    serde_json::json!({ "kept": kept, "continued": continued, "started": started, "removed": removed });
+                self.log.push(serde_json::json!({ "result": "applied", "rollouts": counts }));
             }
             Err(reason) => {
                 tracing::error!(config = %self.config.display(), %reason, "config rejected; the previous one keeps serving");
                 metrics::counter!("switchyard_config_reloads_total", "result" => "failure").increment(1);
+                self.log.push(serde_json::json!({ "result": "rejected", "reason": reason.to_string() }));
             }
         }
     }

@@ -79,6 +79,24 @@ fn every_command_answers_with_its_table_json_and_exit_code() {
         |arm: &str| series[arm]["requests"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).sum::<u64>();
     assert_eq!(total("control") + total("canary"), 5, "{series}");
     assert_eq!(series["control"]["requests"].as_array().unwrap().len(), 300);
+    let judged = series["e_values"]["error_rate"].as_array().unwrap().iter().filter(|v| v.is_number()).count();
+    assert!(judged >= 1, "the e-values as a second began: {series}");
+
+    // The console's one call: each rollout's status with its plan, series and history; the page itself
+    // is public, the call is not.
+    let console = s.conn().request("GET", "/admin/console", &[("Authorization", &auth)], b"").json();
+    let r = &console["rollouts"][0];
+    assert_eq!(
+        (r["endpoint"].as_str(), r["plan"]["steps"][0]["weight_percent"].as_f64()),
+        (Some("scorer"), Some(20.0))
+    );
+    assert_eq!(r["series"]["control"]["requests"].as_array().unwrap().len(), 300);
+    assert_eq!(r["history"].as_array().unwrap().len(), 3, "{r}");
+    assert!(console["reloads"].as_array().unwrap().is_empty() && console["fleet"].is_null(), "{console}");
+    assert_eq!(s.get("/admin/console").status, 401);
+    let page = s.get("/ui");
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("<script type=\"module\" src=\"/ui/console.js\">"), "{}", page.text());
 
     // Roll back; then promoting is refused, and --watch ends at once on a finished rollout.
     let (code, out, _) = run(&["rollback", "scorer"]);

@@ -356,8 +356,6 @@ impl RolloutDriver {
             Observation::Failed => (true, None),
             Observation::Censored(_) => (false, None),
         };
-        let second = now_ms() / 1000;
-        self.series.lock().unwrap_or_else(PoisonError::into_inner).record(second, arm.side() as usize, failed, took);
         match observation {
             Observation::Served(took) => m.record(arm.side(), false, took.as_secs_f64()),
             Observation::Failed => m.record(arm.side(), true, 0.0),
@@ -368,7 +366,8 @@ impl RolloutDriver {
             FleetMode::Following => None,
             FleetMode::CutOff => m.evaluate_regression(now_ms()),
         };
-        if m.requests_judged().is_multiple_of(64) {
+        self.record_second(&m, arm.side() as usize, failed, took, decision.is_some());
+        if m.requests_judged().is_multiple_of(64) || decision.is_some() {
             self.publish_evidence(&m.evidence());
         }
         if let Some(d) = decision {

@@ -102,7 +102,7 @@ pub(super) async fn fleet(State(app): State<AppState>) -> Result<Json<Value>, Ap
 
 /// A rollout's status, with the fleet's view of it (every replica's evidence and the pooled verdict)
 /// when this replica belongs to a fleet.
-async fn status(app: &AppState, driver: &switchyard_runtime::rollout::RolloutDriver) -> Value {
+pub(super) async fn status(app: &AppState, driver: &switchyard_runtime::rollout::RolloutDriver) -> Value {
     let mut status = driver.status();
     // Each arm's drift, where its version monitors it.
     if let Ok(resolved) = app.endpoints().resolve(&driver.spec.endpoint, None) {

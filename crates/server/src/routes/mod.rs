@@ -1,8 +1,9 @@
-//! The router: every V2 endpoint, the Kubernetes probes and `/metrics`, with JSON errors for unknown
-//! paths and wrong methods.
+//! The router: every V2 endpoint, the Kubernetes probes and `/metrics`, the admin API and the console,
+//! with JSON errors for unknown paths and wrong methods.
 
 mod admin;
 mod body;
+mod console;
 mod feedback;
 mod guard;
 mod health;
@@ -54,6 +55,8 @@ pub struct Shared {
     pub(crate) draining: Arc<std::sync::atomic::AtomicBool>,
     /// The fleet this replica belongs to (`coordination.etcd`), when there is one.
     pub(crate) fleet: Option<switchyard_fleet::Fleet>,
+    /// The latest config reloads (empty without `--config`).
+    pub(crate) reloads: Arc<crate::reload::ReloadLog>,
 }
 
 /// How the HTTP front end behaves: who may call it and within which limits.
@@ -67,6 +70,8 @@ pub struct Settings {
     pub strict_readiness: bool,
     /// The fleet: rollouts decided for every replica together (readiness waits to join it).
     pub fleet: Option<switchyard_fleet::Fleet>,
+    /// What config reloads did, for the console's timeline.
+    pub reloads: Arc<crate::reload::ReloadLog>,
 }
 
 impl Default for Settings {
@@ -77,6 +82,7 @@ impl Default for Settings {
             limits: RequestLimits::default(),
             strict_readiness: true,
             fleet: None,
+            reloads: Arc::default(),
         }
     }
 }
@@ -89,7 +95,7 @@ impl AppState {
         settings: Settings,
         metrics: Option<PrometheusHandle>,
     ) -> Self {
-        let Settings { admin, api_token, limits, strict_readiness, fleet } = settings;
+        let Settings { admin, api_token, limits, strict_readiness, fleet, reloads } = settings;
         Self(Arc::new(Shared {
             endpoints,
             admin,
@@ -102,6 +108,7 @@ impl AppState {
             metrics,
             draining: Arc::default(),
             fleet,
+            reloads,
         }))
     }
 
@@ -137,7 +144,11 @@ pub fn app(state: AppState) -> Router {
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
         .route("/v2/health/live", get(health::live))
-        .route("/v2/health/ready", get(health::ready));
+        .route("/v2/health/ready", get(health::ready))
+        // The console's page and scripts are public; what it shows without the admin token is `/metrics`.
+        .route("/ui", get(console::page))
+        .route("/ui/", get(console::page))
+        .route("/ui/{file}", get(console::file));
     let mut guarded = Router::new()
         .route("/v2", get(models::server_metadata))
         .route("/v2/repository/index", post(models::repository_index))
@@ -161,6 +172,7 @@ pub fn app(state: AppState) -> Router {
             .route("/admin/breakers", get(admin::breakers))
             .route("/admin/fleet", get(admin::fleet))
             .route("/admin/drift", get(admin::drift))
+            .route("/admin/console", get(console::data))
             .route("/admin/rollouts", get(admin::list))
             .route("/admin/rollouts/{endpoint}", get(admin::show))
             .route("/admin/rollouts/{endpoint}/{action}", post(admin::act).get(admin::history))
