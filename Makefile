@@ -26,6 +26,7 @@ run: setup build models
 	@echo "  curl -s http://$(HOST):$(PORT)/v2/models/mlp/infer -H 'Content-Type: application/json' -d @config/mlp-request.json"
 	@echo "The demo rollout (README, 'Rollouts'): send traffic to /v2/models/mlp/infer and watch"
 	@echo "  curl -s -H 'Authorization: Bearer $(ADMIN_TOKEN)' http://$(HOST):$(PORT)/admin/rollouts/mlp"
+	@echo "or open http://$(HOST):$(PORT)/ui (the console; admin token: $(ADMIN_TOKEN))"
 	@echo
 	SWITCHYARD_ADMIN_TOKEN=$(ADMIN_TOKEN) $(BIN) serve --model-repository models --host $(HOST) --port $(PORT) \
 	  --config config/switchyard.yaml --state-dir target/switchyard-state

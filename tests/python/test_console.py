@@ -154,6 +154,7 @@ def test_the_console_during_a_real_rollback(console_server):
             assert decided, history
             late_ms = seen_ms - decided[0]["time_ms"]
             assert late_ms < 2000, f"the rollback reached the page {late_ms:.0f} ms after the decision"
+            print(f"the rollback reached the page {late_ms:.0f} ms after the decision")
             detail = page.inner_text(rollback)
             assert "rolled back by analysis" in detail and "error rate" in detail and "e-value" in detail, detail
 
@@ -184,14 +185,22 @@ def test_the_console_during_a_real_rollback(console_server):
             assert "refused (401)" in page.inner_text(answer), page.inner_text(answer)
             assert admin(s, "/admin/rollouts/ranker")["phase"] == "progressing"
 
+            # Cancelled: nothing sent.
+            page.click('[data-endpoint="ranker"] button.action-pause')
+            page.click("#token-cancel")
+            page.wait_for_selector(f'{answer}:has-text("pause: cancelled")')
+            assert not admin(s, "/admin/rollouts/ranker")["paused"]
+
             phase["now"] = "acted"
             page.click('[data-endpoint="ranker"] button.action-rollback')
+            assert "control serves everything" in page.inner_text("#token-why")
             page.fill("#token-input", TOKEN)
             page.click("#token-ok")
             page.wait_for_selector(f'{answer}.good')
             assert "rollback: done (200)" in page.inner_text(answer), page.inner_text(answer)
             assert admin(s, "/admin/rollouts/ranker")["phase"] == "rolled_back"
             page.wait_for_selector('[data-endpoint="ranker"] .event-rollback:has-text("rolled back by admin")')
+            assert "admin view" in page.inner_text("#mode"), "a token that worked is kept for the tab"
         finally:
             if traffic:
                 traffic.stop()

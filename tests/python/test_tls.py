@@ -2,9 +2,11 @@
 certificate is the one configured, plain HTTP to the TLS port gets no answer, and bad key files
 stop the start with the file named. The gRPC port serves TLS with the same certificate: tritonclient.grpc
 with ssl=True infers over it, a plaintext client gets no answer. The certificate is made here with the
-openssl command."""
+openssl command. `switchyard rollouts` talks to the admin API over HTTPS with the certificate as its CA,
+and refuses a server whose certificate it cannot check."""
 import http.client
 import json
+import os
 import re
 import shutil
 import ssl
@@ -33,10 +35,11 @@ def cert(tmp_path_factory):
 GRPC = {}  # server pid -> its gRPC address, when it serves gRPC over TLS
 
 
-def start(*args):
+def start(*args, env=None):
     proc = subprocess.Popen(
         [str(BIN), "serve", "--model-repository", str(TEST_REPO), "--port", "0", "--strict-readiness", "false", *args],
-        cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **(env or {})})
     port, log, found = [], [], threading.Event()
 
     def drain():
@@ -131,6 +134,38 @@ def test_grpc_serves_tls_with_the_same_certificate(cert):
         metrics = conn.getresponse().read().decode()
         failures = [l for l in metrics.splitlines() if l.startswith("switchyard_grpc_tls_handshake_failures_total ")]
         assert failures and float(failures[0].split()[-1]) >= 1, metrics[-2000:]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_the_cli_steers_rollouts_over_https(cert, tmp_path):
+    cert_file, key_file = cert
+    cfg = tmp_path / "switchyard.yaml"
+    cfg.write_text("rollouts:\n  - endpoint: scorer\n    control: { model: mlp, version: 1 }\n"
+                   "    canary: { model: mlp, version: 2, steps: [ { weight: 10, hold: 1h } ] }\n")
+    proc, port, log = start("--tls-cert", str(cert_file), "--tls-key", str(key_file), "--config", str(cfg),
+                            env={"SWITCHYARD_ADMIN_TOKEN": "tls-token"})
+    try:
+        assert port, "".join(log)
+
+        def ctl(*args, server=f"https://127.0.0.1:{port}", **env):
+            return subprocess.run([str(BIN), "rollouts", "--server", server, *args], capture_output=True, text=True,
+                                  env={**os.environ, "SWITCHYARD_ADMIN_TOKEN": "tls-token", **env}, timeout=30)
+
+        r = ctl("list", "--ca-cert", str(cert_file))
+        assert r.returncode == 0 and "scorer" in r.stdout, r.stderr
+        r = ctl("pause", "scorer", server=f"https://localhost:{port}", SWITCHYARD_CA_CERT=str(cert_file))
+        assert r.returncode == 0 and "paused" in r.stdout, r.stderr
+        # A CA bundle that cannot be read is a usage error (2), naming it; a CA that does not vouch for the
+        # server's certificate leaves it unreachable (3), saying why.
+        r = ctl("list", SSL_CERT_FILE="/nonexistent")
+        assert r.returncode == 2 and "/nonexistent" in r.stderr, r.stderr
+        other = tmp_path / "other.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=other",
+                        "-keyout", str(tmp_path / "other.key"), "-out", str(other)], check=True, capture_output=True)
+        r = ctl("list", "--ca-cert", str(other))
+        assert r.returncode == 3 and "certificate" in r.stderr.lower(), r.stderr
     finally:
         proc.terminate()
         proc.wait(10)

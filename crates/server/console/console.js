@@ -49,28 +49,47 @@ function showMode() {
   $("sign-out").hidden = !state.token;
 }
 
-/** Asks for the admin token in a dialog; resolves to it, or null when cancelled. */
-function askToken(why) {
+/**
+ * Asks in a dialog: `why` says what happens; the token field shows only when `needToken`; the OK button
+ * reads `ok`. Resolves to `{ token }` (the token typed, or null when none was asked), or null when
+ * cancelled.
+ */
+function ask(why, ok, needToken) {
   const dialog = $("token-dialog");
   const input = $("token-input");
   $("token-why").textContent = why;
+  $("token-ok").textContent = ok;
+  $("token-field").hidden = !needToken;
   input.value = "";
   dialog.showModal();
-  input.focus();
+  (needToken ? input : $("token-ok")).focus();
   return new Promise((resolve) => {
-    const done = (value) => {
+    const done = (answer) => {
       $("token-ok").onclick = $("token-cancel").onclick = input.onkeydown = dialog.oncancel = null;
       dialog.close();
-      resolve(value);
+      resolve(answer);
     };
-    $("token-ok").onclick = () => done(input.value.trim() || null);
+    const accept = () => {
+      const token = input.value.trim() || null;
+      if (needToken && !token) return input.focus();
+      done({ token });
+    };
+    $("token-ok").onclick = accept;
     $("token-cancel").onclick = () => done(null);
     dialog.oncancel = () => done(null);
     input.onkeydown = (e) => {
-      if (e.key === "Enter") done(input.value.trim() || null);
+      if (e.key === "Enter") accept();
     };
   });
 }
+
+/** What each action does, said before it is done. */
+const EFFECT = {
+  promote: "the canary takes all traffic and becomes the version served",
+  rollback: "the canary gets no more traffic; control serves everything",
+  pause: "the weights hold where they are (automatic rollback stays armed)",
+  resume: "the rollout goes on from where it was paused",
+};
 
 async function act(endpoint, action) {
   const card = state.cards.get(endpoint);
@@ -78,8 +97,14 @@ async function act(endpoint, action) {
     card.answer.textContent = text;
     card.answer.className = `answer ${cls}`;
   };
-  const token = state.token || (await askToken(`${action} on ${endpoint} needs the admin token`));
-  if (!token) return answer(`${action}: cancelled (no token)`, "muted");
+  // Promote and rollback are asked about first, as is the token when the page has none.
+  let token = state.token;
+  if (!token || action === "promote" || action === "rollback") {
+    const why = `${action} ${endpoint}: ${EFFECT[action]}.${token ? "" : " This needs the admin token."}`;
+    const said = await ask(why, action, !token);
+    if (!said) return answer(`${action}: cancelled`, "muted");
+    token = token || said.token;
+  }
   answer(`${action}: sending…`, "muted");
   let resp;
   try {
@@ -212,9 +237,9 @@ function schedule(ms) {
 }
 
 $("sign-in").addEventListener("click", async () => {
-  const token = await askToken("The admin token shows each arm's model, the plan, the decisions' figures and the buttons' effect.");
-  if (token) {
-    useToken(token);
+  const said = await ask("The admin token shows each arm's model, the plan and the figures behind each decision.", "use token", true);
+  if (said) {
+    useToken(said.token);
     notice("");
     poll();
   }

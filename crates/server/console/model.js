@@ -438,6 +438,11 @@ export function fmt(x) {
   return x.toPrecision(2);
 }
 
+/** A count: whole, with thousands separated. */
+export function fmtCount(x) {
+  return x === null || x === undefined ? "–" : Math.round(x).toLocaleString("en");
+}
+
 export function fmtPercent(x) {
   return x === null || x === undefined ? "–" : `${fmt(x)} %`;
 }

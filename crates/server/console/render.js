@@ -3,7 +3,7 @@
 // nothing a config or a model names can become markup.
 
 import { lineChart } from "./charts.js";
-import { WINDOW_S, fmt, fmtMs, fmtPercent, label } from "./model.js";
+import { WINDOW_S, fmt, fmtCount, fmtMs, fmtPercent, label } from "./model.js";
 
 /** An element: `h("td", { class: "n" }, "text", child, ...)`. */
 export function h(tag, attrs = {}, ...children) {
@@ -76,6 +76,7 @@ function arms(v, now) {
 }
 
 function figure(title, chart, legend) {
+  chart.setAttribute("aria-label", title);
   return h("figure", {}, h("figcaption", {}, title), chart,
     h("ul", { class: "legend" }, legend.map(([cls, text]) => h("li", {}, h("span", { class: `swatch ${cls}` }), text))));
 }
@@ -115,7 +116,7 @@ function shadows(v) {
   if (!v.shadows.length) return null;
   return h("section", { class: "panel" }, h("h3", {}, "Shadow agreement"),
     table(["shadow", "compared", "errors", "exact", "argmax", "cosine", "max |diff|"], v.shadows.map((s) => [
-      s.name, fmt(s.compared), fmt(s.errors), fmtPercent(s.exact === null ? null : s.exact * 100),
+      s.name, fmtCount(s.compared), fmtCount(s.errors), fmtPercent(s.exact === null ? null : s.exact * 100),
       fmtPercent(s.argmax === null ? null : s.argmax * 100), fmt(s.cosine), fmt(s.max_abs_diff)]), "shadows"));
 }
 
@@ -161,7 +162,7 @@ function fleet(v) {
   const replicas = (f.replicas || []).map((r) => [
     r.replica === f.leader ? h("span", {}, r.replica, " ", h("span", { class: "level level-ok" }, "leader")) : r.replica,
     r.mode ?? "–", `${fmt(r.last_seen_ms_ago / 1000)} s ago`,
-    `${fmt(r.requests.control)} / ${fmt(r.requests.canary)}`, `${fmt(r.errors.control)} / ${fmt(r.errors.canary)}`,
+    `${fmtCount(r.requests.control)} / ${fmtCount(r.requests.canary)}`, `${fmtCount(r.errors.control)} / ${fmtCount(r.errors.canary)}`,
     fmt(r.error_e_value), fmt(r.latency_e_value)]);
   return h("section", { class: "panel" }, h("h3", {}, "Fleet"),
     h("p", {}, `leader: ${f.leader ?? "none"} · this replica: ${f.replica}${f.error ? ` · ${f.error}` : ""}`),

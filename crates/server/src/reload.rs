@@ -59,8 +59,7 @@ impl ReloadLog {
     const KEPT: usize = 100;
 
     fn push(&self, mut entry: serde_json::Value) {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        entry["time_ms"] = serde_json::json!(u64::try_from(now.as_millis()).unwrap_or(u64::MAX));
+        entry["time_ms"] = serde_json::json!(switchyard_runtime::rollout::now_ms());
         entry["event"] = serde_json::json!("config_reload");
         let mut log = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if log.len() == Self::KEPT {

@@ -1,21 +1,27 @@
 //! `switchyard rollouts ...`: watch and steer the rollouts of a running server from a terminal, through
-//! its admin API (`--server` / `SWITCHYARD_SERVER`, the token from `SWITCHYARD_ADMIN_TOKEN`), as readable
+//! its admin API (`--server` / `SWITCHYARD_SERVER`, HTTP or HTTPS with `--ca-cert`, the token from
+//! `SWITCHYARD_ADMIN_TOKEN`), as readable
 //! tables or `--output json`, with exit codes scripts can rely on: 0 done, 1 refused, 2 usage, 3
 //! unreachable, 4 unauthorised.
 
 mod http;
 mod table;
+mod tls;
 
 use clap::{Args, Subcommand, ValueEnum};
-use http::{Answer, CallError, call};
+use http::{Answer, CallError, Client};
 use serde_json::Value;
 use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct RolloutsArgs {
-    /// The server's base URL.
+    /// The server's base URL: http://HOST:PORT or https://HOST:PORT.
     #[arg(long, env = "SWITCHYARD_SERVER", default_value = "http://127.0.0.1:8000", global = true)]
     pub server: String,
+    /// With https: the CA certificates (PEM) the server's certificate must chain to; without it, the
+    /// system's CA bundle (or SSL_CERT_FILE).
+    #[arg(long, env = "SWITCHYARD_CA_CERT", global = true)]
+    pub ca_cert: Option<std::path::PathBuf>,
     /// How to print answers.
     #[arg(long, value_enum, default_value_t = Output::Table, global = true)]
     pub output: Output,
@@ -86,11 +92,15 @@ pub fn run(args: RolloutsArgs) -> Exit {
 
 async fn run_async(args: RolloutsArgs) -> Exit {
     let token = std::env::var("SWITCHYARD_ADMIN_TOKEN").ok().filter(|t| !t.is_empty());
-    let ask = |method: &'static str, path: String| {
-        let (server, token) = (args.server.clone(), token.clone());
-        async move { call(&server, method, &path, token.as_deref()).await }
-    };
     let json = args.output == Output::Json;
+    let client = match Client::new(&args.server, args.ca_cert.as_deref(), token) {
+        Ok(c) => c,
+        Err(e) => return report(Err(e), json, table::action),
+    };
+    let ask = |method: &'static str, path: String| {
+        let client = &client;
+        async move { client.call(method, &path).await }
+    };
     let (answer, render): (Result<Answer, CallError>, Render) = match &args.command {
         RolloutsCommand::List => (ask("GET", "/admin/rollouts".into()).await, table::list),
         RolloutsCommand::Status { endpoint, watch: false, .. } => {

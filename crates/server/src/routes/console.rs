@@ -65,9 +65,8 @@ pub(super) async fn data(State(app): State<AppState>) -> Json<Value> {
         status["history"] = json!(driver.history(HISTORY));
         rollouts.push(status);
     }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     Json(json!({
-        "time_ms": u64::try_from(now.as_millis()).unwrap_or(u64::MAX),
+        "time_ms": switchyard_runtime::rollout::now_ms(),
         "rollouts": rollouts,
         "fleet": app.fleet.as_ref().map(switchyard_fleet::Fleet::summary),
         "reloads": app.reloads.entries(),
