@@ -242,7 +242,7 @@ impl RolloutConfig {
             (Strategy::Canary, None, None) => Schedule::Steps(Plan::default_steps(60_000)),
         };
         let plan = Plan { schedule, analysis };
-        plan.validate().map_err(at)?;
+        plan.validate().map_err(|e| at(e.to_string()))?;
         Ok(plan)
     }
 }

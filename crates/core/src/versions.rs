@@ -31,7 +31,7 @@ impl Default for VersionPolicy {
 impl VersionPolicy {
     /// The versions to serve out of those on disk, ascending. A specific version that is not on disk
     /// is returned as an error naming it.
-    pub fn select(&self, on_disk: &[u64]) -> Result<Vec<u64>, String> {
+    pub fn select(&self, on_disk: &[u64]) -> Result<Vec<u64>, SelectError> {
         let mut all = on_disk.to_vec();
         all.sort_unstable();
         all.dedup();
@@ -39,11 +39,11 @@ impl VersionPolicy {
         match self {
             Self::Named(NamedPolicy::Latest) => Ok(keep_latest(1)),
             Self::Named(NamedPolicy::All) => Ok(all),
-            Self::Latest { latest: 0 } => Err("versions: {latest: N} needs N of at least 1".into()),
+            Self::Latest { latest: 0 } => Err(SelectError::NoLatest),
             Self::Latest { latest } => Ok(keep_latest(*latest)),
             Self::Specific(wanted) => {
                 if let Some(missing) = wanted.iter().find(|v| !all.contains(v)) {
-                    return Err(format!("versions: version {missing} is not in the model directory (found {all:?})"));
+                    return Err(SelectError::Missing { missing: *missing, found: all });
                 }
                 let mut v = wanted.clone();
                 v.sort_unstable();
@@ -52,6 +52,15 @@ impl VersionPolicy {
             }
         }
     }
+}
+
+/// Why a version policy selects nothing servable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectError {
+    #[error("versions: {{latest: N}} needs N of at least 1")]
+    NoLatest,
+    #[error("versions: version {missing} is not in the model directory (found {found:?})")]
+    Missing { missing: u64, found: Vec<u64> },
 }
 
 /// The version chosen to answer a request.
@@ -106,7 +115,11 @@ mod tests {
         assert_eq!(VersionPolicy::Latest { latest: 9 }.select(&disk), Ok(vec![1, 2, 3, 10]));
         assert!(VersionPolicy::Latest { latest: 0 }.select(&disk).is_err());
         assert_eq!(VersionPolicy::Specific(vec![2, 1]).select(&disk), Ok(vec![1, 2]));
-        assert!(VersionPolicy::Specific(vec![4]).select(&disk).unwrap_err().contains("version 4"));
+        assert!(VersionPolicy::Specific(vec![4]).select(&disk).unwrap_err().to_string().contains("version 4"));
+        assert_eq!(
+            VersionPolicy::Latest { latest: 0 }.select(&disk).unwrap_err().to_string(),
+            "versions: {latest: N} needs N of at least 1"
+        );
         assert_eq!(VersionPolicy::default().select(&[]), Ok(vec![]));
     }
 

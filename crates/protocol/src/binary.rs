@@ -2,18 +2,18 @@
 //! BYTES element a 4-byte little-endian length and that many bytes. Decoding copies each element once into
 //! aligned typed storage; nothing is reserved beyond what the given bytes can hold.
 
-use crate::{DataType, TensorData};
+use crate::{DataError, DataType, TensorData};
 use half::{bf16, f16};
 
 /// Decodes exactly `count` elements of `dt` from `bytes`, which must be consumed completely.
-pub(crate) fn decode(bytes: &[u8], dt: DataType, count: usize) -> Result<TensorData, String> {
+pub(crate) fn decode(bytes: &[u8], dt: DataType, count: usize) -> Result<TensorData, DataError> {
     let Some(size) = dt.element_size() else {
         return decode_bytes(bytes, count).map(TensorData::Bytes);
     };
     // From here on `dt` has a fixed element size.
-    let need = count.checked_mul(size).ok_or("element count overflows")?;
+    let need = count.checked_mul(size).ok_or(DataError::CountOverflows)?;
     if bytes.len() != need {
-        return Err(format!("{} bytes given but {count} {dt} elements need {need}", bytes.len()));
+        return Err(DataError::ByteCount { given: bytes.len(), count, datatype: dt, need });
     }
     macro_rules! le {
         ($variant:ident, $t:ty, $n:literal) => {
@@ -29,7 +29,7 @@ pub(crate) fn decode(bytes: &[u8], dt: DataType, count: usize) -> Result<TensorD
                 .map(|&b| match b {
                     0 => Ok(false),
                     1 => Ok(true),
-                    b => Err(format!("BOOL element byte {b} is neither 0 nor 1")),
+                    b => Err(DataError::Bool(b)),
                 })
                 .collect::<Result<_, _>>()?,
         ),
@@ -50,39 +50,38 @@ pub(crate) fn decode(bytes: &[u8], dt: DataType, count: usize) -> Result<TensorD
 }
 
 /// Splits length-prefixed BYTES elements; each must be valid UTF-8 (ONNX string tensors are).
-fn decode_bytes(mut bytes: &[u8], count: usize) -> Result<Vec<String>, String> {
+fn decode_bytes(mut bytes: &[u8], count: usize) -> Result<Vec<String>, DataError> {
     let mut out = Vec::with_capacity(count.min(bytes.len() / 4));
     while !bytes.is_empty() {
         if out.len() == count {
-            return Err(format!("{} bytes left after the {count} BYTES elements the shape holds", bytes.len()));
+            return Err(DataError::BytesLeft { left: bytes.len(), count });
         }
-        let (len, rest) = bytes.split_first_chunk::<4>().ok_or("BYTES element length prefix is cut short")?;
+        let (len, rest) = bytes.split_first_chunk::<4>().ok_or(DataError::PrefixCut)?;
         let len = u32::from_le_bytes(*len) as usize;
         if len > rest.len() {
-            return Err(format!("BYTES element {} claims {len} bytes but only {} remain", out.len(), rest.len()));
+            return Err(DataError::BytesClaim { index: out.len(), claimed: len, remain: rest.len() });
         }
         let (elem, rest) = rest.split_at(len);
-        let s =
-            std::str::from_utf8(elem).map_err(|e| format!("BYTES element {} is not valid UTF-8: {e}", out.len()))?;
+        let s = std::str::from_utf8(elem).map_err(|error| DataError::Utf8 { index: out.len(), error })?;
         out.push(s.to_owned());
         bytes = rest;
     }
     if out.len() != count {
-        return Err(format!("{} BYTES elements given but the shape needs {count}", out.len()));
+        return Err(DataError::BytesCount { given: out.len(), count });
     }
     Ok(out)
 }
 
 /// Counts the length-prefixed BYTES elements in `bytes` (for raw single-input requests).
-pub(crate) fn count_bytes_elements(mut bytes: &[u8]) -> Result<usize, String> {
+pub(crate) fn count_bytes_elements(mut bytes: &[u8]) -> Result<usize, DataError> {
     let mut n = 0usize;
     while let Some((len, rest)) = bytes.split_first_chunk::<4>() {
         let len = u32::from_le_bytes(*len) as usize;
-        bytes = rest.get(len..).ok_or("BYTES element runs past the end of the body")?;
+        bytes = rest.get(len..).ok_or(DataError::BytesPastEnd)?;
         n += 1;
     }
     if !bytes.is_empty() {
-        return Err("BYTES element length prefix is cut short".into());
+        return Err(DataError::PrefixCut);
     }
     Ok(n)
 }
@@ -151,10 +150,10 @@ mod tests {
 
     #[test]
     fn sizes_that_do_not_add_up_are_refused() {
-        assert!(decode(&[0; 7], DataType::Fp32, 2).unwrap_err().contains("need 8"));
+        assert!(decode(&[0; 7], DataType::Fp32, 2).unwrap_err().to_string().contains("need 8"));
         assert!(decode(&[0; 9], DataType::Fp32, 2).is_err());
-        assert!(decode(&[2], DataType::Bool, 1).unwrap_err().contains("neither"));
-        assert!(decode(&[0; 8], DataType::Fp32, usize::MAX).unwrap_err().contains("overflow"));
+        assert!(decode(&[2], DataType::Bool, 1).unwrap_err().to_string().contains("neither"));
+        assert!(decode(&[0; 8], DataType::Fp32, usize::MAX).unwrap_err().to_string().contains("overflow"));
     }
 
     #[test]
@@ -162,11 +161,11 @@ mod tests {
         let ok = [1, 0, 0, 0, b'a', 0, 0, 0, 0];
         assert_eq!(decode(&ok, DataType::Bytes, 2).unwrap(), TensorData::Bytes(vec!["a".into(), String::new()]));
         assert_eq!(count_bytes_elements(&ok), Ok(2));
-        assert!(decode(&ok, DataType::Bytes, 1).unwrap_err().contains("left after"));
-        assert!(decode(&ok, DataType::Bytes, 3).unwrap_err().contains("needs 3"));
-        assert!(decode(&[255, 255, 255, 255, b'a'], DataType::Bytes, 1).unwrap_err().contains("claims"));
-        assert!(decode(&[1, 0], DataType::Bytes, 1).unwrap_err().contains("cut short"));
-        assert!(decode(&[2, 0, 0, 0, 0xc3, 0x28], DataType::Bytes, 1).unwrap_err().contains("UTF-8"));
+        assert!(decode(&ok, DataType::Bytes, 1).unwrap_err().to_string().contains("left after"));
+        assert!(decode(&ok, DataType::Bytes, 3).unwrap_err().to_string().contains("needs 3"));
+        assert!(decode(&[255, 255, 255, 255, b'a'], DataType::Bytes, 1).unwrap_err().to_string().contains("claims"));
+        assert!(decode(&[1, 0], DataType::Bytes, 1).unwrap_err().to_string().contains("cut short"));
+        assert!(decode(&[2, 0, 0, 0, 0xc3, 0x28], DataType::Bytes, 1).unwrap_err().to_string().contains("UTF-8"));
         assert!(count_bytes_elements(&[9, 0, 0, 0, 1]).is_err());
     }
 }

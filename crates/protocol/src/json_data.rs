@@ -3,13 +3,13 @@
 //! by the shape's rank, so hostile depth cannot grow the stack, and storage is reserved from what the
 //! body can hold, never from what the shape claims.
 
-use crate::{DataType, TensorData};
+use crate::{DataError, DataType, TensorData};
 use half::{bf16, f16};
 use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 use std::fmt;
 
 /// Decodes `raw` (the text of a JSON `data` value) into `count` elements of `dt` laid out as `shape`.
-pub(crate) fn decode(raw: &str, dt: DataType, shape: &[usize], count: usize) -> Result<TensorData, String> {
+pub(crate) fn decode(raw: &str, dt: DataType, shape: &[usize], count: usize) -> Result<TensorData, DataError> {
     // Each element takes at least two bytes of JSON ("1,"), which bounds what a lying shape can reserve.
     let cap = count.min(raw.len() / 2 + 1);
     macro_rules! go {
@@ -37,17 +37,18 @@ pub(crate) fn decode(raw: &str, dt: DataType, shape: &[usize], count: usize) -> 
     })
 }
 
-fn read<T: JsonElement>(raw: &str, shape: &[usize], count: usize, out: &mut Vec<T>) -> Result<(), String> {
+fn read<T: JsonElement>(raw: &str, shape: &[usize], count: usize, out: &mut Vec<T>) -> Result<(), DataError> {
     if read_flat(raw.as_bytes(), count, out).is_some() {
         return Ok(());
     }
     out.clear();
     let mut de = serde_json::Deserializer::from_str(raw);
     let mut state = State { out, shape, count, layout: Layout::Unknown };
-    Level { state: &mut state, depth: 0 }.deserialize(&mut de).map_err(|e| e.to_string())?;
-    de.end().map_err(|e| e.to_string())?;
+    let json = |e: serde_json::Error| DataError::Json(e.to_string());
+    Level { state: &mut state, depth: 0 }.deserialize(&mut de).map_err(json)?;
+    de.end().map_err(json)?;
     if state.out.len() != count {
-        return Err(format!("data has {} elements but shape {shape:?} needs {count}", state.out.len()));
+        return Err(DataError::JsonCount { given: state.out.len(), shape: shape.to_vec(), count });
     }
     Ok(())
 }
@@ -115,7 +116,7 @@ impl<'de, T: JsonElement> DeserializeSeed<'de> for Level<'_, '_, T> {
 }
 
 impl<T: JsonElement> Level<'_, '_, T> {
-    fn push<E: de::Error>(self, v: Result<T, String>) -> Result<(), E> {
+    fn push<E: de::Error>(self, v: Result<T, ElementError>) -> Result<(), E> {
         let st = self.state;
         let rank = st.shape.len();
         if self.depth == 0 {
@@ -196,6 +197,17 @@ impl<'de, T: JsonElement> Visitor<'de> for Level<'_, '_, T> {
     }
 }
 
+/// Why a JSON scalar is not an element of the datatype (told to serde, which adds where it was).
+#[derive(Debug, thiserror::Error)]
+enum ElementError {
+    #[error("{what} is not a valid {datatype} value")]
+    Wrong { what: String, datatype: &'static str },
+    #[error("{value} is out of range for {datatype}")]
+    OutOfRange { value: String, datatype: &'static str },
+    #[error("{value} is not an integer (datatype {datatype})")]
+    NotInteger { value: f64, datatype: &'static str },
+}
+
 /// How one JSON scalar becomes an element of a datatype; anything out of range is refused, never wrapped.
 trait JsonElement: Sized {
     const NAME: &'static str;
@@ -204,36 +216,36 @@ trait JsonElement: Sized {
     fn from_prefix(_text: &[u8]) -> Option<(Self, usize)> {
         None
     }
-    fn wrong(what: impl fmt::Display) -> Result<Self, String> {
-        Err(format!("{what} is not a valid {} value", Self::NAME))
+    fn wrong(what: impl fmt::Display) -> Result<Self, ElementError> {
+        Err(ElementError::Wrong { what: what.to_string(), datatype: Self::NAME })
     }
-    fn from_bool(v: bool) -> Result<Self, String> {
+    fn from_bool(v: bool) -> Result<Self, ElementError> {
         Self::wrong(v)
     }
-    fn from_u64(v: u64) -> Result<Self, String> {
+    fn from_u64(v: u64) -> Result<Self, ElementError> {
         Self::wrong(v)
     }
-    fn from_i64(v: i64) -> Result<Self, String> {
+    fn from_i64(v: i64) -> Result<Self, ElementError> {
         Self::wrong(v)
     }
-    fn from_f64(v: f64) -> Result<Self, String> {
+    fn from_f64(v: f64) -> Result<Self, ElementError> {
         Self::wrong(v)
     }
-    fn from_str(v: &str) -> Result<Self, String> {
+    fn from_str(v: &str) -> Result<Self, ElementError> {
         Self::wrong(format_args!("string {v:?}"))
     }
 }
 
 impl JsonElement for bool {
     const NAME: &'static str = "BOOL";
-    fn from_bool(v: bool) -> Result<Self, String> {
+    fn from_bool(v: bool) -> Result<Self, ElementError> {
         Ok(v)
     }
 }
 
 impl JsonElement for String {
     const NAME: &'static str = "BYTES";
-    fn from_str(v: &str) -> Result<Self, String> {
+    fn from_str(v: &str) -> Result<Self, ElementError> {
         Ok(v.to_owned())
     }
 }
@@ -246,14 +258,14 @@ macro_rules! int_element {
                 let (value, used) = read_integer(text)?;
                 Some((<$t>::try_from(value).ok()?, used))
             }
-            fn from_u64(v: u64) -> Result<Self, String> {
-                <$t>::try_from(v).map_err(|_| format!("{v} is out of range for {}", $name))
+            fn from_u64(v: u64) -> Result<Self, ElementError> {
+                <$t>::try_from(v).map_err(|_| ElementError::OutOfRange { value: v.to_string(), datatype: $name })
             }
-            fn from_i64(v: i64) -> Result<Self, String> {
-                <$t>::try_from(v).map_err(|_| format!("{v} is out of range for {}", $name))
+            fn from_i64(v: i64) -> Result<Self, ElementError> {
+                <$t>::try_from(v).map_err(|_| ElementError::OutOfRange { value: v.to_string(), datatype: $name })
             }
-            fn from_f64(v: f64) -> Result<Self, String> {
-                Err(format!("{v} is not an integer (datatype {})", $name))
+            fn from_f64(v: f64) -> Result<Self, ElementError> {
+                Err(ElementError::NotInteger { value: v, datatype: $name })
             }
         }
     };
@@ -292,16 +304,16 @@ macro_rules! float_element {
                 let (x, used): ($t, usize) = $token(text)?;
                 f64::from(x).is_finite().then_some((x, used))
             }
-            fn from_u64(v: u64) -> Result<Self, String> {
+            fn from_u64(v: u64) -> Result<Self, ElementError> {
                 <Self as JsonElement>::from_f64(v as f64)
             }
-            fn from_i64(v: i64) -> Result<Self, String> {
+            fn from_i64(v: i64) -> Result<Self, ElementError> {
                 <Self as JsonElement>::from_f64(v as f64)
             }
-            fn from_f64(v: f64) -> Result<Self, String> {
+            fn from_f64(v: f64) -> Result<Self, ElementError> {
                 let x: $t = $from(v);
                 if f64::from(x).is_infinite() {
-                    return Err(format!("{v} is out of range for {}", $name));
+                    return Err(ElementError::OutOfRange { value: v.to_string(), datatype: $name });
                 }
                 Ok(x)
             }
@@ -326,7 +338,7 @@ fn number<F: fast_float2::FastFloat>(text: &[u8]) -> Option<(F, usize)> {
 mod tests {
     use super::*;
 
-    fn fp32(raw: &str, shape: &[usize]) -> Result<Vec<f32>, String> {
+    fn fp32(raw: &str, shape: &[usize]) -> Result<Vec<f32>, DataError> {
         let n = shape.iter().product();
         match decode(raw, DataType::Fp32, shape, n)? {
             TensorData::Fp32(v) => Ok(v),
@@ -365,7 +377,7 @@ mod tests {
     #[test]
     fn hostile_depth_is_refused_without_recursion() {
         let raw = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        let err = fp32(&raw, &[1, 1]).unwrap_err();
+        let err = fp32(&raw, &[1, 1]).unwrap_err().to_string();
         assert!(err.contains("nesting"), "{err}");
     }
 
@@ -373,12 +385,12 @@ mod tests {
     fn integers_are_range_checked_never_wrapped() {
         let i8s = |raw: &str| decode(raw, DataType::Int8, &[2], 2);
         assert_eq!(i8s("[-128,127]").unwrap(), TensorData::Int8(vec![-128, 127]));
-        assert!(i8s("[128,0]").unwrap_err().contains("out of range for INT8"));
-        assert!(i8s("[1.5,0]").unwrap_err().contains("not an integer"));
+        assert!(i8s("[128,0]").unwrap_err().to_string().contains("out of range for INT8"));
+        assert!(i8s("[1.5,0]").unwrap_err().to_string().contains("not an integer"));
         let u64s = |raw: &str| decode(raw, DataType::Uint64, &[1], 1);
         assert_eq!(u64s("[18446744073709551615]").unwrap(), TensorData::Uint64(vec![u64::MAX]));
         assert!(u64s("[18446744073709551616]").is_err());
-        assert!(u64s("[-1]").unwrap_err().contains("out of range"));
+        assert!(u64s("[-1]").unwrap_err().to_string().contains("out of range"));
         assert!(decode("[true]", DataType::Int32, &[1], 1).is_err());
     }
 
@@ -391,8 +403,8 @@ mod tests {
             TensorData::Bytes(vec!["a".into(), "é\n".into()])
         );
         assert_eq!(decode("[1.5]", DataType::Fp16, &[1], 1).unwrap(), TensorData::Fp16(vec![f16::from_f32(1.5)]));
-        assert!(decode("[70000]", DataType::Fp16, &[1], 1).unwrap_err().contains("out of range for FP16"));
-        assert!(decode("[1e300]", DataType::Fp32, &[1], 1).unwrap_err().contains("out of range for FP32"));
+        assert!(decode("[70000]", DataType::Fp16, &[1], 1).unwrap_err().to_string().contains("out of range for FP16"));
+        assert!(decode("[1e300]", DataType::Fp32, &[1], 1).unwrap_err().to_string().contains("out of range for FP32"));
         assert_eq!(decode("[1e300]", DataType::Fp64, &[1], 1).unwrap(), TensorData::Fp64(vec![1e300]));
         assert!(decode(r#"["1"]"#, DataType::Fp32, &[1], 1).is_err());
         // Shortest round-trip text comes back as the very same double.
@@ -457,7 +469,7 @@ mod tests {
             for dt in [DataType::Int8, DataType::Uint8, DataType::Uint64, DataType::Int64, DataType::Int32] {
                 // Errors name the same value; only the column differs.
                 let strip =
-                    |r: Result<TensorData, String>| r.map_err(|e| e.split(" at line").next().map(str::to_owned));
+                    |r: Result<TensorData, DataError>| r.map_err(|e| e.to_string().split(" at line").next().map(str::to_owned));
                 let flat = strip(decode(raw, dt, &[2], 2));
                 let nested = strip(decode(&format!("[{raw}]"), dt, &[1, 2], 2));
                 assert_eq!(flat, nested, "{raw} as {dt}");
@@ -470,8 +482,8 @@ mod tests {
     #[test]
     fn negative_zero_is_read_alike_flat_and_nested() {
         for dt in [DataType::Int8, DataType::Uint8, DataType::Int64, DataType::Uint64] {
-            let flat = decode("[-0,1]", dt, &[1, 2], 2).unwrap_err();
-            let nested = decode("[[-0,1]]", dt, &[1, 2], 2).unwrap_err();
+            let flat = decode("[-0,1]", dt, &[1, 2], 2).unwrap_err().to_string();
+            let nested = decode("[[-0,1]]", dt, &[1, 2], 2).unwrap_err().to_string();
             assert!(flat.contains("not an integer"), "{flat}");
             assert_eq!(flat.split(" at line").next(), nested.split(" at line").next());
         }
@@ -481,7 +493,7 @@ mod tests {
 
     #[test]
     fn a_lying_shape_reserves_nothing_large() {
-        let err = fp32("[1,2,3]", &[1 << 40]).unwrap_err();
+        let err = fp32("[1,2,3]", &[1 << 40]).unwrap_err().to_string();
         assert!(err.contains("3 entries"), "{err}");
     }
 }

@@ -13,7 +13,7 @@ mod structured;
 mod tensor;
 
 pub use datatype::DataType;
-pub use error::ProtocolError;
+pub use error::{DataError, ProtocolError};
 pub use metadata::{ModelMetadata, ServerMetadata, TensorMetadata};
 pub use request::{DecodeLimits, InferRequest, OutputRequest, decode_request, decode_request_within};
 pub use response::{EncodedResponse, encode_response};

@@ -3,7 +3,7 @@
 //! is kept as a borrowed slice of the body until its datatype and shape are known, then read straight
 //! into typed storage.
 
-use crate::{DataType, ProtocolError, Tensor, TensorSpec, binary, element_count, json_data};
+use crate::{DataError, DataType, ProtocolError, Tensor, TensorSpec, binary, element_count, json_data};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
@@ -295,7 +295,7 @@ pub(crate) fn check_input(
     if dt != spec.datatype {
         return Err(err(format!("datatype {dt} does not match the model's {}", spec.datatype)));
     }
-    let count = check_shape(shape, spec).map_err(err)?;
+    let count = check_shape(shape, spec).map_err(|e| err(e.to_string()))?;
     if count > limits.max_elements {
         return Err(err(format!("shape {shape:?} holds {count} elements; the limit is {}", limits.max_elements)));
     }
@@ -311,11 +311,11 @@ pub(crate) fn check_complete(specs: &[TensorSpec], decoded: &[Tensor]) -> Result
 }
 
 /// Checks a request shape against the model's and returns its element count.
-fn check_shape(shape: &[i64], spec: &TensorSpec) -> Result<usize, String> {
+fn check_shape(shape: &[i64], spec: &TensorSpec) -> Result<usize, DataError> {
     let count = element_count(shape)?;
     let fits = shape.len() == spec.shape.len() && shape.iter().zip(&spec.shape).all(|(&d, &s)| s < 0 || d == s);
     if !fits {
-        return Err(format!("shape {shape:?} does not match the model's {:?} (-1 is any size)", spec.shape));
+        return Err(DataError::ShapeMismatch { shape: shape.to_vec(), model: spec.shape.clone() });
     }
     Ok(count)
 }
@@ -348,7 +348,7 @@ fn decode_raw(
     if count > limits.max_elements {
         return Err(err(format!("raw body holds {count} elements; the limit is {}", limits.max_elements)));
     }
-    let shape = infer_shape(&spec.shape, count).map_err(err)?;
+    let shape = infer_shape(&spec.shape, count).map_err(|e| err(e.to_string()))?;
     let data = binary::decode(body, spec.datatype, count).map_err(|m| err(format!("raw body: {m}")))?;
     Ok(InferRequest {
         id: None,
@@ -360,18 +360,14 @@ fn decode_raw(
 }
 
 /// Fills the model shape's one dynamic dimension (if any) so that it holds `count` elements.
-fn infer_shape(spec: &[i64], count: usize) -> Result<Vec<usize>, String> {
+fn infer_shape(spec: &[i64], count: usize) -> Result<Vec<usize>, DataError> {
     let dynamic = spec.iter().filter(|&&d| d < 0).count();
     let fixed: usize = spec.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product();
     let fill = match dynamic {
         0 if fixed == count => 0,
         1 if fixed > 0 && count.is_multiple_of(fixed) => count / fixed,
-        0 | 1 => {
-            return Err(format!("raw body holds {count} elements, which does not fit shape {spec:?}"));
-        }
-        _ => {
-            return Err(format!("a raw binary request cannot fill shape {spec:?}: more than one dynamic dimension"));
-        }
+        0 | 1 => return Err(DataError::RawDoesNotFit { count, shape: spec.to_vec() }),
+        _ => return Err(DataError::RawManyDynamic(spec.to_vec())),
     };
     Ok(spec.iter().map(|&d| if d < 0 { fill } else { d as usize }).collect())
 }

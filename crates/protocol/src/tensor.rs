@@ -95,12 +95,12 @@ impl TensorData {
     }
 
     /// Appends `other`'s elements; `other` must hold the same datatype.
-    pub fn append(&mut self, other: TensorData) -> Result<(), String> {
+    pub fn append(&mut self, other: TensorData) -> Result<(), crate::DataError> {
         macro_rules! cat {
             ($($v:ident),*) => {
                 match (self, other) {
                     $((Self::$v(a), Self::$v(b)) => a.extend(b),)*
-                    (a, b) => return Err(format!("cannot join {} and {} data", a.datatype(), b.datatype())),
+                    (a, b) => return Err(crate::DataError::Mixed(a.datatype(), b.datatype())),
                 }
             };
         }
@@ -170,10 +170,10 @@ impl TensorSpec {
 }
 
 /// Product of a shape's dimensions, refusing negative dimensions and overflow.
-pub fn element_count(shape: &[i64]) -> Result<usize, String> {
+pub fn element_count(shape: &[i64]) -> Result<usize, crate::DataError> {
     shape.iter().try_fold(1usize, |acc, &d| {
-        let d = usize::try_from(d).map_err(|_| format!("shape {shape:?} has a negative dimension"))?;
-        acc.checked_mul(d).ok_or_else(|| format!("shape {shape:?} has more elements than can be addressed"))
+        let d = usize::try_from(d).map_err(|_| crate::DataError::NegativeDimension(shape.to_vec()))?;
+        acc.checked_mul(d).ok_or_else(|| crate::DataError::Unaddressable(shape.to_vec()))
     })
 }
 
@@ -186,7 +186,7 @@ mod tests {
         assert_eq!(element_count(&[]), Ok(1));
         assert_eq!(element_count(&[2, 3, 0]), Ok(0));
         assert_eq!(element_count(&[4, 64]), Ok(256));
-        assert!(element_count(&[-1, 4]).unwrap_err().contains("negative"));
+        assert!(element_count(&[-1, 4]).unwrap_err().to_string().contains("negative"));
         let err = element_count(&[i64::MAX, i64::MAX, 4]).unwrap_err();
         assert!(err.contains("more elements"), "{err}");
     }

@@ -40,7 +40,7 @@ pub(crate) fn merge(mut requests: Vec<Vec<Tensor>>) -> Result<Vec<Tensor>, Backe
     for request in requests {
         for (into, t) in merged.iter_mut().zip(request) {
             into.shape[0] += t.shape[0];
-            into.data.append(t.data).map_err(BackendError::Inference)?;
+            into.data.append(t.data).map_err(|e| BackendError::Inference(e.to_string()))?;
         }
     }
     Ok(merged)

@@ -145,7 +145,7 @@ pub(crate) fn plan(dir: &Path, extra: &BTreeSet<u64>) -> Result<(ModelConfig, Ve
     if on_disk.is_empty() {
         return Err("no numeric version directories (expected <model>/<version>/model.onnx)".into());
     }
-    let mut versions = cfg.versions.select(&on_disk)?;
+    let mut versions = cfg.versions.select(&on_disk).map_err(|e| e.to_string())?;
     versions.extend(extra.iter().filter(|v| on_disk.contains(v)));
     versions.sort_unstable();
     versions.dedup();

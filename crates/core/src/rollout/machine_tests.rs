@@ -173,7 +173,7 @@ fn blue_green_rolls_back_a_canary_worse_than_the_baseline() {
 #[test]
 fn a_first_step_at_full_weight_is_refused() {
     let p = Plan { schedule: Schedule::Steps(vec![Step { weight_bp: FULL_WEIGHT, hold_ms: 1 }]), ..plan() };
-    assert!(p.validate().unwrap_err().contains("bluegreen"));
+    assert!(p.validate().unwrap_err().to_string().contains("bluegreen"));
     assert!(Plan { schedule: Schedule::Fixed(FULL_WEIGHT), ..plan() }.validate().is_err());
     assert!(blue_green().validate().is_ok());
 }

@@ -16,5 +16,5 @@ pub use machine::{
     Action, ActionRefused, BaselineEvidence, Decision, Evidence, Phase, Reason, ResumeRefused, Rollout, State, Verdict,
     phase_name,
 };
-pub use plan::{Analysis, FULL_WEIGHT, Plan, Schedule, Step};
+pub use plan::{Analysis, FULL_WEIGHT, InvalidPlan, Plan, Schedule, Step};
 pub use pooled::{BaselineShare, Prior, Share, Tally};

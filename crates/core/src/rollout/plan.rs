@@ -71,54 +71,72 @@ impl Plan {
     }
 
     /// Checks what the config cannot express by type; the message names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidPlan> {
         let a = &self.analysis;
         if !(a.alpha > 0.0 && a.alpha < 1.0) {
-            return Err(format!("analysis.alpha must be between 0 and 1, got {}", a.alpha));
+            return Err(InvalidPlan::Alpha(a.alpha));
         }
         if !(a.latency_quantile > 0.5 && a.latency_quantile < 1.0) {
-            return Err(format!(
-                "analysis.latency.quantile must be more than 0.5 and less than 1, got {}",
-                a.latency_quantile
-            ));
+            return Err(InvalidPlan::Quantile(a.latency_quantile));
         }
         if a.error_max_ratio < 1.0 || a.latency_max_ratio < 1.0 {
-            return Err("analysis max_ratio must be at least 1".into());
+            return Err(InvalidPlan::MaxRatio);
         }
         if !(0.0..1.0).contains(&a.error_min_increase) {
-            return Err(format!("analysis.error_rate.min_increase must be in [0, 1), got {}", a.error_min_increase));
+            return Err(InvalidPlan::MinIncrease(a.error_min_increase));
         }
         match &self.schedule {
-            Schedule::Fixed(w) if *w > FULL_WEIGHT => Err(format!("canary.weight must be 0 to 100 %, got {}", bp(*w))),
-            Schedule::Fixed(FULL_WEIGHT) => Err(
-                "canary.weight 100% leaves no control to compare with; use strategy: bluegreen, which measures control first".into(),
-            ),
+            Schedule::Fixed(w) if *w > FULL_WEIGHT => Err(InvalidPlan::FixedWeight(*w)),
+            Schedule::Fixed(FULL_WEIGHT) => Err(InvalidPlan::FixedFull),
             Schedule::Fixed(_) => Ok(()),
-            Schedule::Steps(steps) if steps.is_empty() => Err("canary.steps must not be empty".into()),
+            Schedule::Steps(steps) if steps.is_empty() => Err(InvalidPlan::NoSteps),
             Schedule::Steps(steps) => {
-                for (i, s) in steps.iter().enumerate() {
+                for (index, s) in steps.iter().enumerate() {
                     // Only a first step may be 0 %: control alone, measured as a baseline.
-                    if (s.weight_bp == 0 && i > 0) || s.weight_bp > FULL_WEIGHT {
-                        return Err(format!(
-                            "canary.steps[{i}].weight must be above 0 and at most 100 %, got {}",
-                            bp(s.weight_bp)
-                        ));
+                    if (s.weight_bp == 0 && index > 0) || s.weight_bp > FULL_WEIGHT {
+                        return Err(InvalidPlan::StepWeight { index, weight_bp: s.weight_bp });
                     }
-                    if s.weight_bp == FULL_WEIGHT && i == 0 {
-                        return Err("canary.steps[0].weight is 100%: no control is measured before the switch; start with a lower step, or use strategy: bluegreen".into());
+                    if s.weight_bp == FULL_WEIGHT && index == 0 {
+                        return Err(InvalidPlan::FirstStepFull);
                     }
-                    if i > 0 && s.weight_bp < steps[i - 1].weight_bp {
-                        return Err(format!(
-                            "canary.steps[{i}].weight goes down ({} after {})",
-                            bp(s.weight_bp),
-                            bp(steps[i - 1].weight_bp)
-                        ));
+                    if index > 0 && s.weight_bp < steps[index - 1].weight_bp {
+                        let previous_bp = steps[index - 1].weight_bp;
+                        return Err(InvalidPlan::StepDown { index, weight_bp: s.weight_bp, previous_bp });
                     }
                 }
                 Ok(())
             }
         }
     }
+}
+
+/// What a plan cannot be; the message names the config field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidPlan {
+    #[error("analysis.alpha must be between 0 and 1, got {0}")]
+    Alpha(f64),
+    #[error("analysis.latency.quantile must be more than 0.5 and less than 1, got {0}")]
+    Quantile(f64),
+    #[error("analysis max_ratio must be at least 1")]
+    MaxRatio,
+    #[error("analysis.error_rate.min_increase must be in [0, 1), got {0}")]
+    MinIncrease(f64),
+    #[error("canary.weight must be 0 to 100 %, got {}", bp(*.0))]
+    FixedWeight(u32),
+    #[error(
+        "canary.weight 100% leaves no control to compare with; use strategy: bluegreen, which measures control first"
+    )]
+    FixedFull,
+    #[error("canary.steps must not be empty")]
+    NoSteps,
+    #[error("canary.steps[{index}].weight must be above 0 and at most 100 %, got {}", bp(*.weight_bp))]
+    StepWeight { index: usize, weight_bp: u32 },
+    #[error(
+        "canary.steps[0].weight is 100%: no control is measured before the switch; start with a lower step, or use strategy: bluegreen"
+    )]
+    FirstStepFull,
+    #[error("canary.steps[{index}].weight goes down ({} after {})", bp(*.weight_bp), bp(*.previous_bp))]
+    StepDown { index: usize, weight_bp: u32, previous_bp: u32 },
 }
 
 /// Basis points as a percentage, for messages.
@@ -134,12 +152,12 @@ mod tests {
     fn validation_names_the_field() {
         let plan = |schedule| Plan { schedule, analysis: Analysis::default() };
         assert!(plan(Schedule::Steps(Plan::default_steps(1000))).validate().is_ok());
-        assert!(plan(Schedule::Fixed(10_001)).validate().unwrap_err().contains("canary.weight"));
-        assert!(plan(Schedule::Steps(vec![])).validate().unwrap_err().contains("canary.steps"));
+        assert!(plan(Schedule::Fixed(10_001)).validate().unwrap_err().to_string().contains("canary.weight"));
+        assert!(plan(Schedule::Steps(vec![])).validate().unwrap_err().to_string().contains("canary.steps"));
         let down = vec![Step { weight_bp: 5_000, hold_ms: 1 }, Step { weight_bp: 100, hold_ms: 1 }];
-        assert!(plan(Schedule::Steps(down)).validate().unwrap_err().contains("steps[1]"));
+        assert!(plan(Schedule::Steps(down)).validate().unwrap_err().to_string().contains("steps[1]"));
         let mut p = plan(Schedule::Fixed(1_000));
         p.analysis.alpha = 0.0;
-        assert!(p.validate().unwrap_err().contains("alpha"));
+        assert!(p.validate().unwrap_err().to_string().contains("alpha"));
     }
 }
