@@ -190,7 +190,7 @@ impl<'de, T: JsonElement> Visitor<'de> for Level<'_, '_, T> {
         self.push(T::from_str(v))
     }
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.push(Err(format!("null is not a {} value", T::NAME)))
+        self.push(Err(ElementError::Null { datatype: T::NAME }))
     }
     fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
         Err(de::Error::custom(format!("an object is not a {} value", T::NAME)))
@@ -202,6 +202,8 @@ impl<'de, T: JsonElement> Visitor<'de> for Level<'_, '_, T> {
 enum ElementError {
     #[error("{what} is not a valid {datatype} value")]
     Wrong { what: String, datatype: &'static str },
+    #[error("null is not a {datatype} value")]
+    Null { datatype: &'static str },
     #[error("{value} is out of range for {datatype}")]
     OutOfRange { value: String, datatype: &'static str },
     #[error("{value} is not an integer (datatype {datatype})")]
@@ -468,8 +470,9 @@ mod tests {
         {
             for dt in [DataType::Int8, DataType::Uint8, DataType::Uint64, DataType::Int64, DataType::Int32] {
                 // Errors name the same value; only the column differs.
-                let strip =
-                    |r: Result<TensorData, DataError>| r.map_err(|e| e.to_string().split(" at line").next().map(str::to_owned));
+                let strip = |r: Result<TensorData, DataError>| {
+                    r.map_err(|e| e.to_string().split(" at line").next().map(str::to_owned))
+                };
                 let flat = strip(decode(raw, dt, &[2], 2));
                 let nested = strip(decode(&format!("[{raw}]"), dt, &[1, 2], 2));
                 assert_eq!(flat, nested, "{raw} as {dt}");

@@ -187,7 +187,7 @@ mod tests {
         assert_eq!(element_count(&[2, 3, 0]), Ok(0));
         assert_eq!(element_count(&[4, 64]), Ok(256));
         assert!(element_count(&[-1, 4]).unwrap_err().to_string().contains("negative"));
-        let err = element_count(&[i64::MAX, i64::MAX, 4]).unwrap_err();
+        let err = element_count(&[i64::MAX, i64::MAX, 4]).unwrap_err().to_string();
         assert!(err.contains("more elements"), "{err}");
     }
 
