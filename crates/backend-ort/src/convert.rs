@@ -24,16 +24,25 @@ fn datatype_of(ty: Ort) -> Option<DataType> {
     })
 }
 
+/// An input or output V2 cannot describe.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SpecError {
+    #[error("'{name}' has element type {element}, which V2 cannot carry")]
+    Element { name: String, element: String },
+    #[error("'{name}' is a {kind}, not a tensor; only tensor inputs and outputs are served")]
+    NotTensor { name: String, kind: String },
+}
+
 /// The V2 description of a session input or output; types V2 cannot carry are a load error.
-pub(crate) fn spec_of(outlet: &Outlet) -> Result<TensorSpec, String> {
+pub(crate) fn spec_of(outlet: &Outlet) -> Result<TensorSpec, SpecError> {
     let name = outlet.name();
     match outlet.dtype() {
         ValueType::Tensor { ty, shape, .. } => {
-            let datatype =
-                datatype_of(*ty).ok_or_else(|| format!("'{name}' has element type {ty:?}, which V2 cannot carry"))?;
+            let datatype = datatype_of(*ty)
+                .ok_or_else(|| SpecError::Element { name: name.to_owned(), element: format!("{ty:?}") })?;
             Ok(TensorSpec::new(name, datatype, shape.iter().map(|&d| d.max(-1)).collect()))
         }
-        other => Err(format!("'{name}' is a {other:?}, not a tensor; only tensor inputs and outputs are served")),
+        other => Err(SpecError::NotTensor { name: name.to_owned(), kind: format!("{other:?}") }),
     }
 }
 

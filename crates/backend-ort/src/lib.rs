@@ -6,7 +6,7 @@ mod convert;
 mod library;
 mod text;
 
-pub use library::{OrtEnvironment, find_library};
+pub use library::{LibraryError, OrtEnvironment, find_library};
 pub use text::OrtTextModel;
 
 use convert::{extract, spec_of, to_value};
@@ -30,14 +30,30 @@ impl OrtBackend {
         let specs = |outlets: &[ort::value::Outlet]| outlets.iter().map(spec_of).collect::<Result<Vec<_>, _>>();
         let signature = Signature {
             platform: "onnxruntime_onnx",
-            inputs: specs(session.inputs()).map_err(BackendError::Load)?,
-            outputs: specs(session.outputs()).map_err(BackendError::Load)?,
+            inputs: specs(session.inputs()).map_err(|e| BackendError::Load(e.to_string()))?,
+            outputs: specs(session.outputs()).map_err(|e| BackendError::Load(e.to_string()))?,
         };
         Ok(Self { session, signature })
     }
 }
 
-fn build_session(env: &OrtEnvironment, path: &Path, opts: &LoadOptions) -> Result<Session, String> {
+/// Why a session could not be built (ort's messages as text: its builder errors are not `Send`).
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("{0}")]
+    Ort(String),
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    #[error("cuda:{0} is not a valid GPU index")]
+    GpuIndex(u32),
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    #[error("cuda:{device}: {message}")]
+    Cuda { device: u32, message: String },
+    #[cfg_attr(feature = "cuda", allow(dead_code))]
+    #[error("device cuda:{0} needs a build with the `cuda` feature (this one runs ONNX models on the CPU only)")]
+    NoCuda(u32),
+}
+
+fn build_session(env: &OrtEnvironment, path: &Path, opts: &LoadOptions) -> Result<Session, SessionError> {
     // Builder errors carry the builder (not Send): keep the chain in an ort::Result function.
     fn configure(env: &OrtEnvironment, opts: &LoadOptions) -> ort::Result<SessionBuilder> {
         Ok(Session::builder(env.inner())?
@@ -45,26 +61,24 @@ fn build_session(env: &OrtEnvironment, path: &Path, opts: &LoadOptions) -> Resul
             .with_intra_threads(opts.intra_op_threads)?
             .with_inter_threads(opts.inter_op_threads)?)
     }
-    let builder = configure(env, opts).map_err(|e| e.to_string())?;
+    let builder = configure(env, opts).map_err(|e| SessionError::Ort(e.to_string()))?;
     let mut builder = match opts.device {
         Device::Cpu => builder,
         Device::Cuda(n) => with_cuda(builder, n)?,
     };
-    builder.commit_from_file(path).map_err(|e| e.to_string())
+    builder.commit_from_file(path).map_err(|e| SessionError::Ort(e.to_string()))
 }
 
 #[cfg(feature = "cuda")]
-fn with_cuda(builder: SessionBuilder, device: u32) -> Result<SessionBuilder, String> {
-    let id = i32::try_from(device).map_err(|_| format!("cuda:{device} is not a valid GPU index"))?;
+fn with_cuda(builder: SessionBuilder, device: u32) -> Result<SessionBuilder, SessionError> {
+    let id = i32::try_from(device).map_err(|_| SessionError::GpuIndex(device))?;
     let ep = ort::ep::CUDA::default().with_device_id(id).build().error_on_failure();
-    builder.with_execution_providers([ep]).map_err(|e| format!("cuda:{device}: {e}"))
+    builder.with_execution_providers([ep]).map_err(|e| SessionError::Cuda { device, message: e.to_string() })
 }
 
 #[cfg(not(feature = "cuda"))]
-fn with_cuda(_: SessionBuilder, device: u32) -> Result<SessionBuilder, String> {
-    Err(format!(
-        "device cuda:{device} needs a build with the `cuda` feature (this one runs ONNX models on the CPU only)"
-    ))
+fn with_cuda(_: SessionBuilder, device: u32) -> Result<SessionBuilder, SessionError> {
+    Err(SessionError::NoCuda(device))
 }
 
 impl Backend for OrtBackend {

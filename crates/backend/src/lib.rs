@@ -33,16 +33,25 @@ impl std::fmt::Display for Device {
     }
 }
 
+/// A device name that is not `cpu`, `cuda` or `cuda:N`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    #[error("device '{device}': '{index}' is not a GPU index")]
+    Index { device: String, index: String },
+    #[error("device '{0}' is not 'cpu' or 'cuda:N'")]
+    Unknown(String),
+}
+
 impl std::str::FromStr for Device {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = DeviceError;
+    fn from_str(s: &str) -> Result<Self, DeviceError> {
         match s.split_once(':') {
             None if s == "cpu" => Ok(Self::Cpu),
             None if s == "cuda" => Ok(Self::Cuda(0)),
             Some(("cuda", n)) => {
-                n.parse().map(Self::Cuda).map_err(|_| format!("device '{s}': '{n}' is not a GPU index"))
+                n.parse().map(Self::Cuda).map_err(|_| DeviceError::Index { device: s.to_owned(), index: n.to_owned() })
             }
-            _ => Err(format!("device '{s}' is not 'cpu' or 'cuda:N'")),
+            _ => Err(DeviceError::Unknown(s.to_owned())),
         }
     }
 }
@@ -94,7 +103,7 @@ mod tests {
         assert_eq!("cuda".parse(), Ok(Device::Cuda(0)));
         assert_eq!("cuda:3".parse(), Ok(Device::Cuda(3)));
         assert!("cuda:x".parse::<Device>().is_err());
-        assert!("tpu".parse::<Device>().is_err());
+        assert_eq!("tpu".parse::<Device>().unwrap_err().to_string(), "device 'tpu' is not 'cpu' or 'cuda:N'");
         assert_eq!(Device::Cuda(1).to_string(), "cuda:1");
     }
 }

@@ -8,4 +8,4 @@ pub mod ratelimit;
 pub mod rollout;
 mod versions;
 
-pub use versions::{Resolution, ResolveError, VersionPolicy, resolve_version};
+pub use versions::{Resolution, ResolveError, SelectError, VersionPolicy, resolve_version};

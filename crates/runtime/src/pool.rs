@@ -137,7 +137,8 @@ impl Pool {
             signature = Some(report?);
         }
         let signature = signature.ok_or_else(|| BackendError::Load("no worker started".into()))?;
-        let max_batch_size = resolve_max_batch_size(opts.max_batch_size, &signature).map_err(BackendError::Load)?;
+        let max_batch_size =
+            resolve_max_batch_size(opts.max_batch_size, &signature).map_err(|e| BackendError::Load(e.to_string()))?;
         if opts.batching.is_some() && max_batch_size == 0 {
             return Err(BackendError::Load(
                 "dynamic batching needs a model with a batch dimension (max_batch_size > 0)".into(),
@@ -233,12 +234,15 @@ impl Pool {
     }
 }
 
-pub(crate) fn resolve_max_batch_size(configured: Option<usize>, sig: &Signature) -> Result<usize, String> {
+/// A `max_batch_size` the model's signature cannot batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("max_batch_size {0} needs every input and output to have a dynamic first dimension")]
+pub(crate) struct Unbatchable(usize);
+
+pub(crate) fn resolve_max_batch_size(configured: Option<usize>, sig: &Signature) -> Result<usize, Unbatchable> {
     let batchable = sig.inputs.iter().chain(&sig.outputs).all(|s| s.shape.first() == Some(&-1));
     match configured {
-        Some(n) if n > 0 && !batchable => {
-            Err(format!("max_batch_size {n} needs every input and output to have a dynamic first dimension"))
-        }
+        Some(n) if n > 0 && !batchable => Err(Unbatchable(n)),
         Some(n) => Ok(n),
         None if batchable => Ok(DEFAULT_MAX_BATCH_SIZE),
         None => Ok(0),
@@ -261,6 +265,6 @@ mod tests {
         assert_eq!(resolve_max_batch_size(None, &sig(2)), Ok(0));
         assert_eq!(resolve_max_batch_size(Some(8), &sig(-1)), Ok(8));
         assert_eq!(resolve_max_batch_size(Some(0), &sig(-1)), Ok(0));
-        assert!(resolve_max_batch_size(Some(8), &sig(2)).unwrap_err().contains("dynamic first dimension"));
+        assert!(resolve_max_batch_size(Some(8), &sig(2)).unwrap_err().to_string().contains("dynamic first dimension"));
     }
 }

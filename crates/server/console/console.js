@@ -123,7 +123,7 @@ async function act(endpoint, action) {
     return poll();
   }
   let why = body.error || resp.statusText;
-  if (resp.status === 404 && !body.error?.includes("rollout")) why = "the admin API is off on this server (start it with SWITCHYARD_ADMIN_TOKEN)";
+  if (resp.status === 404 && why.startsWith("no route")) why = "the admin API is off on this server (start it with SWITCHYARD_ADMIN_TOKEN)";
   answer(`${action} refused (${resp.status}): ${why}`, "bad");
   if ((resp.status === 401 || resp.status === 403) && token === state.token) forgetToken("the admin token was refused; showing the public view");
 }

@@ -158,7 +158,7 @@ impl Repository {
             tracing::info!(model = %name, "model removed from the repository: no longer served");
             return Ok(vec![format!("{name}: removed")]);
         }
-        let (cfg, versions) = repository::plan(&dir, &pinned).map_err(RepositoryError::Invalid)?;
+        let (cfg, versions) = repository::plan(&dir, &pinned).map_err(|e| RepositoryError::Invalid(e.to_string()))?;
         let cfg = Arc::new(cfg);
         let config_fp = config_fingerprint(&dir);
         let mut seen = std::mem::take(

@@ -82,15 +82,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
     raise_open_files_limit();
     let strict_readiness = args.strict_readiness.or(file.server.strict_readiness).unwrap_or(true);
 
-    let lib = find_library(args.ort_dylib.as_deref()).map_err(anyhow::Error::msg)?;
-    let env = OrtEnvironment::init(&lib).map_err(anyhow::Error::msg)?;
+    let lib = find_library(args.ort_dylib.as_deref())?;
+    let env = OrtEnvironment::init(&lib)?;
     tracing::info!(library = %lib.display(), "ONNX Runtime loaded");
-    let metrics = observe::install_metrics().map_err(anyhow::Error::msg)?;
+    let metrics = observe::install_metrics()?;
 
     let registry = Arc::new(Registry::default());
     let wanted = rollouts::wanted(&file.rollouts);
-    let configs =
-        repository::scan_and_load(&args.model_repository, &registry, &env, &wanted).map_err(anyhow::Error::msg)?;
+    let configs = repository::scan_and_load(&args.model_repository, &registry, &env, &wanted)?;
     let rollouts =
         rollouts::build(&file.rollouts, &configs, &registry, args.state_dir.as_deref()).map_err(anyhow::Error::msg)?;
     rollouts::watch_canaries(&rollouts, registry.clone());

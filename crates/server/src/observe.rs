@@ -34,12 +34,10 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 /// Installs the global metrics recorder and returns the handle `/metrics` renders.
-pub fn install_metrics() -> Result<PrometheusHandle, String> {
+pub fn install_metrics() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
     let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
-        .map_err(|e| e.to_string())?
-        .install_recorder()
-        .map_err(|e| e.to_string())?;
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)?
+        .install_recorder()?;
     metrics::describe_counter!(
         "switchyard_requests_total",
         "Inference requests by model, version, outcome and protocol (http, grpc)"

@@ -24,6 +24,39 @@ pub struct Wanted {
     pub background: BTreeSet<(String, u64)>,
 }
 
+/// The model repository itself cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("model repository {}: {error}", .root.display())]
+pub struct Unreadable {
+    root: PathBuf,
+    error: std::io::Error,
+}
+
+/// Why a model directory cannot be served (recorded in the registry as the model's reason).
+#[derive(Debug, thiserror::Error)]
+pub enum ModelDirError {
+    #[error(transparent)]
+    Config(#[from] switchyard_config::ConfigError),
+    #[error("{0}")]
+    Read(std::io::Error),
+    #[error(transparent)]
+    Outside(#[from] Outside),
+    #[error("version {version}: {outside}")]
+    VersionOutside { version: u64, outside: Outside },
+    #[error("no numeric version directories (expected <model>/<version>/model.onnx)")]
+    NoVersions,
+    #[error(transparent)]
+    Versions(#[from] switchyard_core::SelectError),
+}
+
+/// A directory a symlink leads out of the model repository.
+#[derive(Debug, thiserror::Error)]
+#[error("{} leads outside the model repository (to {})", .dir.display(), .to.display())]
+pub struct Outside {
+    dir: PathBuf,
+    to: PathBuf,
+}
+
 /// Scans `root`, declares every model, and starts loading each served version in the background.
 /// Only an unreadable repository is an error; problems with single models are recorded per model.
 pub fn scan_and_load(
@@ -31,14 +64,14 @@ pub fn scan_and_load(
     registry: &Arc<Registry>,
     env: &OrtEnvironment,
     wanted: &Wanted,
-) -> Result<ModelConfigs, String> {
+) -> Result<ModelConfigs, Unreadable> {
     let mut configs = ModelConfigs::new();
     for (name, planned) in scan(root, wanted)? {
         let dir = root.join(&name);
         match planned {
             Err(reason) => {
                 tracing::error!(model = %name, %reason, "model cannot be served");
-                registry.declare(&name, &[], Some(reason));
+                registry.declare(&name, &[], Some(reason.to_string()));
             }
             Ok((cfg, versions)) => {
                 let handles = registry.declare(&name, &versions, None);
@@ -60,8 +93,11 @@ pub fn scan_and_load(
 /// Every model directory under `root` with its config and the versions it would serve (those the
 /// policy selects and those `wanted` names), or why it cannot be served; nothing is loaded.
 #[allow(clippy::type_complexity)]
-pub fn scan(root: &Path, wanted: &Wanted) -> Result<Vec<(String, Result<(ModelConfig, Vec<u64>), String>)>, String> {
-    let entries = std::fs::read_dir(root).map_err(|e| format!("model repository {}: {e}", root.display()))?;
+pub fn scan(
+    root: &Path,
+    wanted: &Wanted,
+) -> Result<Vec<(String, Result<(ModelConfig, Vec<u64>), ModelDirError>)>, Unreadable> {
+    let entries = std::fs::read_dir(root).map_err(|error| Unreadable { root: root.to_owned(), error })?;
     let mut dirs: Vec<(String, PathBuf)> = entries
         .flatten()
         .filter(|e| e.path().is_dir())
@@ -73,7 +109,7 @@ pub fn scan(root: &Path, wanted: &Wanted) -> Result<Vec<(String, Result<(ModelCo
         .into_iter()
         .map(|(name, dir)| {
             let extra = wanted.versions.get(&name).cloned().unwrap_or_default();
-            let planned = within(root, &dir).and_then(|()| plan(&dir, &extra));
+            let planned = within(root, &dir).map_err(ModelDirError::from).and_then(|()| plan(&dir, &extra));
             (name, planned)
         })
         .collect())
@@ -132,20 +168,20 @@ pub fn load_now(
 }
 
 /// Reads a model's config and picks the versions to serve: the policy's, and those a rollout names.
-pub(crate) fn plan(dir: &Path, extra: &BTreeSet<u64>) -> Result<(ModelConfig, Vec<u64>), String> {
-    let cfg = ModelConfig::load(dir).map_err(|e| e.to_string())?;
+pub(crate) fn plan(dir: &Path, extra: &BTreeSet<u64>) -> Result<(ModelConfig, Vec<u64>), ModelDirError> {
+    let cfg = ModelConfig::load(dir)?;
     let mut on_disk: Vec<u64> = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
+    for e in std::fs::read_dir(dir).map_err(ModelDirError::Read)?.flatten() {
         let Some(v) = e.file_name().to_str().and_then(|n| n.parse().ok()) else { continue };
         if e.path().is_dir() {
-            within(dir, &e.path()).map_err(|why| format!("version {v}: {why}"))?;
+            within(dir, &e.path()).map_err(|outside| ModelDirError::VersionOutside { version: v, outside })?;
             on_disk.push(v);
         }
     }
     if on_disk.is_empty() {
-        return Err("no numeric version directories (expected <model>/<version>/model.onnx)".into());
+        return Err(ModelDirError::NoVersions);
     }
-    let mut versions = cfg.versions.select(&on_disk).map_err(|e| e.to_string())?;
+    let mut versions = cfg.versions.select(&on_disk)?;
     versions.extend(extra.iter().filter(|v| on_disk.contains(v)));
     versions.sort_unstable();
     versions.dedup();
@@ -279,13 +315,9 @@ pub const DEFAULT_HANG_TIMEOUT: std::time::Duration = std::time::Duration::from_
 
 /// Refuses a directory that a symlink leads out of `root` (the model repository, or a model's own
 /// directory for its versions): the repository is the only place models are read from.
-pub(crate) fn within(root: &Path, dir: &Path) -> Result<(), String> {
+pub(crate) fn within(root: &Path, dir: &Path) -> Result<(), Outside> {
     let (Ok(real), Ok(root_real)) = (dir.canonicalize(), root.canonicalize()) else { return Ok(()) };
-    if real.starts_with(&root_real) {
-        Ok(())
-    } else {
-        Err(format!("{} leads outside the model repository (to {})", dir.display(), real.display()))
-    }
+    if real.starts_with(&root_real) { Ok(()) } else { Err(Outside { dir: dir.to_owned(), to: real }) }
 }
 
 /// A model config's `fallback` as the runtime's target.

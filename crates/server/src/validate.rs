@@ -20,7 +20,7 @@ pub fn run(config: &Path, repository_root: &Path) -> Result<String, Vec<String>>
     let registry = Registry::default();
     let mut models = ModelConfigs::new();
     let mut broken = Vec::new();
-    for (name, planned) in repository::scan(repository_root, &wanted).map_err(|e| vec![e])? {
+    for (name, planned) in repository::scan(repository_root, &wanted).map_err(|e| vec![e.to_string()])? {
         match planned {
             Ok((model_cfg, versions)) => {
                 registry.declare(&name, &versions, None);
