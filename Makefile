@@ -12,7 +12,9 @@ PORT    ?= 8000
 TEST_REPO := target/test-models
 # etcd-client's build script needs protoc: Debian's, or the one vendored on crates.io (scripts/protoc.sh).
 PROTOC := $(or $(PROTOC),$(shell scripts/protoc.sh))
+ifneq ($(PROTOC),)
 export PROTOC
+endif
 
 .PHONY: run test setup build models test-models lint fmt clean simulate bench bench-text \
         image image-full image-bases test-image fuzz fuzz-smoke

@@ -16,7 +16,9 @@ case "$(uname -m)" in
   *) arch="linux-$(uname -m)" ;;
 esac
 find_vendored() {
-  ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/protoc-bin-vendored-"$arch"-*/bin/protoc 2>/dev/null | sort | tail -n 1
+  # No match (a fresh cargo home) is not an error: the caller fetches and looks again.
+  { ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/protoc-bin-vendored-"$arch"-*/bin/protoc 2>/dev/null || true; } |
+    sort | tail -n 1
 }
 found=$(find_vendored)
 if [ -z "$found" ]; then

@@ -204,10 +204,38 @@ impl<'de> Deserialize<'de> for Seconds {
     }
 }
 
+/// Why a rollout's plan was refused; shown as `rollouts[<endpoint>]: <reason>`.
+#[derive(Debug, thiserror::Error)]
+#[error("rollouts[{endpoint}]: {reason}")]
+pub struct PlanError {
+    pub endpoint: String,
+    pub reason: PlanRefusal,
+}
+
+/// The field that does not make sense, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanRefusal {
+    #[error("canary is required")]
+    NoCanary,
+    #[error("canary: baseline and hold belong to strategy bluegreen; a canary's steps carry their own holds")]
+    BlueGreenTimesOnCanary,
+    #[error("canary: give either steps or a fixed weight, not both")]
+    StepsAndWeight,
+    #[error(
+        "canary: strategy bluegreen moves all traffic at once; it takes no steps or weight (baseline and hold set its times)"
+    )]
+    WeightsOnBlueGreen,
+    #[error(transparent)]
+    Invalid(#[from] switchyard_core::rollout::InvalidPlan),
+}
+
 impl RolloutConfig {
     /// The decision plan; refuses what does not make sense, naming the field.
-    pub fn plan(&self) -> Result<Plan, String> {
-        let at = |m: String| format!("rollouts[{}]: {m}", self.endpoint);
+    pub fn plan(&self) -> Result<Plan, PlanError> {
+        self.checked_plan().map_err(|reason| PlanError { endpoint: self.endpoint.clone(), reason })
+    }
+
+    fn checked_plan(&self) -> Result<Plan, PlanRefusal> {
         let defaults = Analysis::default();
         let a = &self.analysis;
         let analysis = Analysis {
@@ -218,19 +246,15 @@ impl RolloutConfig {
             latency_max_ratio: a.latency.max_ratio.unwrap_or(defaults.latency_max_ratio),
             alpha: a.alpha.unwrap_or(defaults.alpha),
         };
-        let canary = self.canary.as_ref().ok_or_else(|| at("canary is required".into()))?;
+        let canary = self.canary.as_ref().ok_or(PlanRefusal::NoCanary)?;
         let ms = |d: Option<Seconds>, default: u64| d.map_or(default, |s| s.0.as_millis() as u64);
         if self.strategy == Strategy::Canary && (canary.baseline.is_some() || canary.hold.is_some()) {
-            return Err(at(
-                "canary: baseline and hold belong to strategy bluegreen; a canary's steps carry their own holds".into(),
-            ));
+            return Err(PlanRefusal::BlueGreenTimesOnCanary);
         }
         let schedule = match (self.strategy, &canary.steps, canary.weight) {
-            (_, Some(_), Some(_)) => return Err(at("canary: give either steps or a fixed weight, not both".into())),
+            (_, Some(_), Some(_)) => return Err(PlanRefusal::StepsAndWeight),
             (Strategy::Bluegreen, Some(_), _) | (Strategy::Bluegreen, _, Some(_)) => {
-                return Err(at(
-                    "canary: strategy bluegreen moves all traffic at once; it takes no steps or weight (baseline and hold set its times)".into()
-                ));
+                return Err(PlanRefusal::WeightsOnBlueGreen);
             }
             (Strategy::Bluegreen, None, None) => {
                 Schedule::Steps(Plan::blue_green(ms(canary.baseline, 30_000), ms(canary.hold, 60_000)))
@@ -242,7 +266,7 @@ impl RolloutConfig {
             (Strategy::Canary, None, None) => Schedule::Steps(Plan::default_steps(60_000)),
         };
         let plan = Plan { schedule, analysis };
-        plan.validate().map_err(|e| at(e.to_string()))?;
+        plan.validate()?;
         Ok(plan)
     }
 }
@@ -281,13 +305,13 @@ mod tests {
         );
         let both =
             parse(&format!("{base}canary: {{ model: m, weight: 5, steps: [{{ weight: 5, hold: 1s }}] }}")).unwrap();
-        assert!(both.plan().unwrap_err().contains("either steps or a fixed weight"));
+        assert!(both.plan().unwrap_err().to_string().contains("either steps or a fixed weight"));
         let down = parse(&format!(
             "{base}canary: {{ model: m, steps: [{{ weight: 50, hold: 1s }}, {{ weight: 5, hold: 1s }}] }}"
         ))
         .unwrap();
-        assert!(down.plan().unwrap_err().contains("steps[1]"));
+        assert!(down.plan().unwrap_err().to_string().contains("steps[1]"));
         let alpha = parse(&format!("{base}canary: {{ model: m, weight: 5 }}\nanalysis: {{ alpha: 2 }}")).unwrap();
-        assert!(alpha.plan().unwrap_err().contains("alpha"));
+        assert!(alpha.plan().unwrap_err().to_string().contains("alpha"));
     }
 }

@@ -200,8 +200,8 @@ enum VersionError {
     #[error(transparent)]
     Backend(#[from] switchyard_backend::BackendError),
     /// A `config.pbtxt`'s inputs or outputs that the model does not have.
-    #[error("{0}")]
-    Declared(String),
+    #[error(transparent)]
+    Declared(#[from] switchyard_config::pbtxt::Mismatch),
     /// The drift reference file cannot be read.
     #[error("drift.reference_file {path}: {error}")]
     DriftFile { path: PathBuf, error: std::io::Error },
@@ -259,8 +259,7 @@ fn load_version(
         },
     };
     let pool = Pool::start(pool_opts, loader, metrics)?;
-    crate::pbtxt::check_declared(&cfg.declared, pool.signature(), pool.max_batch_size() > 0)
-        .map_err(VersionError::Declared)?;
+    crate::pbtxt::check_declared(&cfg.declared, pool.signature(), pool.max_batch_size() > 0)?;
     Ok(pool)
 }
 

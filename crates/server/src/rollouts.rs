@@ -62,7 +62,7 @@ pub fn specs(
             }
             Ok(Target { model: a.model.clone(), version: a.version })
         };
-        let plan = c.plan().map_err(RolloutConfigError)?;
+        let plan = c.plan().map_err(|e| RolloutConfigError(e.to_string()))?;
         let control = target("control", &c.control)?;
         let canary_cfg = c.canary.as_ref().ok_or_else(|| at("canary is required".into()))?;
         let canary = target("canary", &ArmConfig { model: canary_cfg.model.clone(), version: canary_cfg.version })?;

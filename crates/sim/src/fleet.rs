@@ -254,13 +254,13 @@ pub fn table(base: &Scenario, args: &Args, single: &[(String, Tally)], failures:
         ADOPT,
         OUTAGE,
         OUTAGE + OUTAGE_EXTRA,
-        args.seconds
+        args.seconds()
     );
     println!();
     println!("| scenario | rps | runs | judge | rolled back | median requests | median seconds | p90 seconds |");
     println!("|---|---:|---:|---|---:|---:|---:|---:|");
     let aa = Scenario { rps: RPS, ..base.clone() };
-    let seconds = AA_SECONDS.min(args.seconds);
+    let seconds = AA_SECONDS.min(args.seconds());
     let runs = many(&aa, seconds, args.aa_runs, args.seed + 11, false);
     let fleet = tally(&runs, |r| r.fleet);
     let name = "A/A (canary = control)";
@@ -284,7 +284,7 @@ pub fn table(base: &Scenario, args: &Args, single: &[(String, Tally)], failures:
         .into_iter()
         .filter(|(_, s)| [0.01, 0.05].contains(&s.canary_error) || [2.0, 4.0].contains(&s.latency_factor));
     for (name, s) in chosen {
-        let runs = many(&s, args.seconds, args.runs, args.seed + 13, true);
+        let runs = many(&s, args.seconds(), args.runs, args.seed + 13, true);
         let fleet = tally(&runs, |r| r.fleet);
         row(&name, args.runs, FLEET, &fleet);
         let alone: Vec<Tally> = (0..TRAFFIC.len()).map(|k| tally(&runs, |r| r.alone[k])).collect();

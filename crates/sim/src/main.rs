@@ -20,39 +20,35 @@ mod scenario;
 use scenario::{Judge, Outcome, Scenario, run};
 use std::time::Instant;
 
+/// The simulation's knobs; the defaults are the README's table.
+#[derive(clap::Parser)]
+#[command(about = "Simulates the rollout decisions against a Flagger-style check")]
 struct Args {
+    /// A/A runs per row (false rollbacks).
+    #[arg(long, default_value_t = 1_000)]
     aa_runs: u64,
+    /// Runs per regression row.
+    #[arg(long, default_value_t = 200)]
     runs: u64,
-    seconds: f64,
+    /// Minutes of traffic per run.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    minutes: u64,
+    /// The first run's seed.
+    #[arg(long, default_value_t = 1)]
     seed: u64,
 }
 
-fn parse() -> Result<Args, String> {
-    let mut a = Args { aa_runs: 1_000, runs: 200, seconds: 600.0, seed: 1 };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().and_then(|v| v.parse::<u64>().ok()).ok_or(format!("{flag} needs a number"));
-        match flag.as_str() {
-            "--aa-runs" => a.aa_runs = value()?,
-            "--runs" => a.runs = value()?,
-            "--minutes" => a.seconds = value()? as f64 * 60.0,
-            "--seed" => a.seed = value()?,
-            other => return Err(format!("unknown flag {other}; use --aa-runs N --runs N --minutes M --seed S")),
-        }
+impl Args {
+    /// Seconds of traffic per run.
+    fn seconds(&self) -> f64 {
+        self.minutes as f64 * 60.0
     }
-    Ok(a)
 }
 
 fn main() {
-    let args = match parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(2);
-        }
-    };
+    let args = <Args as clap::Parser>::parse();
     let started = Instant::now();
-    let base = Scenario::baseline(args.seconds);
+    let base = Scenario::baseline(args.seconds());
     let p99 = base.with_latency_test(P99.0, P99.1);
     println!("{}", base.describe());
     println!(
@@ -61,14 +57,14 @@ fn main() {
         100.0 * P99.0,
         P99.1,
         P99.1,
-        args.seconds
+        args.seconds()
     );
     println!(
         "The blue-green rows: the same traffic at {BG_RPS} rps, control alone for the first {BG_BASELINE_SECONDS} s \
          (its baseline, measured during the warm-up), then the canary takes all traffic for the rest of the {} s \
          and is judged against control's frozen figures; requests and seconds to rollback counted from the switch. \
          The Flagger-style check runs on the same streams (canary requests only, so from the switch).",
-        args.seconds
+        args.seconds()
     );
     println!();
     println!("| scenario | rps | runs | judge | rolled back | median requests | median seconds | p90 seconds |");

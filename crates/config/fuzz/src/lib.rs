@@ -38,7 +38,7 @@ pub fn check_pbtxt(text: &str) {
     }
     for batched in [false, true] {
         if let Err(e) = pbtxt::check_declared(&cfg.declared, &SIGNATURE, batched) {
-            assert!(e.starts_with("config.pbtxt: "), "check_declared error {e:?}");
+            assert!(e.to_string().starts_with("config.pbtxt: "), "check_declared error {e:?}");
         }
     }
 }
@@ -76,7 +76,7 @@ pub fn check_server_yaml(text: &str) {
                 }
             }
             Err(e) => {
-                let prefix = format!("rollouts[{}]: ", r.endpoint);
+                let (e, prefix) = (e.to_string(), format!("rollouts[{}]: ", r.endpoint));
                 assert!(e.starts_with(&prefix) && e.len() > prefix.len(), "plan error {e:?}");
             }
         }

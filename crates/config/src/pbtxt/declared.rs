@@ -42,40 +42,41 @@ pub(super) fn declared(kind: &'static str, entry: &DynamicMessage) -> Result<Dec
     Ok(Declared { kind, name, datatype, dims })
 }
 
+/// A declared input or output that the loaded model does not match; the message starts `config.pbtxt:`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Mismatch {
+    #[error("config.pbtxt: {kind} '{name}' is not an {kind} of the model ({kind}s: {})", .names.join(", "))]
+    Missing { kind: &'static str, name: String, names: Vec<String> },
+    #[error("config.pbtxt: {kind} '{name}' has data_type {declared} but the model's is {model}")]
+    DataType { kind: &'static str, name: String, declared: DataType, model: DataType },
+    #[error(
+        "config.pbtxt: {kind} '{name}' has dims {declared:?} but the model's are {model:?}{}",
+        if *.batched { " (without the batch dimension, as max_batch_size > 0)" } else { "" }
+    )]
+    Dims { kind: &'static str, name: String, declared: Vec<i64>, model: Vec<i64>, batched: bool },
+}
+
 /// Checks the config's declared inputs and outputs against the loaded model. `batched`: the model's
 /// first dimension is the batch (max_batch_size > 0), which Triton's `dims` leave out. Tensors the config
 /// does not declare are taken from the model, as Triton's auto-complete does.
-pub fn check_declared(declared: &[Declared], sig: &Signature, batched: bool) -> Result<(), String> {
+pub fn check_declared(declared: &[Declared], sig: &Signature, batched: bool) -> Result<(), Mismatch> {
     for d in declared {
-        let specs = if d.kind == "input" { &sig.inputs } else { &sig.outputs };
-        let names = || specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
-        let spec = specs.iter().find(|s| s.name == d.name).ok_or_else(|| {
-            format!(
-                "config.pbtxt: {} '{}' is not an {} of the model ({}s: {})",
-                d.kind,
-                d.name,
-                d.kind,
-                d.kind,
-                names()
-            )
+        let (kind, name) = (d.kind, d.name.clone());
+        let specs = if kind == "input" { &sig.inputs } else { &sig.outputs };
+        let spec = specs.iter().find(|s| s.name == d.name).ok_or_else(|| Mismatch::Missing {
+            kind,
+            name: name.clone(),
+            names: specs.iter().map(|s| s.name.clone()).collect(),
         })?;
         if let Some(dt) = d.datatype.filter(|&dt| dt != spec.datatype) {
-            return Err(format!(
-                "config.pbtxt: {} '{}' has data_type {dt} but the model's is {}",
-                d.kind, d.name, spec.datatype
-            ));
+            return Err(Mismatch::DataType { kind, name, declared: dt, model: spec.datatype });
         }
         let model_dims = if batched { spec.shape.get(1..).unwrap_or_default() } else { &spec.shape[..] };
         if let Some(dims) = &d.dims {
             let fits =
                 dims.len() == model_dims.len() && dims.iter().zip(model_dims).all(|(&a, &b)| a == b || a < 0 || b < 0);
             if !fits {
-                return Err(format!(
-                    "config.pbtxt: {} '{}' has dims {dims:?} but the model's are {model_dims:?}{}",
-                    d.kind,
-                    d.name,
-                    if batched { " (without the batch dimension, as max_batch_size > 0)" } else { "" }
-                ));
+                return Err(Mismatch::Dims { kind, name, declared: dims.clone(), model: model_dims.to_vec(), batched });
             }
         }
     }

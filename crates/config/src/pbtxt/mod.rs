@@ -11,7 +11,7 @@ mod read;
 mod tests;
 mod text;
 
-pub use declared::{Declared, check_declared};
+pub use declared::{Declared, Mismatch, check_declared};
 
 use crate::rollout::Seconds;
 use crate::server::{BatchingConfig, ModelConfig};

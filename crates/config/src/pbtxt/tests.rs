@@ -33,7 +33,9 @@ fn declared_tensors_are_checked_against_the_model() {
         inputs: vec![TensorSpec::new("input", DataType::Fp32, vec![-1, 64])],
         outputs: vec![TensorSpec::new("output", DataType::Fp32, vec![-1, 10])],
     };
-    let check = |pbtxt: &str, batched: bool| check_declared(&model_config(pbtxt).unwrap().0.declared, &sig, batched);
+    let check = |pbtxt: &str, batched: bool| {
+        check_declared(&model_config(pbtxt).unwrap().0.declared, &sig, batched).map_err(|e| e.to_string())
+    };
     check("input [ { name: \"input\" data_type: TYPE_FP32 dims: [ 64 ] } ]", true).unwrap();
     check("input [ { name: \"input\" dims: [ -1, 64 ] } ]", false).unwrap();
     check("output { name: \"output\" data_type: TYPE_FP32 dims: [ -1 ] }", true).unwrap();
