@@ -23,10 +23,12 @@ struct Schema {
     scalar_only: HashSet<String>,
 }
 
-static SCHEMA: LazyLock<Result<Schema, String>> = LazyLock::new(|| {
+static SCHEMA: LazyLock<Result<Schema, PbtxtError>> = LazyLock::new(|| {
     let bytes: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/model_config.bin"));
-    let pool = DescriptorPool::decode(bytes).map_err(|e| e.to_string())?;
-    let config = pool.get_message_by_name("inference.ModelConfig").ok_or("inference.ModelConfig is missing")?;
+    let pool = DescriptorPool::decode(bytes).map_err(|e| PbtxtError::Schema(e.to_string()))?;
+    let config = pool
+        .get_message_by_name("inference.ModelConfig")
+        .ok_or_else(|| PbtxtError::Schema("inference.ModelConfig is missing".into()))?;
     let (mut messages, mut others) = (HashSet::new(), HashSet::new());
     for field in pool.all_messages().flat_map(|m| m.fields().collect::<Vec<_>>()) {
         let set = if matches!(field.kind(), Kind::Message(_)) { &mut messages } else { &mut others };
@@ -36,7 +38,7 @@ static SCHEMA: LazyLock<Result<Schema, String>> = LazyLock::new(|| {
 });
 
 fn schema() -> Result<&'static Schema, PbtxtError> {
-    SCHEMA.as_ref().map_err(|e| PbtxtError::Schema(e.clone()))
+    SCHEMA.as_ref().map_err(PbtxtError::clone)
 }
 
 /// Parses `text` as an `inference.ModelConfig`.
