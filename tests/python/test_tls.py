@@ -169,3 +169,32 @@ def test_the_cli_steers_rollouts_over_https(cert, tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+    # A pinned certificate past its dates is refused as expired, as curl refuses it.
+    old_cert, old_key = expired_cert(tmp_path / "expired")
+    proc, port, log = start("--tls-cert", str(old_cert), "--tls-key", str(old_key), "--config", str(cfg),
+                            env={"SWITCHYARD_ADMIN_TOKEN": "tls-token"})
+    try:
+        assert port, "".join(log)
+        r = subprocess.run([str(BIN), "rollouts", "--server", f"https://127.0.0.1:{port}", "list",
+                            "--ca-cert", str(old_cert)], capture_output=True, text=True, timeout=30,
+                           env={**os.environ, "SWITCHYARD_ADMIN_TOKEN": "tls-token"})
+        assert r.returncode == 3 and "expired" in r.stderr.lower(), r.stderr
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def expired_cert(d):
+    """A self-signed certificate for 127.0.0.1 valid for one day in 2020 (`openssl ca` sets past dates)."""
+    d.mkdir()
+    (d / "index.txt").touch()
+    (d / "serial").write_text("01\n")
+    (d / "ca.cnf").write_text("[ca]\ndefault_ca = old\n[old]\ndatabase = index.txt\nnew_certs_dir = .\n"
+                              "serial = serial\ndefault_md = sha256\npolicy = any\ncopy_extensions = copy\n"
+                              "[any]\ncommonName = supplied\n")
+    run = lambda *a: subprocess.run(a, cwd=d, check=True, capture_output=True)  # noqa: E731
+    run("openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", "key.pem", "-out", "req.csr")
+    run("openssl", "ca", "-batch", "-config", "ca.cnf", "-selfsign", "-keyfile", "key.pem", "-in", "req.csr",
+        "-out", "cert.pem", "-startdate", "20200101000000Z", "-enddate", "20200102000000Z")
+    return d / "cert.pem", d / "key.pem"

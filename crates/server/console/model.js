@@ -138,6 +138,7 @@ export class PublicModel {
           this.reloads.push({ time_ms: now, kind: "reload", title: `config reload ${result}`, detail: "observed in /metrics" });
         }
       }
+      this.reloads = this.reloads.slice(-100);
     }
     const views = endpoints.map((endpoint) => {
       const c = counts.get(endpoint);
@@ -384,6 +385,8 @@ export function historyEntry(h) {
           return { time_ms: h.time_ms, kind: "admin", title: `${d.decision}${by}`, detail: at(h.phase, h.weight_bp) };
       }
     }
+    case "adopted":
+      return { time_ms: h.time_ms, kind: "admin", title: "adopted the fleet's state", detail: `fleet decision ${h.fleet_seq}${by}` };
     case "experiment_verdict":
       return { time_ms: h.time_ms, kind: "experiment", title: `experiment verdict: ${h.verdict}`, detail: "" };
     default:

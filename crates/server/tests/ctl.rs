@@ -94,6 +94,12 @@ fn every_command_answers_with_its_table_json_and_exit_code() {
     assert_eq!(r["history"].as_array().unwrap().len(), 3, "{r}");
     assert!(console["reloads"].as_array().unwrap().is_empty() && console["fleet"].is_null(), "{console}");
     assert_eq!(s.get("/admin/console").status, 401);
+    // An action is a POST and a view a GET: the other method is refused as such, naming the method.
+    let wrong = s.conn().request("GET", "/admin/rollouts/scorer/pause", &[("Authorization", &auth)], b"");
+    assert_eq!(wrong.status, 405, "{}", wrong.text());
+    assert!(wrong.text().contains("GET"), "{}", wrong.text());
+    let wrong = s.conn().request("POST", "/admin/rollouts/scorer/history", &[("Authorization", &auth)], b"");
+    assert_eq!(wrong.status, 405, "{}", wrong.text());
     let page = s.get("/ui");
     assert_eq!(page.status, 200);
     assert!(page.text().contains("<script type=\"module\" src=\"/ui/console.js\">"), "{}", page.text());

@@ -351,15 +351,15 @@ impl RolloutDriver {
         if self.retired.load(Ordering::Relaxed) {
             return;
         }
+        // `took` for the console's chart: a censored request's time is a lower bound, counted as it stands.
         let (failed, took) = match observation {
             Observation::Served(t) => (false, Some(t.as_secs_f64())),
             Observation::Failed => (true, None),
-            Observation::Censored(_) => (false, None),
+            Observation::Censored(t) => (false, Some(t.as_secs_f64())),
         };
-        match observation {
-            Observation::Served(took) => m.record(arm.side(), false, took.as_secs_f64()),
-            Observation::Failed => m.record(arm.side(), true, 0.0),
-            Observation::Censored(took) => m.record_censored(arm.side(), took.as_secs_f64()),
+        match (observation, took) {
+            (Observation::Censored(_), Some(t)) => m.record_censored(arm.side(), t),
+            (_, t) => m.record(arm.side(), failed, t.unwrap_or(0.0)),
         }
         let decision = match self.fleet_mode() {
             FleetMode::Alone => m.evaluate(now_ms()),

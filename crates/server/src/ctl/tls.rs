@@ -1,7 +1,7 @@
 //! HTTPS for the CLI: the server's certificate must chain to the CA certificates of `--ca-cert` (or the
 //! system's bundle), with its name checked. A certificate in `--ca-cert` that is the server's own is
-//! also accepted (pinned), as curl accepts a self-signed certificate given as `--cacert`: openssl's
-//! self-signed certificates say they are CAs, which WebPKI refuses as a server's certificate.
+//! also accepted (pinned), within its dates, as curl accepts a self-signed certificate given as `--cacert`:
+//! openssl's self-signed certificates say they are CAs, which WebPKI refuses as a server's certificate.
 
 use super::http::CallError;
 use std::fmt;
@@ -13,7 +13,9 @@ use tokio_rustls::rustls::client::{WebPkiServerVerifier, verify_server_name};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::rustls::server::ParsedCertificate;
-use tokio_rustls::rustls::{ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme, crypto};
+use tokio_rustls::rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme, crypto,
+};
 
 /// Where Linux distributions keep their CA bundle (Debian and Ubuntu, Fedora and RHEL, Alpine), after
 /// `SSL_CERT_FILE`.
@@ -41,11 +43,25 @@ impl ServerCertVerifier for Verifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        if self.pinned.iter().any(|p| p.as_ref() == end_entity.as_ref()) {
+        let verdict = self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now);
+        if verdict.is_err() && self.pinned.iter().any(|p| p.as_ref() == end_entity.as_ref()) {
+            // WebPKI checks a certificate's dates before anything else: an expired pinned certificate
+            // is refused as such; any other refusal is its being self-signed, which pinning accepts.
+            if let Err(Error::InvalidCertificate(e)) = &verdict
+                && matches!(
+                    e,
+                    CertificateError::Expired
+                        | CertificateError::ExpiredContext { .. }
+                        | CertificateError::NotValidYet
+                        | CertificateError::NotValidYetContext { .. }
+                )
+            {
+                return verdict;
+            }
             verify_server_name(&ParsedCertificate::try_from(end_entity)?, server_name)?;
             return Ok(ServerCertVerified::assertion());
         }
-        self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        verdict
     }
 
     fn verify_tls12_signature(

@@ -11,7 +11,9 @@ use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use switchyard_core::rollout::Action;
+use switchyard_runtime::rollout::RolloutDriver;
 
 /// Who may call the admin API.
 #[derive(Debug, Clone, Default)]
@@ -102,7 +104,7 @@ pub(super) async fn fleet(State(app): State<AppState>) -> Result<Json<Value>, Ap
 
 /// A rollout's status, with the fleet's view of it (every replica's evidence and the pooled verdict)
 /// when this replica belongs to a fleet.
-pub(super) async fn status(app: &AppState, driver: &switchyard_runtime::rollout::RolloutDriver) -> Value {
+pub(super) async fn status(app: &AppState, driver: &RolloutDriver) -> Value {
     let mut status = driver.status();
     // Each arm's drift, where its version monitors it.
     if let Ok(resolved) = app.endpoints().resolve(&driver.spec.endpoint, None) {
@@ -130,35 +132,32 @@ pub(super) async fn list(State(app): State<AppState>) -> Json<Value> {
     Json(Value::Array(out))
 }
 
-pub(super) async fn show(State(app): State<AppState>, Path(endpoint): Path<String>) -> Result<Json<Value>, ApiError> {
-    let driver = app
-        .endpoints()
-        .rollout(&endpoint)
+/// The rollout of `endpoint`, or a 404 naming it.
+fn rollout(app: &AppState, endpoint: &str) -> Result<Arc<RolloutDriver>, ApiError> {
+    app.endpoints()
+        .rollout(endpoint)
         .cloned()
-        .ok_or_else(|| ApiError::NotFound(format!("no rollout for endpoint '{endpoint}'")))?;
+        .ok_or_else(|| ApiError::NotFound(format!("no rollout for endpoint '{endpoint}'")))
+}
+
+pub(super) async fn show(State(app): State<AppState>, Path(endpoint): Path<String>) -> Result<Json<Value>, ApiError> {
+    let driver = rollout(&app, &endpoint)?;
     Ok(Json(status(&app, &driver).await))
 }
 
-/// `GET /admin/rollouts/{endpoint}/history[?limit=N]`: the rollout's decisions and events, oldest first;
-/// `GET /admin/rollouts/{endpoint}/series`: its last five minutes of traffic per arm, second by second.
+/// `GET /admin/rollouts/{endpoint}/history[?limit=N]`: the rollout's decisions and events, oldest first.
 pub(super) async fn history(
     State(app): State<AppState>,
-    Path((endpoint, what)): Path<(String, String)>,
+    Path(endpoint): Path<String>,
     axum::extract::Query(q): axum::extract::Query<HistoryQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    if what != "history" && what != "series" {
-        return Err(ApiError::NotFound(format!("no route for GET /admin/rollouts/{endpoint}/{what}")));
-    }
-    let driver = app
-        .endpoints()
-        .rollout(&endpoint)
-        .cloned()
-        .ok_or_else(|| ApiError::NotFound(format!("no rollout for endpoint '{endpoint}'")))?;
-    if what == "series" {
-        return Ok(Json(driver.series()));
-    }
-    let entries = driver.history(q.limit.unwrap_or(100));
+    let entries = rollout(&app, &endpoint)?.history(q.limit.unwrap_or(100));
     Ok(Json(json!({ "endpoint": endpoint, "entries": entries })))
+}
+
+/// `GET /admin/rollouts/{endpoint}/series`: its last five minutes of traffic per arm, second by second.
+pub(super) async fn series(State(app): State<AppState>, Path(endpoint): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(rollout(&app, &endpoint)?.series()))
 }
 
 #[derive(serde::Deserialize)]
@@ -170,11 +169,7 @@ pub(super) async fn act(
     State(app): State<AppState>,
     Path((endpoint, action)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let driver = app
-        .endpoints()
-        .rollout(&endpoint)
-        .cloned()
-        .ok_or_else(|| ApiError::NotFound(format!("no rollout for endpoint '{endpoint}'")))?;
+    let driver = rollout(&app, &endpoint)?;
     let action = match action.as_str() {
         "promote" => Action::Promote,
         "rollback" => Action::Rollback,

@@ -175,7 +175,9 @@ pub fn app(state: AppState) -> Router {
             .route("/admin/console", get(console::data))
             .route("/admin/rollouts", get(admin::list))
             .route("/admin/rollouts/{endpoint}", get(admin::show))
-            .route("/admin/rollouts/{endpoint}/{action}", post(admin::act).get(admin::history))
+            .route("/admin/rollouts/{endpoint}/history", get(admin::history))
+            .route("/admin/rollouts/{endpoint}/series", get(admin::series))
+            .route("/admin/rollouts/{endpoint}/{action}", post(admin::act))
             .route("/v2/repository/models/{model}/load", post(admin::load_model))
             .route("/v2/repository/models/{model}/unload", post(admin::unload_model))
             .route_layer(axum::middleware::from_fn_with_state(state.clone(), admin::require_token));
