@@ -201,6 +201,15 @@ def test_the_console_during_a_real_rollback(console_server):
             assert admin(s, "/admin/rollouts/ranker")["phase"] == "rolled_back"
             page.wait_for_selector('[data-endpoint="ranker"] .event-rollback:has-text("rolled back by admin")')
             assert "admin view" in page.inner_text("#mode"), "a token that worked is kept for the tab"
+
+            # A phone-sized screen: nothing wider than the screen, the buttons in reach.
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.wait_for_timeout(1500)  # a poll, rendered at the new width
+            widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+            assert widths[0] <= widths[1], f"the page scrolls sideways on a phone: {widths}"
+            button = page.locator('[data-endpoint="scorer"] button.action-pause')
+            box = button.bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
         finally:
             if traffic:
                 traffic.stop()

@@ -88,6 +88,13 @@ fn config_edits_apply_under_load_without_a_failed_request_and_a_bad_edit_keeps_t
         cm.swap(&scorer(50));
         wait_for(Duration::from_secs(10), "the swapped config", weight(50.0));
         assert_eq!(admin(s, "scorer")["started_ms"], started_ms, "the rollout continues, not restarts");
+        // Its history carries over: started, then reloaded.
+        let auth = format!("Bearer {TOKEN}");
+        let history =
+            s.conn().request("GET", "/admin/rollouts/scorer/history", &[("Authorization", &auth)], b"").json();
+        let events: Vec<&str> =
+            history["entries"].as_array().unwrap().iter().filter_map(|e| e["event"].as_str()).collect();
+        assert_eq!(events, ["started", "reloaded"], "{history}");
         // 2. An edit in place: a second endpoint appears.
         let with_other = format!(
             "{}  - endpoint: other\n    control: {{ model: mlp, version: 2 }}\n    canary: {{ model: mlp, version: 1, weight: 5 }}\n",

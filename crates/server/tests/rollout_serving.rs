@@ -192,6 +192,11 @@ fn a_restart_with_a_shorter_plan_starts_the_new_plan_and_says_why() {
             .any(|v| v["event"] == "restarted" && v["why"].as_str().is_some_and(|w| w.contains("saved at step 2")))
     });
     assert!(s.log().contains("rollout restarted with the configured plan"), "{}", s.log());
+    // The history read back from the audit log: the first run's steps, then the restart.
+    let auth = format!("Bearer {TOKEN}");
+    let history = s.conn().request("GET", "/admin/rollouts/scorer/history", &[("Authorization", &auth)], b"").json();
+    let events: Vec<&str> = history["entries"].as_array().unwrap().iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(events, ["started", "decision", "decision", "restarted"], "{history}");
 }
 
 #[test]

@@ -49,7 +49,7 @@ impl RolloutDriver {
         h.iter().skip(h.len().saturating_sub(limit)).cloned().collect()
     }
 
-    /// Takes the history of the driver this one replaces (when there is no audit log to seed from).
+    /// Takes the history of the driver this one replaces, before what this one has added.
     pub(super) fn carry_history(&self, previous: &RolloutDriver) {
         let old = previous.history.lock().unwrap_or_else(PoisonError::into_inner).clone();
         let mut h = self.history.lock().unwrap_or_else(PoisonError::into_inner);

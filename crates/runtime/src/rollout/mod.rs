@@ -188,9 +188,7 @@ impl RolloutDriver {
             state,
         };
         let driver = Self::start_from(spec, state_dir, Some(saved))?;
-        if state_dir.is_none() {
-            driver.carry_history(previous);
-        }
+        driver.carry_history(previous);
         // A fleet's replica stays in the fleet across a reload (the fleet's agent sees the new driver
         // on its next round).
         driver.fleet_mode.store(previous.fleet_mode() as u8, Ordering::Release);
@@ -203,7 +201,11 @@ impl RolloutDriver {
             state_file: d.join("rollouts").join(format!("{}.json", spec.endpoint)),
             audit_log: d.join("audit.jsonl"),
         });
-        let history = paths.as_ref().map(|p| history::seed(&p.audit_log, &spec.endpoint)).unwrap_or_default();
+        // Seeded from the audit log at start; a driver taking over carries its predecessor's instead.
+        let history = match (&paths, &handed) {
+            (Some(p), None) => history::seed(&p.audit_log, &spec.endpoint),
+            _ => Default::default(),
+        };
         let resumed = if handed.is_some() { "reloaded" } else { "resumed" };
         let mut quarantined = None;
         let saved = match (&paths, handed) {
