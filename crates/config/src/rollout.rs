@@ -275,8 +275,8 @@ impl RolloutConfig {
 mod tests {
     use super::*;
 
-    fn parse(yaml: &str) -> Result<RolloutConfig, String> {
-        serde_norway::from_str(yaml).map_err(|e| e.to_string())
+    fn parse(yaml: &str) -> Result<RolloutConfig, serde_norway::Error> {
+        serde_norway::from_str(yaml)
     }
 
     #[test]
@@ -296,11 +296,22 @@ mod tests {
     #[test]
     fn nonsense_is_refused_with_the_field_named() {
         let base = "endpoint: e\ncontrol: { model: m, version: 1 }\n";
-        assert!(parse(&format!("{base}canary: {{ model: m, version: 2, weight: 150 }}")).unwrap_err().contains("150"));
-        assert!(parse(&format!("{base}canary: {{ model: m, version: 2, wieght: 5 }}")).unwrap_err().contains("wieght"));
+        assert!(
+            parse(&format!("{base}canary: {{ model: m, version: 2, weight: 150 }}"))
+                .unwrap_err()
+                .to_string()
+                .contains("150")
+        );
+        assert!(
+            parse(&format!("{base}canary: {{ model: m, version: 2, wieght: 5 }}"))
+                .unwrap_err()
+                .to_string()
+                .contains("wieght")
+        );
         assert!(
             parse(&format!("{base}canary: {{ model: m, steps: [{{ weight: 5, hold: soon }}] }}"))
                 .unwrap_err()
+                .to_string()
                 .contains("soon")
         );
         let both =
