@@ -123,8 +123,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     };
     let repository = Arc::new(Repository::new(args.model_repository.clone(), env.clone(), registry, configs, wanted));
     repository.clone().watch(Duration::from_secs(args.repository_poll_secs));
-    let mut reloads = Arc::default();
-    if let Some(path) = &args.config {
+    let reloads = if let Some(path) = &args.config {
         let reloader = reload::Reloader::new(
             path.clone(),
             repository.clone(),
@@ -132,8 +131,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
             request_timeout,
             endpoints.clone(),
         );
-        reloads = reloader.log.clone();
+        let log = reloader.log.clone();
         Arc::new(reloader).watch(Duration::from_secs(args.config_poll_secs));
+        log
     } else {
         // SIGHUP's default action ends the process; without a config there is nothing to reload.
         #[cfg(unix)]
@@ -144,7 +144,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
                 }
             });
         }
-    }
+        Arc::default()
+    };
     let configs = repository.configs.clone();
     let api_token = std::env::var("SWITCHYARD_API_TOKEN").ok().filter(|t| !t.is_empty());
     if api_token.is_some() {

@@ -62,10 +62,7 @@ impl ReloadLog {
         entry["time_ms"] = serde_json::json!(switchyard_runtime::rollout::now_ms());
         entry["event"] = serde_json::json!("config_reload");
         let mut log = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if log.len() == Self::KEPT {
-            log.pop_front();
-        }
-        log.push_back(entry);
+        switchyard_runtime::rollout::keep_last(&mut log, entry, Self::KEPT);
     }
 
     /// Every reload kept, oldest first.

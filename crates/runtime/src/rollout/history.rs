@@ -24,23 +24,24 @@ pub(super) fn seed(path: &Path, endpoint: &str) -> VecDeque<Value> {
         if let Ok(v) = serde_json::from_str::<Value>(&line)
             && v["endpoint"] == endpoint
         {
-            if kept.len() == KEPT {
-                kept.pop_front();
-            }
-            kept.push_back(v);
+            keep_last(&mut kept, v, KEPT);
         }
     }
     kept
 }
 
+/// Appends `item` to `q`, dropping the oldest so that at most `kept` remain (a bounded log).
+pub fn keep_last<T>(q: &mut VecDeque<T>, item: T, kept: usize) {
+    if q.len() >= kept {
+        q.pop_front();
+    }
+    q.push_back(item);
+}
+
 impl RolloutDriver {
     /// Keeps one audit line.
     pub(super) fn remember_entry(&self, audit: &Value) {
-        let mut h = self.history.lock().unwrap_or_else(PoisonError::into_inner);
-        if h.len() == KEPT {
-            h.pop_front();
-        }
-        h.push_back(audit.clone());
+        keep_last(&mut self.history.lock().unwrap_or_else(PoisonError::into_inner), audit.clone(), KEPT);
     }
 
     /// The latest `limit` decisions and events, oldest first.

@@ -14,6 +14,7 @@ mod status;
 
 use crate::shadow::ShadowStats;
 pub use fleet::{Applied, FleetMode};
+pub use history::keep_last;
 pub(crate) use journal::replace_bytes;
 use journal::{Entry, Journal, Paths, quarantine, read_saved};
 use metrics::{Counter, Histogram, counter, gauge, histogram};

@@ -4,13 +4,13 @@
 //! openssl's self-signed certificates say they are CAs, which WebPKI refuses as a server's certificate.
 
 use super::http::CallError;
+use crate::listen::TlsError;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use tokio_rustls::rustls::client::{WebPkiServerVerifier, verify_server_name};
-use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::rustls::server::ParsedCertificate;
 use tokio_rustls::rustls::{
@@ -98,13 +98,12 @@ fn certificates(ca_cert: Option<&Path>) -> Result<(Vec<CertificateDer<'static>>,
                 CallError::Usage("no system CA bundle found: pass --ca-cert FILE (or SWITCHYARD_CA_CERT)".into())
             })?,
     };
-    let bad = |why: String| CallError::Usage(format!("CA certificates {}: {why}", path.display()));
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&path)
-        .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| bad(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(bad("no CERTIFICATE block".into()));
-    }
+    let certs = crate::listen::pem_certificates(&path).map_err(|e| match e {
+        TlsError::Certificate { path, message } => {
+            CallError::Usage(format!("CA certificates {}: {message}", path.display()))
+        }
+        other => CallError::Usage(other.to_string()),
+    })?;
     Ok((certs, ca_cert.is_some()))
 }
 

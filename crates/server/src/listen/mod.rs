@@ -7,6 +7,7 @@
 
 mod tls;
 
+pub(crate) use tls::pem_certificates;
 pub use tls::{Alpn, TlsError, acceptor};
 
 use crate::limits::ConnectionLimits;

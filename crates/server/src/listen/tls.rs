@@ -18,6 +18,19 @@ pub enum TlsError {
     Config(String),
 }
 
+/// The certificates of the PEM file at `path`: a file that cannot be read, or holds none, is refused with
+/// the reason (also the CLI's `--ca-cert`).
+pub(crate) fn pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let refused = |message: String| TlsError::Certificate { path: path.to_owned(), message };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| refused(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(refused("no CERTIFICATE block".into()));
+    }
+    Ok(certs)
+}
+
 /// The application protocol a TLS port offers (ALPN).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Alpn {
@@ -29,12 +42,7 @@ pub enum Alpn {
 
 /// An acceptor for the certificate chain at `cert` and the private key at `key`, offering `alpn`.
 pub fn acceptor(cert: &Path, key: &Path, alpn: Alpn) -> Result<TlsAcceptor, TlsError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| TlsError::Certificate { path: cert.to_owned(), message: e.to_string() })?;
-    if certs.is_empty() {
-        return Err(TlsError::Certificate { path: cert.to_owned(), message: "no CERTIFICATE block".into() });
-    }
+    let certs = pem_certificates(cert)?;
     let key_der = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| TlsError::Key { path: key.to_owned(), message: e.to_string() })?;
     let provider = Arc::new(crypto::ring::default_provider());
