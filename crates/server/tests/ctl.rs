@@ -112,6 +112,11 @@ fn every_command_answers_with_its_table_json_and_exit_code() {
     let (code, out, _) = run(&["status", "scorer", "--watch", "--interval", "0.2"]);
     assert_eq!(code, 0);
     assert!(out.contains("rolled_back"), "{out}");
+    // With --output json, each look is one line of JSON (here one: the rollout has finished).
+    let (code, out, _) = run(&["status", "scorer", "--watch", "--interval", "0.2", "--output", "json"]);
+    assert_eq!((code, out.lines().count()), (0, 1), "{out}");
+    let look: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(look["phase"], "rolled_back", "{look}");
     assert_eq!(run(&["status", "nowhere"]).0, 1);
 
     // A wrong token, no server, and usage mistakes.
